@@ -1,0 +1,84 @@
+/* gdn C ABI: a mirror of gdn.h for bindings. Structs are plain C; every call
+ * returns a gdn_status_t and, on failure, writes a message readable through
+ * gdn_last_error() (per thread). Nothing aborts on bad input. */
+#ifndef GDN_GDN_C_H_
+#define GDN_GDN_C_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define GDN_MAX_RANK 5
+
+typedef enum { GDN_DTYPE_INVALID = 0, GDN_F32, GDN_F16, GDN_BF16, GDN_I32, GDN_I64 } gdn_dtype_t;
+typedef enum {
+  GDN_BACKEND_AUTO = 0,
+  GDN_BACKEND_REFERENCE,
+  GDN_BACKEND_CPU,
+  GDN_BACKEND_CUDA,
+  GDN_BACKEND_SM90
+} gdn_backend_t;
+typedef enum { GDN_OP_PREFILL = 0, GDN_OP_DECODE, GDN_OP_VERIFY } gdn_op_t;
+typedef enum { GDN_LAYOUT_KV = 0, GDN_LAYOUT_VK } gdn_state_layout_t;
+typedef enum { GDN_GATE_LOG_SPACE = 0, GDN_GATE_FUSED } gdn_gate_mode_t;
+typedef enum {
+  GDN_OK = 0,
+  GDN_INVALID_ARGUMENT,
+  GDN_UNSUPPORTED,
+  GDN_DEVICE_ERROR,
+  GDN_INTERNAL
+} gdn_status_t;
+
+typedef struct {
+  void* data;
+  gdn_dtype_t dtype;
+  int32_t rank; /* 0: not given */
+  int64_t shape[GDN_MAX_RANK];
+  int64_t stride[GDN_MAX_RANK]; /* elements */
+} gdn_tensor_t;
+
+/* Field meanings as in gdn::Args (gdn.h). Zero-initialise, then set. */
+typedef struct {
+  gdn_tensor_t q, k, v;
+  gdn_tensor_t g, beta;
+  gdn_tensor_t a, b, a_log, dt_bias;
+  gdn_tensor_t cu_seqlens;
+  const void* cu_seqlens_host;
+  int64_t tokens_per_seq;
+  gdn_tensor_t initial_state, state_indices;
+  const void* state_indices_host;
+  gdn_tensor_t final_state, checkpoints, intermediate_states;
+  gdn_tensor_t out;
+  float scale;
+  int32_t l2norm_qk;
+  gdn_gate_mode_t gate_mode;
+  gdn_state_layout_t state_layout;
+  int32_t write_final_state;
+  int64_t checkpoint_every;
+  gdn_backend_t backend;
+  int32_t strict;
+  void* stream;
+  void* workspace;
+  size_t workspace_bytes;
+  int32_t num_threads;
+} gdn_args_t;
+
+/* Defaults of gdn::Args (write_final_state = 1, everything else zero). */
+void gdn_args_init(gdn_args_t* args);
+gdn_status_t gdn_prefill(const gdn_args_t* args);
+gdn_status_t gdn_decode(const gdn_args_t* args);
+gdn_status_t gdn_verify(const gdn_args_t* args);
+gdn_status_t gdn_workspace_size(gdn_op_t op, const gdn_args_t* args, size_t* bytes);
+gdn_status_t gdn_supports(gdn_backend_t backend, gdn_op_t op, const gdn_args_t* args);
+/* The message of this thread's last failed call ("" after a success). */
+const char* gdn_last_error(void);
+const char* gdn_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* GDN_GDN_C_H_ */

@@ -1,0 +1,26 @@
+#include "api/backend_registry.h"
+
+#include "cpu/backends.h"
+
+namespace gdn {
+
+Status run_backend(Backend backend, const Call& call, const Args& args) {
+  switch (backend) {
+    case Backend::kReference:
+      return cpu::run_reference(call, args);
+    case Backend::kCpu:
+      return cpu::run_cpu(call, args);
+    default:
+      return Status(StatusCode::kInternal,
+                    std::string("backend ") + backend_name(backend) + " is not compiled in");
+  }
+}
+
+size_t backend_workspace_size(Backend backend, const Call& call, const Args& args) {
+  (void)backend;
+  (void)call;
+  (void)args;
+  return 0;  // the host backends allocate their own scratch
+}
+
+}  // namespace gdn

@@ -1,0 +1,14 @@
+// The one place that knows every compiled backend's entry points.
+#pragma once
+
+#include <cstddef>
+
+#include "common/call.h"
+#include "gdn/gdn.h"
+
+namespace gdn {
+
+Status run_backend(Backend backend, const Call& call, const Args& args);
+size_t backend_workspace_size(Backend backend, const Call& call, const Args& args);
+
+}  // namespace gdn

@@ -1,0 +1,131 @@
+// Capability checks and routing. Pure functions of (problem, device, build):
+// nothing here touches the CUDA runtime, so tests inject any device.
+#include "gdn/dispatch.h"
+
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace gdn {
+namespace {
+
+std::string device_str(const DeviceInfo& d) {
+  std::ostringstream s;
+  s << (d.name.empty() ? "GPU" : d.name) << " (sm_" << d.cc_major << d.cc_minor << ")";
+  return s.str();
+}
+
+const char* op_verb(Op op) {
+  switch (op) {
+    case Op::kPrefill:
+      return "prefill";
+    case Op::kDecode:
+      return "decode";
+    default:
+      return "verify";
+  }
+}
+
+Status host_backend(const char* name, const Problem& p) {
+  if (p.on_device)
+    return Status::Unsupported(std::string(name) + " runs on host memory; the tensors are on GPU " +
+                               std::to_string(p.device_ordinal));
+  return Status::Ok();
+}
+
+// What every GPU backend needs of the data and the device.
+Status gpu_common(const char* name, const Problem& p, const DeviceInfo& d, int min_major, int exact_major) {
+  const std::string n = name;
+  if (!p.on_device) return Status::Unsupported(n + " needs the tensors in GPU memory; they are on the host");
+  if (!d.present) return Status::Unsupported(n + " needs a CUDA device; none is present");
+  if (exact_major > 0 && d.cc_major != exact_major)
+    return Status::Unsupported(n + " runs only on sm_" + std::to_string(exact_major) +
+                               "0 (H100, H200); the device is " + device_str(d));
+  if (d.cc_major < min_major)
+    return Status::Unsupported(n + " needs compute capability " + std::to_string(min_major) +
+                               ".0 or newer; the device is " + device_str(d));
+  if (!p.aligned16) return Status::Unsupported(n + " needs 16-byte aligned tensors and strides");
+  return Status::Ok();
+}
+
+Status head_dims(const char* name, const Problem& p) {
+  auto ok = [](int64_t x) { return x == 64 || x == 128; };
+  if (!ok(p.K) || !ok(p.V))
+    return Status::Unsupported(std::string(name) + " supports head sizes K, V in {64, 128}; got K = " +
+                               std::to_string(p.K) + ", V = " + std::to_string(p.V));
+  return Status::Ok();
+}
+
+}  // namespace
+
+std::vector<Backend> auto_order(const Problem& problem) {
+  if (!problem.on_device) return {Backend::kCpu};
+  if (problem.op == Op::kPrefill) return {Backend::kSm90, Backend::kCuda};
+  return {Backend::kCuda};
+}
+
+Status backend_supports(Backend backend, const Problem& p, const DeviceInfo& d, const BuildInfo& b) {
+  switch (backend) {
+    case Backend::kReference:
+      return host_backend("reference", p);
+    case Backend::kCpu:
+      return host_backend("cpu", p);
+    case Backend::kCuda: {
+      if (!b.cuda) return Status::Unsupported("cuda: this gdn was built without the cuda backend");
+      if (Status s = gpu_common("cuda", p, d, 8, 0); !s.ok()) return s;
+      return head_dims("cuda", p);
+    }
+    case Backend::kSm90: {
+      if (!b.sm90) return Status::Unsupported("sm90: this gdn was built without the sm90 backend");
+      if (Status s = gpu_common("sm90", p, d, 9, 9); !s.ok()) return s;
+      if (p.op != Op::kPrefill)
+        return Status::Unsupported(std::string("sm90 runs prefill only; ") + op_verb(p.op) + " runs on cuda");
+      return head_dims("sm90", p);
+    }
+    case Backend::kAuto:
+      break;
+  }
+  return Status::Invalid("backend: unknown value " + std::to_string(static_cast<int>(backend)));
+}
+
+Route route(Backend requested, bool strict, const Problem& p, const DeviceInfo& d, const BuildInfo& b) {
+  Route r;
+  std::string why_not;
+  if (requested != Backend::kAuto) {
+    Status s = backend_supports(requested, p, d, b);
+    if (s.ok()) {
+      r.backend = requested;
+      r.reason = std::string(backend_name(requested)) + " was requested";
+      return r;
+    }
+    if (s.code() == StatusCode::kInvalidArgument || strict) {
+      r.status = Status(s.code() == StatusCode::kInvalidArgument ? s.code() : StatusCode::kUnsupported,
+                        std::string("backend ") + backend_name(requested) + " cannot run this " +
+                            op_verb(p.op) + (strict ? " (strict)" : "") + ": " + s.message());
+      return r;
+    }
+    why_not = s.message();
+  }
+  std::string refusals;
+  for (Backend c : auto_order(p)) {
+    Status s = backend_supports(c, p, d, b);
+    if (s.ok()) {
+      r.backend = c;
+      if (requested != Backend::kAuto) {
+        r.fell_back = true;
+        r.reason = why_not;
+      } else {
+        r.reason = std::string(backend_name(c)) + " is the fastest backend that supports this " +
+                   op_verb(p.op) + (p.on_device ? " on " + device_str(d) : " on host memory");
+        if (!refusals.empty()) r.reason += " (" + refusals + ")";
+      }
+      return r;
+    }
+    refusals += (refusals.empty() ? "" : "; ") + s.message();
+  }
+  r.status = Status::Unsupported(std::string("no backend can run this ") + op_verb(p.op) + ": " +
+                                 (why_not.empty() ? "" : why_not + "; ") + refusals);
+  return r;
+}
+
+}  // namespace gdn

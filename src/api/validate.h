@@ -1,0 +1,13 @@
+// Argument validation (DESIGN section 6): every rule is checked before a
+// backend runs, and a rejection names the argument and the rule.
+#pragma once
+
+#include "common/call.h"
+#include "gdn/gdn.h"
+
+namespace gdn {
+
+// Checks `args` for `op` and fills `call`. Nothing is written to any tensor.
+Status validate(Op op, const Args& args, Call* call);
+
+}  // namespace gdn

@@ -1,0 +1,189 @@
+// Routing as a pure function of (problem, device, build), for injected
+// devices, and the once-per-process fallback notice.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "gdn/dispatch.h"
+#include "testing/harness.h"
+
+namespace gdn {
+namespace {
+
+DeviceInfo gpu(int major, int minor, const char* name) {
+  DeviceInfo d;
+  d.present = true;
+  d.ordinal = 0;
+  d.cc_major = major;
+  d.cc_minor = minor;
+  d.num_sms = 100;
+  d.name = name;
+  return d;
+}
+
+Problem problem(Op op, bool on_device, int64_t k = 128) {
+  Problem p;
+  p.op = op;
+  p.T = 100, p.N = 2, p.H = 16, p.HV = 32, p.K = k, p.V = k;
+  p.on_device = on_device;
+  p.device_ordinal = on_device ? 0 : -1;
+  return p;
+}
+
+struct Expect {
+  const char* device;
+  DeviceInfo info;
+  // Backend auto picks for device-resident prefill, decode; "" = none.
+  const char* prefill;
+  const char* decode;
+};
+
+TEST(Routing, InjectedDevicesWithEveryBackendBuilt) {
+  const BuildInfo all{true, true};
+  const std::vector<Expect> table = {
+      {"none", DeviceInfo{}, "", ""},
+      {"sm_75", gpu(7, 5, "T4"), "", ""},
+      {"sm_80", gpu(8, 0, "A100"), "cuda", "cuda"},
+      {"sm_89", gpu(8, 9, "L40S"), "cuda", "cuda"},
+      {"sm_90", gpu(9, 0, "H100"), "sm90", "cuda"},
+      {"sm_100", gpu(10, 0, "B200"), "cuda", "cuda"},
+  };
+  for (const Expect& e : table) {
+    SCOPED_TRACE(e.device);
+    // Host data always runs on cpu, whatever the device.
+    for (Op op : {Op::kPrefill, Op::kDecode, Op::kVerify}) {
+      Route r = route(Backend::kAuto, false, problem(op, false), e.info, all);
+      ASSERT_TRUE(r.status.ok()) << r.status.message();
+      EXPECT_EQ(r.backend, Backend::kCpu);
+      EXPECT_FALSE(r.fell_back);
+    }
+    const Route rp = route(Backend::kAuto, false, problem(Op::kPrefill, true), e.info, all);
+    const Route rd = route(Backend::kAuto, false, problem(Op::kDecode, true), e.info, all);
+    if (std::string(e.prefill).empty()) {
+      EXPECT_EQ(rp.status.code(), StatusCode::kUnsupported);
+      EXPECT_EQ(rd.status.code(), StatusCode::kUnsupported);
+      EXPECT_NE(rp.status.message().find("no backend can run this prefill"), std::string::npos)
+          << rp.status.message();
+    } else {
+      ASSERT_TRUE(rp.status.ok()) << rp.status.message();
+      ASSERT_TRUE(rd.status.ok()) << rd.status.message();
+      EXPECT_STREQ(backend_name(rp.backend), e.prefill);
+      EXPECT_STREQ(backend_name(rd.backend), e.decode);
+    }
+  }
+}
+
+TEST(Routing, ReasonsNameTheRule) {
+  const BuildInfo all{true, true};
+  EXPECT_NE(backend_supports(Backend::kSm90, problem(Op::kPrefill, true), gpu(10, 0, "B200"), all)
+                .message()
+                .find("runs only on sm_90"),
+            std::string::npos);
+  EXPECT_NE(backend_supports(Backend::kCuda, problem(Op::kPrefill, true), gpu(7, 5, "T4"), all)
+                .message()
+                .find("needs compute capability 8.0"),
+            std::string::npos);
+  EXPECT_NE(backend_supports(Backend::kCuda, problem(Op::kPrefill, true, 96), gpu(9, 0, "H100"), all)
+                .message()
+                .find("K, V in {64, 128}"),
+            std::string::npos);
+  EXPECT_NE(backend_supports(Backend::kSm90, problem(Op::kDecode, true), gpu(9, 0, "H100"), all)
+                .message()
+                .find("prefill only"),
+            std::string::npos);
+  EXPECT_NE(backend_supports(Backend::kCpu, problem(Op::kPrefill, true), gpu(9, 0, "H100"), all)
+                .message()
+                .find("host memory"),
+            std::string::npos);
+  EXPECT_NE(backend_supports(Backend::kCuda, problem(Op::kPrefill, true), gpu(9, 0, "H100"), BuildInfo{})
+                .message()
+                .find("built without the cuda backend"),
+            std::string::npos);
+  Problem unaligned = problem(Op::kPrefill, true);
+  unaligned.aligned16 = false;
+  EXPECT_NE(backend_supports(Backend::kCuda, unaligned, gpu(8, 0, "A100"), all).message().find("16-byte"),
+            std::string::npos);
+}
+
+TEST(Routing, ExplicitRequests) {
+  const BuildInfo all{true, true};
+  const DeviceInfo h100 = gpu(9, 0, "H100");
+  // Served as asked.
+  Route r = route(Backend::kCuda, false, problem(Op::kPrefill, true), h100, all);
+  ASSERT_TRUE(r.status.ok());
+  EXPECT_EQ(r.backend, Backend::kCuda);
+  EXPECT_FALSE(r.fell_back);
+  // Odd head size: sm90 cannot, and nothing on the GPU can.
+  r = route(Backend::kSm90, false, problem(Op::kPrefill, true, 96), h100, all);
+  EXPECT_FALSE(r.status.ok());
+  // sm90 asked for decode: falls back to cuda, saying why.
+  r = route(Backend::kSm90, false, problem(Op::kDecode, true), h100, all);
+  ASSERT_TRUE(r.status.ok());
+  EXPECT_EQ(r.backend, Backend::kCuda);
+  EXPECT_TRUE(r.fell_back);
+  EXPECT_NE(r.reason.find("prefill only"), std::string::npos) << r.reason;
+  // Strict turns the fallback into an error.
+  r = route(Backend::kSm90, true, problem(Op::kDecode, true), h100, all);
+  EXPECT_EQ(r.status.code(), StatusCode::kUnsupported);
+  // Host data asked to run on cuda falls back to cpu.
+  r = route(Backend::kCuda, false, problem(Op::kPrefill, false), h100, all);
+  ASSERT_TRUE(r.status.ok());
+  EXPECT_EQ(r.backend, Backend::kCpu);
+  EXPECT_TRUE(r.fell_back);
+  // The reference is never picked by auto but runs when asked.
+  r = route(Backend::kReference, true, problem(Op::kPrefill, false), DeviceInfo{}, BuildInfo{});
+  ASSERT_TRUE(r.status.ok());
+  EXPECT_EQ(r.backend, Backend::kReference);
+}
+
+std::vector<std::string> captured;
+void capture(const char* line, void*) {
+  captured.emplace_back(line);
+}
+
+TEST(Fallback, NoticePrintedExactlyOnce) {
+  testing::Case c;
+  c.seq_lens = {3, 9};
+  c.K = c.V = 16;
+  testing::Workload w(c);
+  Args& a = w.args();
+  a.backend = Backend::kSm90;  // host data: sm90 cannot run it, cpu does
+  captured.clear();
+  set_log_handler(capture, nullptr);
+  ASSERT_TRUE(prefill(a).ok());
+  ASSERT_TRUE(prefill(a).ok());
+  ASSERT_TRUE(prefill(a).ok());
+  set_log_handler(nullptr, nullptr);
+  ASSERT_EQ(captured.size(), 1u);
+  EXPECT_NE(captured[0].find("prefill asked for backend 'sm90', running 'cpu' instead"), std::string::npos)
+      << captured[0];
+  // Routing answers match the run.
+  Choice choice;
+  ASSERT_TRUE(choose_backend(Op::kPrefill, a, &choice).ok());
+  EXPECT_EQ(choice.backend, Backend::kCpu);
+  EXPECT_TRUE(choice.fell_back);
+  EXPECT_EQ(supports(Backend::kSm90, Op::kPrefill, a).code(), StatusCode::kUnsupported);
+  EXPECT_TRUE(supports(Backend::kCpu, Op::kPrefill, a).ok());
+}
+
+TEST(Fallback, EnvironmentOverridesAuto) {
+  testing::Case c;
+  c.seq_lens = {3};
+  c.K = c.V = 16;
+  testing::Workload w(c);
+  setenv("GDN_PREFILL_BACKEND", "reference", 1);
+  Choice choice;
+  const Status s = choose_backend(Op::kPrefill, w.args(), &choice);
+  unsetenv("GDN_PREFILL_BACKEND");
+  ASSERT_TRUE(s.ok()) << s.message();
+  EXPECT_EQ(choice.backend, Backend::kReference);
+  // Decode's variable does not touch prefill.
+  setenv("GDN_DECODE_BACKEND", "reference", 1);
+  ASSERT_TRUE(choose_backend(Op::kPrefill, w.args(), &choice).ok());
+  unsetenv("GDN_DECODE_BACKEND");
+  EXPECT_EQ(choice.backend, Backend::kCpu);
+}
+
+}  // namespace
+}  // namespace gdn

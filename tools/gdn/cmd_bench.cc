@@ -1,0 +1,250 @@
+// gdn bench: times the rows of a suite file (bench/suite.json) on one backend
+// and reports time, GFLOP/s, GB/s, the fraction of the roofline floor
+// (DESIGN section 7) and, when the device matches a baseline file, the
+// speedup over it.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gdn/commands.h"
+#include "gdn/cost.h"
+#include "testing/harness.h"
+
+namespace gdn::cli {
+namespace {
+
+using nlohmann::json;
+
+constexpr const char* kHelp =
+    "usage: gdn bench --suite FILE [--rows NAME,NAME,...] [--backend B] [--json OUT]\n"
+    "                 [--reps N] [--max-seconds S] [--threads N] [--baseline FILE]\n"
+    "\n"
+    "Times each row of the suite (prefill and decode entries) after a warm-up call and\n"
+    "prints the median time, GFLOP/s, GB/s, the fraction of the roofline floor measured\n"
+    "on this machine, and the speedup over the baseline when its device matches.\n"
+    "Progress goes to stderr.\n"
+    "  --rows         comma-separated row names (default: every row)\n"
+    "  --reps N       timed calls per row (default 5)\n"
+    "  --max-seconds  stop timing a row after this many seconds (default 10)\n"
+    "  --baseline F   baseline times (default: bench/baselines/fla-h100.json beside the suite)\n";
+
+struct Row {
+  std::string name;
+  Shape shape;
+  testing::Case spec;
+};
+
+std::string host_name() {
+  std::ifstream f("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("model name", 0) == 0) {
+      const size_t colon = line.find(':');
+      std::string n = line.substr(colon + 2);
+      return n + " (" + std::to_string(std::thread::hardware_concurrency()) + " threads)";
+    }
+  return "host (" + std::to_string(std::thread::hardware_concurrency()) + " threads)";
+}
+
+bool load_rows(const std::string& path, std::vector<Row>* rows, std::string* err) {
+  std::ifstream f(path);
+  if (!f) {
+    *err = "--suite: cannot open '" + path + "'";
+    return false;
+  }
+  json j;
+  try {
+    f >> j;
+    for (const json& r : j.value("prefill", json::array())) {
+      Row row;
+      row.name = r.at("name").get<std::string>();
+      row.shape.op = Op::kPrefill;
+      row.shape.H = r.at("h").get<int64_t>();
+      row.shape.HV = r.at("hv").get<int64_t>();
+      row.shape.K = r.at("k").get<int64_t>();
+      row.shape.V = r.at("v").get<int64_t>();
+      row.shape.seq_lens = r.at("seq_lens").get<std::vector<int64_t>>();
+      rows->push_back(row);
+    }
+    for (const json& r : j.value("decode", json::array())) {
+      Row row;
+      row.name = r.at("name").get<std::string>();
+      const int64_t batch = r.at("batch").get<int64_t>(), tps = r.at("tokens_per_seq").get<int64_t>();
+      row.shape.op = tps == 1 ? Op::kDecode : Op::kVerify;
+      row.shape.H = r.at("h").get<int64_t>();
+      row.shape.HV = r.at("hv").get<int64_t>();
+      row.shape.K = r.at("k").get<int64_t>();
+      row.shape.V = r.at("v").get<int64_t>();
+      row.shape.seq_lens.assign(static_cast<size_t>(batch), tps);
+      row.spec.pool_rows = r.at("pool_slots").get<int64_t>();
+      rows->push_back(row);
+    }
+  } catch (const std::exception& e) {
+    *err = "--suite: '" + path + "' is not a suite file: " + e.what();
+    return false;
+  }
+  for (Row& row : *rows) {
+    testing::Case& c = row.spec;
+    c.name = row.name;
+    c.op = row.shape.op;
+    c.seq_lens = row.shape.seq_lens;
+    c.H = row.shape.H, c.HV = row.shape.HV, c.K = row.shape.K, c.V = row.shape.V;
+    c.io = DType::kBF16;
+    c.state = DType::kF32;
+    c.l2norm = true;
+    c.initial_state = true;
+    c.pool = row.shape.op != Op::kPrefill;  // decode rows: a state pool, as engines use
+    c.pool_padding = false;
+    c.fixed_len = true;
+  }
+  return true;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+}  // namespace
+
+int cmd_bench(int argc, char** argv) {
+  Flags flags(argc, argv, {"suite", "rows", "backend", "json", "reps", "max-seconds", "threads", "baseline"},
+              {});
+  if (flags.help()) {
+    std::cout << kHelp;
+    return kExitOk;
+  }
+  if (!flags.ok()) return usage_error("bench", flags.error());
+  if (!flags.has("suite")) return usage_error("bench", "--suite FILE is required (e.g. bench/suite.json)");
+  std::string err;
+  Backend backend;
+  if (!backend_flag(flags, &backend, &err)) return usage_error("bench", err);
+  int64_t reps = 5, max_seconds = 10, threads = 0;
+  if (!flags.get_int("reps", 5, &reps, &err) || !flags.get_int("max-seconds", 10, &max_seconds, &err) ||
+      !flags.get_int("threads", 0, &threads, &err))
+    return usage_error("bench", err);
+  reps = std::max<int64_t>(1, reps);
+
+  std::vector<Row> all;
+  if (!load_rows(flags.get("suite"), &all, &err)) return usage_error("bench", err);
+  std::vector<Row> rows;
+  if (flags.has("rows")) {
+    std::stringstream ss(flags.get("rows"));
+    std::string name;
+    while (std::getline(ss, name, ',')) {
+      auto it = std::find_if(all.begin(), all.end(), [&](const Row& r) { return r.name == name; });
+      if (it == all.end()) return usage_error("bench", "--rows: no row named '" + name + "' in the suite");
+      rows.push_back(*it);
+    }
+  } else {
+    rows = all;
+  }
+
+  // Baseline times, used when the device matches.
+  const std::string device = host_name();
+  std::string baseline_path = flags.get("baseline");
+  if (baseline_path.empty()) {
+    const std::string suite = flags.get("suite");
+    const size_t slash = suite.find_last_of('/');
+    baseline_path =
+        (slash == std::string::npos ? std::string(".") : suite.substr(0, slash)) + "/baselines/fla-h100.json";
+  }
+  std::map<std::string, double> baseline;
+  std::string baseline_device;
+  if (std::ifstream bf(baseline_path); bf) {
+    try {
+      json b;
+      bf >> b;
+      baseline_device = b.value("device", "");
+      if (baseline_device == device)
+        for (auto& [name, r] : b.at("rows").items()) baseline[name] = r.at("graph_ms").get<double>();
+    } catch (const std::exception& e) {
+      return usage_error("bench", "--baseline: '" + baseline_path + "' is not a baseline file: " + e.what());
+    }
+  }
+
+  const int nthreads =
+      threads > 0 ? static_cast<int>(threads) : static_cast<int>(std::thread::hardware_concurrency());
+  std::cerr << "gdn bench: measuring host ceilings...\n";
+  const Ceilings ceil = measure_host_ceilings(nthreads);
+  std::cerr << "  copy " << ceil.copy_gbps << " GB/s, fp32 matmul " << ceil.matmul_gflops << " GFLOP/s\n";
+
+  json out_rows = json::array();
+  std::printf("%-24s %-9s %10s %10s %9s %7s %9s\n", "row", "backend", "ms", "GFLOP/s", "GB/s", "floor",
+              "speedup");
+  for (size_t i = 0; i < rows.size(); ++i) {
+    Row& row = rows[i];
+    std::cerr << "[" << i + 1 << "/" << rows.size() << "] " << row.name << "..." << std::flush;
+    testing::Workload w(row.spec);
+    Args& a = w.args();
+    a.backend = backend;
+    a.num_threads = static_cast<int>(threads);
+    Choice choice;
+    if (Status s = choose_backend(row.shape.op, a, &choice); !s.ok())
+      return usage_error("bench", row.name + ": " + s.message());
+    if (Status s = run(row.shape.op, a); !s.ok()) return usage_error("bench", row.name + ": " + s.message());
+    std::vector<double> ms;
+    const auto start = std::chrono::steady_clock::now();
+    for (int64_t r = 0; r < reps; ++r) {
+      const auto t0 = std::chrono::steady_clock::now();
+      if (Status s = run(row.shape.op, a); !s.ok())
+        return usage_error("bench", row.name + ": " + s.message());
+      const auto t1 = std::chrono::steady_clock::now();
+      ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+      if (std::chrono::duration<double>(t1 - start).count() > static_cast<double>(max_seconds)) break;
+    }
+    const double t = median(ms);
+    row.shape.write_state = true;
+    const double gflops = flops(row.shape) / (t * 1e6), gbps = bytes(row.shape) / (t * 1e6);
+    const double floor = floor_ms(row.shape, ceil) / t;
+    json jr = {{"name", row.name},
+               {"backend", backend_name(choice.backend)},
+               {"ms", t},
+               {"ms_graph", nullptr},
+               {"gflops", gflops},
+               {"gbps", gbps},
+               {"floor_ms", floor_ms(row.shape, ceil)},
+               {"floor_fraction", floor},
+               {"reps", ms.size()}};
+    std::string speedup = "-";
+    if (auto it = baseline.find(row.name); it != baseline.end()) {
+      jr["speedup_vs_baseline"] = it->second / t;
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%.2fx", it->second / t);
+      speedup = buf;
+    }
+    out_rows.push_back(jr);
+    std::cerr << " " << t << " ms\n";
+    std::printf("%-24s %-9s %10.3f %10.1f %9.2f %6.1f%% %9s\n", row.name.c_str(),
+                backend_name(choice.backend), t, gflops, gbps, 100.0 * floor, speedup.c_str());
+    std::fflush(stdout);
+  }
+  if (flags.has("json")) {
+    std::string v = version();
+    const size_t l = v.find('('), r = v.find(')');
+    json doc = {{"device", device},
+                {"commit", l != std::string::npos && r != std::string::npos ? v.substr(l + 1, r - l - 1) : v},
+                {"version", v},
+                {"timing", "host steady_clock around each call, median after one warm-up call"},
+                {"ceilings",
+                 {{"copy_gbps", ceil.copy_gbps}, {"matmul_gflops", ceil.matmul_gflops}, {"how", ceil.what}}},
+                {"baseline", baseline.empty() ? json(nullptr) : json(baseline_path)},
+                {"rows", out_rows}};
+    std::ofstream jf(flags.get("json"));
+    if (!jf) return usage_error("bench", "--json: cannot write '" + flags.get("json") + "'");
+    jf << doc.dump(1) << "\n";
+  }
+  return kExitOk;
+}
+
+}  // namespace gdn::cli

@@ -1,0 +1,1 @@
+// Placeholder until the safetensors reader lands (same session).
