@@ -10,6 +10,7 @@
 
 #include "gdn/commands.h"
 #include "gdn/cost.h"
+#include "gdn/safetensors.h"
 #include "testing/harness.h"
 
 namespace gdn::cli {
@@ -20,6 +21,9 @@ constexpr const char* kHelp =
     "               [--t T] [--dtype bf16|fp16|fp32] [--state-dtype fp32|bf16] [--layout kv|vk]\n"
     "               [--threads N]\n"
     "       gdn run --inputs IN.safetensors [--out OUT.safetensors] [--no-verify] [--backend B]\n"
+    "               [--layout kv|vk] [--l2norm] [--threads N]\n"
+    "       gdn run --dump-inputs FILE [--h H --hv HV --k K --v V] [--seq-lens L1,...] [--t T]\n"
+    "               [--dtype D] [--state-dtype D] [--layout kv|vk] [--l2norm]\n"
     "\n"
     "Runs a prefill and checks it against the float64 reference; prints the backend and why,\n"
     "the time, GFLOP/s, the error, and PASS or FAIL (exit 1 on FAIL, 2 on bad arguments).\n"
@@ -33,10 +37,27 @@ constexpr const char* kHelp =
     "  --state-dtype D  state dtype (default fp32)\n"
     "  --layout L       state layout kv (default) or vk\n"
     "  --threads N      host threads for the cpu backends (default: all)\n"
-    "  --inputs FILE    read q, k, v, g, beta, cu_seqlens (and optional initial_state,\n"
-    "                   state_indices, A_log, dt_bias, scale) from a safetensors file\n"
-    "  --out FILE       with --inputs: write o and final_state to a safetensors file\n"
-    "  --no-verify      with --inputs: skip the float64 reference check\n";
+    "  --inputs FILE    read the inputs from a safetensors file instead (shapes and dtypes\n"
+    "                   come from it):\n"
+    "                     q, k           [T, H, K] or [1, T, H, K], bf16, fp16 or fp32\n"
+    "                     v              [T, HV, V] or [1, T, HV, V], the dtype of q\n"
+    "                     g              [T, HV] or [1, T, HV] fp32, log-space decay\n"
+    "                     beta           [T, HV] or [1, T, HV] fp32 or bf16, post-sigmoid\n"
+    "                     cu_seqlens     [N + 1] int32 or int64 (absent: one sequence of T)\n"
+    "                     initial_state  [N, HV, K, V] fp32 or bf16 (optional; [N, HV, V, K]\n"
+    "                                    with --layout vk), or a pool [P, HV, K, V]\n"
+    "                     state_indices  [N] int32 or int64 pool rows (optional; < 0: no state)\n"
+    "                     A_log, dt_bias [HV] fp32 (optional, both or neither): fused gates;\n"
+    "                                    g and beta then hold the raw a and b, and\n"
+    "                                    g = -exp(A_log) softplus(a + dt_bias), beta = sigmoid(b)\n"
+    "                     scale          [] or [1] fp32 (optional; default 1/sqrt(K))\n"
+    "  --out FILE       with --inputs: write o ([T, HV, V], the dtype of v) and final_state\n"
+    "                   ([N, HV, K, V], or the updated pool) to a safetensors file\n"
+    "  --no-verify      with --inputs: skip the float64 reference check\n"
+    "  --l2norm         with --inputs: l2-normalize q and k in the kernel (default off)\n"
+    "  --dump-inputs F  write the built-in problem's q, k, v, g, beta, cu_seqlens and\n"
+    "                   initial_state to F (for --inputs) and exit; k is stored unit-norm\n"
+    "                   unless --l2norm is given (then run the file with --l2norm)\n";
 
 bool parse_dtype(const std::string& s, DType* d) {
   if (s == "bf16")
@@ -50,13 +71,34 @@ bool parse_dtype(const std::string& s, DType* d) {
   return true;
 }
 
+// Writes the built-in problem's inputs to `path` in the names --inputs reads.
+int dump_inputs(const std::string& path, const testing::Case& c) {
+  testing::Workload w(c);
+  Choice choice;
+  if (Status s = choose_backend(Op::kPrefill, w.args(), &choice); !s.ok())
+    return usage_error("run", s.message());
+  std::vector<NamedTensor> tensors;
+  std::string err;
+  const char* layout = c.layout == StateLayout::kVK ? "vk" : "kv";
+  if (!prefill_input_tensors(w.args(), &tensors, &err) ||
+      !write_safetensors(path, tensors, &err,
+                         {{"producer", "gdn run --dump-inputs"},
+                          {"layout", layout},
+                          {"l2norm", c.l2norm ? "true" : "false"}}))
+    return usage_error("run", err);
+  std::printf("wrote %lld tokens in %zu sequences to %s; run it with: gdn run --inputs %s%s%s\n",
+              static_cast<long long>(w.tokens()), c.seq_lens.size(), path.c_str(), path.c_str(),
+              c.layout == StateLayout::kVK ? " --layout vk" : "", c.l2norm ? " --l2norm" : "");
+  return kExitOk;
+}
+
 }  // namespace
 
 int cmd_run(int argc, char** argv) {
   Flags flags(argc, argv,
               {"backend", "h", "hv", "k", "v", "seq-lens", "t", "dtype", "state-dtype", "layout", "threads",
-               "inputs", "out"},
-              {"no-verify"});
+               "inputs", "out", "dump-inputs"},
+              {"no-verify", "l2norm"});
   if (flags.help()) {
     std::cout << kHelp;
     return kExitOk;
@@ -65,6 +107,9 @@ int cmd_run(int argc, char** argv) {
   if (flags.has("inputs")) return run_with_inputs(flags);
   if (flags.has("out") || flags.has("no-verify"))
     return usage_error("run", "--out and --no-verify go with --inputs");
+  if (flags.has("l2norm") && !flags.has("dump-inputs"))
+    return usage_error("run",
+                       "--l2norm goes with --inputs or --dump-inputs (the built-in run normalizes q and k)");
 
   std::string err;
   Backend backend;
@@ -95,6 +140,11 @@ int cmd_run(int argc, char** argv) {
   c.layout = layout == "vk" ? StateLayout::kVK : StateLayout::kKV;
   c.tol_o = c.tol_state = c.io == DType::kF32 ? 1e-5 : 4e-3;
   if (c.state == DType::kBF16) c.tol_state = 8e-3;
+  if (flags.has("dump-inputs")) {
+    // Without in-kernel l2norm the harness draws unit-norm keys.
+    c.l2norm = flags.has("l2norm");
+    return dump_inputs(flags.get("dump-inputs"), c);
+  }
 
   // Which backend runs, and why (the same decision the call makes).
   {
