@@ -34,8 +34,8 @@ typedef enum {
 
 typedef struct {
   void* data;
-  gdn_dtype_t dtype;
-  int32_t rank; /* 0: not given */
+  int32_t dtype; /* a gdn_dtype_t value */
+  int32_t rank;  /* 0: not given */
   int64_t shape[GDN_MAX_RANK];
   int64_t stride[GDN_MAX_RANK]; /* elements */
 } gdn_tensor_t;
@@ -54,11 +54,11 @@ typedef struct {
   gdn_tensor_t out;
   float scale;
   int32_t l2norm_qk;
-  gdn_gate_mode_t gate_mode;
-  gdn_state_layout_t state_layout;
+  int32_t gate_mode;    /* a gdn_gate_mode_t value */
+  int32_t state_layout; /* a gdn_state_layout_t value */
   int32_t write_final_state;
   int64_t checkpoint_every;
-  gdn_backend_t backend;
+  int32_t backend; /* a gdn_backend_t value */
   int32_t strict;
   void* stream;
   void* workspace;
@@ -71,8 +71,11 @@ void gdn_args_init(gdn_args_t* args);
 gdn_status_t gdn_prefill(const gdn_args_t* args);
 gdn_status_t gdn_decode(const gdn_args_t* args);
 gdn_status_t gdn_verify(const gdn_args_t* args);
-gdn_status_t gdn_workspace_size(gdn_op_t op, const gdn_args_t* args, size_t* bytes);
-gdn_status_t gdn_supports(gdn_backend_t backend, gdn_op_t op, const gdn_args_t* args);
+/* op: a gdn_op_t value; backend: a gdn_backend_t value. Enum-valued fields
+ * and parameters are int32_t so any value a binding passes is well defined;
+ * unknown values are rejected with a message. */
+gdn_status_t gdn_workspace_size(int32_t op, const gdn_args_t* args, size_t* bytes);
+gdn_status_t gdn_supports(int32_t backend, int32_t op, const gdn_args_t* args);
 /* The message of this thread's last failed call ("" after a success). */
 const char* gdn_last_error(void);
 const char* gdn_version(void);

@@ -88,12 +88,12 @@ gdn_status_t gdn_decode(const gdn_args_t* args) {
 gdn_status_t gdn_verify(const gdn_args_t* args) {
   return gdn::call_with(args, [](const gdn::Args& a) { return gdn::verify(a); });
 }
-gdn_status_t gdn_workspace_size(gdn_op_t op, const gdn_args_t* args, size_t* bytes) {
+gdn_status_t gdn_workspace_size(int32_t op, const gdn_args_t* args, size_t* bytes) {
   if (bytes == nullptr) return gdn::report(gdn::Status::Invalid("bytes: null pointer"));
   return gdn::call_with(
       args, [&](const gdn::Args& a) { return gdn::workspace_size(static_cast<gdn::Op>(op), a, bytes); });
 }
-gdn_status_t gdn_supports(gdn_backend_t backend, gdn_op_t op, const gdn_args_t* args) {
+gdn_status_t gdn_supports(int32_t backend, int32_t op, const gdn_args_t* args) {
   return gdn::call_with(args, [&](const gdn::Args& a) {
     return gdn::supports(static_cast<gdn::Backend>(backend), static_cast<gdn::Op>(op), a);
   });

@@ -81,7 +81,15 @@ Status check_tensor(const char* name, const Tensor& t) {
     if (t.stride[i] < 0 || t.stride[i] > kMaxSpan)
       return invalid(name, ": stride ", i, " is ", t.stride[i], "; strides must be non-negative (elements)");
   }
-  if (t.numel() == 0) return Status::Ok();
+  // Count the elements without overflow (broadcast strides let the count
+  // exceed the span); past this check, numel() cannot overflow.
+  for (int i = 0; i < t.rank; ++i)
+    if (t.shape[i] == 0) return Status::Ok();
+  int64_t count = 1;
+  for (int i = 0; i < t.rank; ++i) {
+    if (t.shape[i] > kMaxSpan / count) return invalid(name, ": has more than 2^56 elements");
+    count *= t.shape[i];
+  }
   for (int i = 0; i < t.rank; ++i) {
     if (t.shape[i] > 1 && t.stride[i] > kMaxSpan / (t.shape[i] - 1))
       return invalid(name, ": strides reach beyond 2^56 elements");
@@ -355,6 +363,10 @@ Status validate(Op op, const Args& a, Call* call) {
                      shape_str(a.initial_state));
     const int64_t P = a.initial_state.shape[0];
     if (Status s = check_state4("initial_state", a.initial_state, P, true); !s.ok()) return s;
+    // Written in place: the pool is an output too.
+    if (a.write_final_state) {
+      if (Status s = check_no_self_overlap("initial_state", a.initial_state); !s.ok()) return s;
+    }
     c.pool_rows = P;
     const void* idx_host = where.on_device ? a.state_indices_host : a.state_indices.data;
     if (idx_host != nullptr) {

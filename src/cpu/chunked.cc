@@ -186,20 +186,22 @@ Status prefill(const Call& c, const Args& a) {
 
   // Few items (long sequences, few heads): prepare a block of chunks of every
   // item in parallel, then advance every item's state through that block.
+  int64_t max_chunks = 0;
+  for (const WorkItem& it : items)
+    max_chunks = std::max(max_chunks, num_chunks(c.seq_start[it.n + 1] - c.seq_start[it.n]));
   const int64_t prep_bytes = (3 * c.K + c.V + kChunkSize) * kChunkSize * 4;
-  const int64_t block =
-      std::max<int64_t>(threads, kPrepBudgetBytes / std::max<int64_t>(1, prep_bytes * n_items));
+  const int64_t block = std::max<int64_t>(
+      1, std::min(max_chunks,
+                  std::max<int64_t>(threads, kPrepBudgetBytes / std::max<int64_t>(1, prep_bytes * n_items))));
   std::vector<PrepScratch> ps(static_cast<size_t>(threads));
   for (auto& s : ps) ck.alloc_scratch(s);
   std::vector<ChunkPrep> cp(static_cast<size_t>(block * n_items));
   for (auto& p : cp) ck.alloc_prep(p);
   std::vector<StepScratch> ss(static_cast<size_t>(n_items));
-  int64_t max_chunks = 0;
   for (int64_t i = 0; i < n_items; ++i) {
     const WorkItem it = items[static_cast<size_t>(i)];
     ss[i].alloc(c);
     load_state(initial_state_ref(c, a, it.n, it.hv), c.K, c.V, ss[i].S.data());
-    max_chunks = std::max(max_chunks, num_chunks(c.seq_start[it.n + 1] - c.seq_start[it.n]));
   }
   for (int64_t b0 = 0; b0 < max_chunks; b0 += block) {
     const int64_t nb = std::min(block, max_chunks - b0);

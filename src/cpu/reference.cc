@@ -28,7 +28,7 @@ Status run_reference(const Call& c, const Args& a, Float64Outputs* f64) {
     f64->intermediate.assign(static_cast<size_t>(c.N * c.intermediate_slots * c.HV * kv), 0.0);
   }
   const std::vector<WorkItem> items = work_items_longest_first(c);
-  const int threads = a.num_threads > 0 ? a.num_threads : hardware_threads();
+  const int threads = a.num_threads > 0 ? std::min(a.num_threads, hardware_threads()) : hardware_threads();
   std::vector<Recurrence<double>> workers;
   for (int w = 0; w < threads; ++w) workers.emplace_back(c, a, f64);
   parallel_for(static_cast<int64_t>(items.size()), threads,

@@ -141,6 +141,18 @@ const std::vector<Rule>& rules() {
        "cu_seqlens: not used by decode"},
       {"verify too long", Op::kVerify, true, [](Args& a) { static_cast<int32_t*>(a.cu_seqlens.data)[1] = 0; },
        "verify takes at most 16 tokens per sequence"},
+      // Found by the fuzzer: extents whose product overflows int64 (with
+      // broadcast strides the span check alone passes them).
+      {"element count overflow", Op::kPrefill, false,
+       [](Args& a) {
+         a.k.rank = 5;
+         for (int i = 0; i < 5; ++i) a.k.shape[i] = int64_t{1} << 40;
+         a.k.stride[0] = 6, a.k.stride[1] = 2, a.k.stride[2] = 1, a.k.stride[3] = 0, a.k.stride[4] = 1;
+       },
+       "k: has more than 2^56 elements"},
+      // Found by the fuzzer: a pool written in place whose rows alias.
+      {"pool rows alias", Op::kDecode, true, [](Args& a) { a.initial_state.stride[0] = 0; },
+       "initial_state: strides make elements overlap"},
       {"verify slots", Op::kVerify, true, [](Args& a) { a.intermediate_states.shape[1] = 3; },
        "intermediate_states: shape must be [N, L, HV, K, V] with N = 3, L >= 4"},
   };
@@ -177,9 +189,9 @@ TEST_P(Validation, RejectsAndWritesNothing) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Rules, Validation, ::testing::Range<size_t>(0, rules().size()),
-                         [](const ::testing::TestParamInfo<size_t>& info) {
+                         [](const ::testing::TestParamInfo<size_t>& param_info) {
                            std::string s;
-                           for (char ch : std::string(rules()[info.param].name))
+                           for (char ch : std::string(rules()[param_info.param].name))
                              s += std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
                            return s;
                          });
