@@ -1,6 +1,9 @@
 #include "api/backend_registry.h"
 
 #include "cpu/backends.h"
+#if GDN_WITH_CUDA_BACKEND
+#include "cuda/backend.h"
+#endif
 
 namespace gdn {
 
@@ -10,6 +13,10 @@ Status run_backend(Backend backend, const Call& call, const Args& args) {
       return cpu::run_reference(call, args);
     case Backend::kCpu:
       return cpu::run_cpu(call, args);
+#if GDN_WITH_CUDA_BACKEND
+    case Backend::kCuda:
+      return cuda::run_cuda(call, args);
+#endif
     default:
       return Status(StatusCode::kInternal,
                     std::string("backend ") + backend_name(backend) + " is not compiled in");
@@ -17,6 +24,9 @@ Status run_backend(Backend backend, const Call& call, const Args& args) {
 }
 
 size_t backend_workspace_size(Backend backend, const Call& call, const Args& args) {
+#if GDN_WITH_CUDA_BACKEND
+  if (backend == Backend::kCuda) return cuda::cuda_workspace_size(call, args);
+#endif
   (void)backend;
   (void)call;
   (void)args;

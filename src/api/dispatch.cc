@@ -73,6 +73,12 @@ Status backend_supports(Backend backend, const Problem& p, const DeviceInfo& d, 
     case Backend::kCuda: {
       if (!b.cuda) return Status::Unsupported("cuda: this gdn was built without the cuda backend");
       if (Status s = gpu_common("cuda", p, d, 8, 0); !s.ok()) return s;
+      if (p.op != Op::kPrefill)
+        return Status::Unsupported(std::string("cuda runs prefill only so far; ") + op_verb(p.op) +
+                                   " on the GPU is not built yet");
+      if (p.K != p.V)
+        return Status::Unsupported("cuda needs K == V; got K = " + std::to_string(p.K) +
+                                   ", V = " + std::to_string(p.V));
       return head_dims("cuda", p);
     }
     case Backend::kSm90: {
@@ -108,6 +114,7 @@ Route route(Backend requested, bool strict, const Problem& p, const DeviceInfo& 
   }
   std::string refusals;
   for (Backend c : auto_order(p)) {
+    if (c == requested) continue;  // already refused above
     Status s = backend_supports(c, p, d, b);
     if (s.ok()) {
       r.backend = c;

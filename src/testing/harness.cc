@@ -1,6 +1,7 @@
 #include "testing/harness.h"
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -8,6 +9,11 @@
 #include <sstream>
 
 #include "common/convert.h"
+#include "gdn/dispatch.h"
+
+#if GDN_WITH_CUDA
+#include <cuda_runtime_api.h>
+#endif
 
 namespace gdn::testing {
 namespace {
@@ -23,13 +29,23 @@ class Rng {
     return z ^ (z >> 31);
   }
   double uniform() { return (static_cast<double>(next() >> 11) + 0.5) * (1.0 / 9007199254740992.0); }
+  // Box-Muller gives two normals per pair of uniforms; the second is kept.
   double normal() {
+    if (have_spare_) {
+      have_spare_ = false;
+      return spare_;
+    }
     const double u1 = uniform(), u2 = uniform();
-    return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+    const double r = std::sqrt(-2.0 * std::log(u1)), a = 6.283185307179586 * u2;
+    spare_ = r * std::sin(a);
+    have_spare_ = true;
+    return r * std::cos(a);
   }
 
  private:
   uint64_t s_;
+  double spare_ = 0.0;
+  bool have_spare_ = false;
 };
 
 float round_to(DType d, float x) {
@@ -306,28 +322,169 @@ void build(const Case& c, const Inputs& in, bool oracle, CallBuffers& cb) {
   a.out = cb.out.view();
 }
 
+// GPU copies of a call's buffers: uploads every buffer, points the Args at
+// the device copies (host copies of cu_seqlens and state_indices stay
+// available to validation), and downloads the outputs after the call.
+class DeviceMirror {
+ public:
+  DeviceMirror() = default;
+  DeviceMirror(const DeviceMirror&) = delete;
+  DeviceMirror& operator=(const DeviceMirror&) = delete;
+  ~DeviceMirror() { release(); }
+
+  // Uploads cb's buffers and points `a` (a copy of cb.args) at them.
+  Status upload(CallBuffers& cb, Args& a, Op op) {
+#if GDN_WITH_CUDA
+    Buffer* all[] = {&cb.q,       &cb.k,     &cb.v,           &cb.g,           &cb.beta,
+                     &cb.a,       &cb.b,     &cb.a_log,       &cb.dt_bias,     &cb.cu,
+                     &cb.indices, &cb.state, &cb.final_state, &cb.checkpoints, &cb.intermediate,
+                     &cb.out};
+    for (Buffer* b : all) {
+      if (b->storage.empty() || b->bytes() == 0) continue;
+      void* d = nullptr;
+      if (cudaMalloc(&d, b->bytes()) != cudaSuccess) return fail("cudaMalloc");
+      maps_.push_back({b, d});
+      if (cudaMemcpy(d, b->data(), b->bytes(), cudaMemcpyHostToDevice) != cudaSuccess)
+        return fail("cudaMemcpy to device");
+    }
+    Tensor* tensors[] = {&a.q,
+                         &a.k,
+                         &a.v,
+                         &a.g,
+                         &a.beta,
+                         &a.a,
+                         &a.b,
+                         &a.a_log,
+                         &a.dt_bias,
+                         &a.cu_seqlens,
+                         &a.initial_state,
+                         &a.state_indices,
+                         &a.final_state,
+                         &a.checkpoints,
+                         &a.intermediate_states,
+                         &a.out};
+    for (Tensor* t : tensors)
+      for (const Map& m : maps_)
+        if (t->defined() && t->data == m.host->data()) t->data = m.device;
+    if (a.cu_seqlens.defined()) a.cu_seqlens_host = cb.cu.data();
+    if (a.state_indices.defined()) a.state_indices_host = cb.indices.data();
+    // A call no backend can run has no workspace size; the call itself
+    // will report why.
+    size_t bytes = 0;
+    if (!workspace_size(op, a, &bytes).ok()) bytes = 0;
+    if (bytes > 0) {
+      if (cudaMalloc(&workspace_, bytes) != cudaSuccess) return fail("cudaMalloc(workspace)");
+      a.workspace = workspace_;
+      a.workspace_bytes = bytes;
+    }
+    return Status::Ok();
+#else
+    (void)cb;
+    (void)a;
+    (void)op;
+    return Status(StatusCode::kUnsupported, "this build has no CUDA");
+#endif
+  }
+
+  // Copies every output (and the pool) back into the host buffers.
+  Status download(CallBuffers& cb) {
+#if GDN_WITH_CUDA
+    if (cudaDeviceSynchronize() != cudaSuccess) return fail("kernel execution");
+    for (Buffer* b : {&cb.out, &cb.state, &cb.final_state, &cb.checkpoints, &cb.intermediate})
+      for (const Map& m : maps_)
+        if (m.host == b && cudaMemcpy(b->data(), m.device, b->bytes(), cudaMemcpyDeviceToHost) != cudaSuccess)
+          return fail("cudaMemcpy to host");
+    return Status::Ok();
+#else
+    (void)cb;
+    return Status(StatusCode::kUnsupported, "this build has no CUDA");
+#endif
+  }
+
+ private:
+  struct Map {
+    Buffer* host;
+    void* device;
+  };
+  Status fail(const char* what) {
+#if GDN_WITH_CUDA
+    const cudaError_t e = cudaGetLastError();
+    return Status(StatusCode::kDeviceError, std::string(what) + ": " + cudaGetErrorString(e));
+#else
+    return Status(StatusCode::kDeviceError, what);
+#endif
+  }
+  void release() {
+#if GDN_WITH_CUDA
+    for (const Map& m : maps_) cudaFree(m.device);
+    if (workspace_) cudaFree(workspace_);
+#endif
+    maps_.clear();
+    workspace_ = nullptr;
+  }
+  std::vector<Map> maps_;
+  void* workspace_ = nullptr;
+};
+
 }  // namespace
+
+bool runs_on_device(Backend backend) {
+  if (backend == Backend::kCuda || backend == Backend::kSm90) return true;
+  return backend == Backend::kAuto && device_count() > 0;
+}
 
 struct Workload::Impl {
   Case c;
   Inputs in;
   CallBuffers cb;
+  std::vector<std::unique_ptr<DeviceMirror>> mirrors;
+  std::vector<Args> device_args;
+  Status status;
 };
 
-Workload::Workload(const Case& c) : impl_(std::make_unique<Impl>()) {
+Workload::Workload(const Case& c, bool on_device, int copies) : impl_(std::make_unique<Impl>()) {
   impl_->c = c;
   impl_->in = generate(c);
   build(c, impl_->in, false, impl_->cb);
+  if (!on_device) return;
+  impl_->device_args.reserve(static_cast<size_t>(copies));
+  for (int i = 0; i < copies && impl_->status.ok(); ++i) {
+    impl_->mirrors.push_back(std::make_unique<DeviceMirror>());
+    impl_->device_args.push_back(impl_->cb.args);
+    impl_->status = impl_->mirrors.back()->upload(impl_->cb, impl_->device_args.back(), c.op);
+  }
 }
 Workload::~Workload() = default;
-Args& Workload::args() {
-  return impl_->cb.args;
+const Status& Workload::status() const {
+  return impl_->status;
+}
+int Workload::copies() const {
+  return impl_->device_args.empty() ? 1 : static_cast<int>(impl_->device_args.size());
+}
+Args& Workload::args(int copy) {
+  return impl_->device_args.empty() ? impl_->cb.args : impl_->device_args[static_cast<size_t>(copy)];
+}
+Status Workload::download() {
+  if (impl_->mirrors.empty()) return Status::Ok();
+  return impl_->mirrors.front()->download(impl_->cb);
+}
+Tensor Workload::host_out() {
+  return impl_->cb.out.view();
+}
+Tensor Workload::host_final_state() {
+  return impl_->cb.final_state.view();
 }
 const Case& Workload::spec() const {
   return impl_->c;
 }
 int64_t Workload::tokens() const {
   return impl_->in.T;
+}
+
+std::string test_name(const Case& c, size_t index) {
+  std::string s = std::to_string(index) + "_";
+  for (char ch : c.name) s += std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
+  return s;
 }
 
 std::string describe(const ErrorStats& e) {
@@ -352,8 +509,18 @@ CaseResult run_case(const Case& c, Backend backend, int num_threads, bool strict
   ref.args.num_threads = num_threads;
   const Buffer pool_before = test.state;
 
+  DeviceMirror mirror;
+  const bool device = runs_on_device(backend);
+  if (device) {
+    r.status = mirror.upload(test, test.args, c.op);
+    if (!r.status.ok()) {
+      r.failure = "device setup failed: " + r.status.message();
+      return r;
+    }
+  }
   const auto t0 = std::chrono::steady_clock::now();
   r.status = run(c.op, test.args);
+  if (r.status.ok() && device) r.status = mirror.download(test);
   r.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   if (!r.status.ok()) {
     r.failure = "backend call failed: " + r.status.message();

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -60,18 +61,31 @@ struct CaseResult {
 // for timing without the reference.
 class Workload {
  public:
-  explicit Workload(const Case& c);
+  // With `on_device`, the Args point at GPU copies (check status()).
+  // `copies` > 1: that many GPU copies of the same inputs (args(i)), so a
+  // benchmark can rotate through more data than the L2 cache holds.
+  explicit Workload(const Case& c, bool on_device = false, int copies = 1);
   ~Workload();
   Workload(const Workload&) = delete;
   Workload& operator=(const Workload&) = delete;
-  Args& args();
+  Args& args(int copy = 0);
+  int copies() const;
   const Case& spec() const;
   int64_t tokens() const;
+  const Status& status() const;
+  // Device workloads: copies the outputs back; host_* then show them.
+  Status download();
+  Tensor host_out();
+  Tensor host_final_state();
 
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// Whether run_case runs `backend` on GPU copies of the data (GPU backends,
+// and auto when a CUDA device is present).
+bool runs_on_device(Backend backend);
 
 // Draws inputs for `c`, runs `backend` on them and checks against the
 // float64 reference. `num_threads` is passed to host backends.
@@ -85,5 +99,13 @@ CaseResult run_case(const Case& c, Backend backend, int num_threads = 0, bool st
 std::vector<Case> correctness_matrix();
 
 std::string describe(const ErrorStats& e);
+
+// A test name for case `index` (letters, digits and underscores).
+std::string test_name(const Case& c, size_t index);
+
+// GoogleTest prints parameterised cases by name.
+inline void PrintTo(const Case& c, std::ostream* os) {
+  *os << c.name;
+}
 
 }  // namespace gdn::testing

@@ -121,9 +121,11 @@ TEST(Consistency, VerifyIntermediatesEqualStepwiseDecode) {
   const int64_t row = c.HV * c.V;
   const auto* vo = static_cast<const float*>(ver.args().out.data);
   const auto* dout = static_cast<const float*>(dec.args().out.data);
-  for (int64_t n = 0; n < N; ++n)
-    if (idx[n] >= 0)
+  for (int64_t n = 0; n < N; ++n) {
+    if (idx[n] >= 0) {
       EXPECT_EQ(0, std::memcmp(vo + n * L * row, dout + n * L * row, L * row * sizeof(float))) << n;
+    }
+  }
 }
 
 TEST(Consistency, BitwiseDeterministicAcrossRunsAndThreadCounts) {

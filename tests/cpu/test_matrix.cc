@@ -23,16 +23,20 @@ TEST_P(CpuMatrix, MatchesReference) {
   EXPECT_EQ(r.out.non_finite, 0);
   EXPECT_EQ(r.state.non_finite, 0);
   EXPECT_LE(r.out.rel_rms, c.tol_o);
-  if (r.state.count) EXPECT_LE(r.state.rel_rms, c.tol_state);
-  if (r.checkpoints.count) EXPECT_LE(r.checkpoints.rel_rms, c.tol_state);
-  if (r.intermediate.count) EXPECT_LE(r.intermediate.rel_rms, c.tol_state);
+  if (r.state.count) {
+    EXPECT_LE(r.state.rel_rms, c.tol_state);
+  }
+  if (r.checkpoints.count) {
+    EXPECT_LE(r.checkpoints.rel_rms, c.tol_state);
+  }
+  if (r.intermediate.count) {
+    EXPECT_LE(r.intermediate.rel_rms, c.tol_state);
+  }
   EXPECT_TRUE(r.passed) << r.failure;
 }
 
 std::string case_name(const ::testing::TestParamInfo<Case>& info) {
-  std::string s;
-  for (char ch : info.param.name) s += std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
-  return std::to_string(info.index) + "_" + s;
+  return test_name(info.param, info.index);
 }
 
 INSTANTIATE_TEST_SUITE_P(Matrix, CpuMatrix, ::testing::ValuesIn(correctness_matrix()), case_name);

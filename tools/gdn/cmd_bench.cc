@@ -4,10 +4,12 @@
 // speedup over it.
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -17,6 +19,9 @@
 
 #include "gdn/commands.h"
 #include "gdn/cost.h"
+#if GDN_WITH_CUDA
+#include "gdn/gpu_bench.h"
+#endif
 #include "testing/harness.h"
 
 namespace gdn::cli {
@@ -33,7 +38,7 @@ constexpr const char* kHelp =
     "on this machine, and the speedup over the baseline when its device matches.\n"
     "Progress goes to stderr.\n"
     "  --rows         comma-separated row names (default: every row)\n"
-    "  --reps N       timed calls per row (default 5)\n"
+    "  --reps N       timed calls per row (default 5 on the host, 50 on a GPU)\n"
     "  --max-seconds  stop timing a row after this many seconds (default 10)\n"
     "  --baseline F   baseline times (default: bench/baselines/fla-h100.json beside the suite)\n";
 
@@ -129,9 +134,10 @@ int cmd_bench(int argc, char** argv) {
   std::string err;
   Backend backend;
   if (!backend_flag(flags, &backend, &err)) return usage_error("bench", err);
+  const bool on_gpu = testing::runs_on_device(backend);
   int64_t reps = 5, max_seconds = 10, threads = 0;
-  if (!flags.get_int("reps", 5, &reps, &err) || !flags.get_int("max-seconds", 10, &max_seconds, &err) ||
-      !flags.get_int("threads", 0, &threads, &err))
+  if (!flags.get_int("reps", on_gpu ? 50 : 5, &reps, &err) ||
+      !flags.get_int("max-seconds", 10, &max_seconds, &err) || !flags.get_int("threads", 0, &threads, &err))
     return usage_error("bench", err);
   reps = std::max<int64_t>(1, reps);
 
@@ -151,7 +157,12 @@ int cmd_bench(int argc, char** argv) {
   }
 
   // Baseline times, used when the device matches.
+#if GDN_WITH_CUDA
+  const std::string device = on_gpu ? gpu_name(0) : host_name();
+#else
+  if (on_gpu) return usage_error("bench", "this gdn was built without CUDA; GPU backends cannot be timed");
   const std::string device = host_name();
+#endif
   std::string baseline_path = flags.get("baseline");
   if (baseline_path.empty()) {
     const std::string suite = flags.get("suite");
@@ -175,71 +186,121 @@ int cmd_bench(int argc, char** argv) {
 
   const int nthreads =
       threads > 0 ? static_cast<int>(threads) : static_cast<int>(std::thread::hardware_concurrency());
-  std::cerr << "gdn bench: measuring host ceilings...\n";
-  const Ceilings ceil = measure_host_ceilings(nthreads);
+  std::cerr << "gdn bench: measuring " << (on_gpu ? "GPU" : "host") << " ceilings...\n";
+  Ceilings ceil;
+#if GDN_WITH_CUDA
+  if (on_gpu) {
+    if (Status s = measure_gpu_ceilings(&ceil); !s.ok()) return usage_error("bench", s.message());
+  } else {
+    ceil = measure_host_ceilings(nthreads);
+  }
+#else
+  ceil = measure_host_ceilings(nthreads);
+#endif
   std::cerr << "  copy " << ceil.copy_gbps << " GB/s, fp32 matmul " << ceil.matmul_gflops << " GFLOP/s\n";
 
   json out_rows = json::array();
-  std::printf("%-24s %-9s %10s %10s %9s %7s %9s\n", "row", "backend", "ms", "GFLOP/s", "GB/s", "floor",
-              "speedup");
+  std::printf("%-24s %-9s %10s %10s %10s %9s %7s %9s\n", "row", "backend", "ms", "ms_graph", "GFLOP/s",
+              "GB/s", "floor", "speedup");
   for (size_t i = 0; i < rows.size(); ++i) {
     Row& row = rows[i];
     std::cerr << "[" << i + 1 << "/" << rows.size() << "] " << row.name << "..." << std::flush;
-    testing::Workload w(row.spec);
-    Args& a = w.args();
-    a.backend = backend;
-    a.num_threads = static_cast<int>(threads);
-    Choice choice;
-    if (Status s = choose_backend(row.shape.op, a, &choice); !s.ok())
-      return usage_error("bench", row.name + ": " + s.message());
-    if (Status s = run(row.shape.op, a); !s.ok()) return usage_error("bench", row.name + ": " + s.message());
+    Shape sh = row.shape;
+    sh.write_state = true;
+    double t = 0.0, t_graph = -1.0;
+    std::string backend_used;
     std::vector<double> ms;
-    const auto start = std::chrono::steady_clock::now();
-    for (int64_t r = 0; r < reps; ++r) {
-      const auto t0 = std::chrono::steady_clock::now();
+    if (on_gpu) {
+#if GDN_WITH_CUDA
+      // Enough input copies that rotating through them defeats the L2 cache.
+      const double l2 = static_cast<double>(gpu_l2_bytes(0));
+      const int copies = static_cast<int>(std::min(8.0, std::max(1.0, std::ceil(2.0 * l2 / bytes(sh)))));
+      testing::Workload w(row.spec, true, copies);
+      if (!w.status().ok()) return usage_error("bench", row.name + ": " + w.status().message());
+      std::vector<Args*> sets;
+      for (int copy = 0; copy < copies; ++copy) {
+        w.args(copy).backend = backend;
+        sets.push_back(&w.args(copy));
+      }
+      Choice choice;
+      if (Status s = choose_backend(row.shape.op, *sets[0], &choice); !s.ok()) {
+        std::cerr << " skipped: " << s.message() << "\n";
+        std::printf("%-24s %-9s %s\n", row.name.c_str(), "-", ("skipped: " + s.message()).c_str());
+        out_rows.push_back({{"name", row.name}, {"skipped", s.message()}});
+        continue;
+      }
+      backend_used = backend_name(choice.backend);
+      GpuTiming gt;
+      if (Status s = time_on_gpu(row.shape.op, sets, static_cast<int>(reps), &gt); !s.ok())
+        return usage_error("bench", row.name + ": " + s.message());
+      t = gt.ms_eager;
+      t_graph = gt.ms_graph;
+      ms.push_back(t);
+#endif
+    } else {
+      testing::Workload w(row.spec);
+      Args& a = w.args();
+      a.backend = backend;
+      a.num_threads = static_cast<int>(threads);
+      Choice choice;
+      if (Status s = choose_backend(row.shape.op, a, &choice); !s.ok())
+        return usage_error("bench", row.name + ": " + s.message());
+      backend_used = backend_name(choice.backend);
       if (Status s = run(row.shape.op, a); !s.ok())
         return usage_error("bench", row.name + ": " + s.message());
-      const auto t1 = std::chrono::steady_clock::now();
-      ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
-      if (std::chrono::duration<double>(t1 - start).count() > static_cast<double>(max_seconds)) break;
+      const auto start = std::chrono::steady_clock::now();
+      for (int64_t r = 0; r < reps; ++r) {
+        const auto t0 = std::chrono::steady_clock::now();
+        if (Status s = run(row.shape.op, a); !s.ok())
+          return usage_error("bench", row.name + ": " + s.message());
+        const auto t1 = std::chrono::steady_clock::now();
+        ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+        if (std::chrono::duration<double>(t1 - start).count() > static_cast<double>(max_seconds)) break;
+      }
+      t = median(ms);
     }
-    const double t = median(ms);
-    row.shape.write_state = true;
-    const double gflops = flops(row.shape) / (t * 1e6), gbps = bytes(row.shape) / (t * 1e6);
-    const double floor = floor_ms(row.shape, ceil) / t;
+    // Rates and the roofline use the GPU time of graph replay where there is one.
+    const double tr = t_graph > 0 ? t_graph : t;
+    const double gflops = flops(sh) / (tr * 1e6), gbps = bytes(sh) / (tr * 1e6);
+    const double floor = floor_ms(sh, ceil) / tr;
     json jr = {{"name", row.name},
-               {"backend", backend_name(choice.backend)},
+               {"backend", backend_used},
                {"ms", t},
-               {"ms_graph", nullptr},
+               {"ms_graph", t_graph > 0 ? json(t_graph) : json(nullptr)},
                {"gflops", gflops},
                {"gbps", gbps},
-               {"floor_ms", floor_ms(row.shape, ceil)},
+               {"floor_ms", floor_ms(sh, ceil)},
                {"floor_fraction", floor},
                {"reps", ms.size()}};
     std::string speedup = "-";
     if (auto it = baseline.find(row.name); it != baseline.end()) {
-      jr["speedup_vs_baseline"] = it->second / t;
+      jr["speedup_vs_baseline"] = it->second / tr;
       char buf[32];
-      std::snprintf(buf, sizeof buf, "%.2fx", it->second / t);
+      std::snprintf(buf, sizeof buf, "%.2fx", it->second / tr);
       speedup = buf;
     }
     out_rows.push_back(jr);
-    std::cerr << " " << t << " ms\n";
-    std::printf("%-24s %-9s %10.3f %10.1f %9.2f %6.1f%% %9s\n", row.name.c_str(),
-                backend_name(choice.backend), t, gflops, gbps, 100.0 * floor, speedup.c_str());
+    std::cerr << " " << t << " ms" << (t_graph > 0 ? ", graph " + std::to_string(t_graph) + " ms" : "")
+              << "\n";
+    std::printf("%-24s %-9s %10.4f %10.4f %10.1f %9.1f %6.1f%% %9s\n", row.name.c_str(), backend_used.c_str(),
+                t, t_graph, gflops, gbps, 100.0 * floor, speedup.c_str());
     std::fflush(stdout);
   }
   if (flags.has("json")) {
     std::string v = version();
     const size_t l = v.find('('), r = v.find(')');
-    json doc = {{"device", device},
-                {"commit", l != std::string::npos && r != std::string::npos ? v.substr(l + 1, r - l - 1) : v},
-                {"version", v},
-                {"timing", "host steady_clock around each call, median after one warm-up call"},
-                {"ceilings",
-                 {{"copy_gbps", ceil.copy_gbps}, {"matmul_gflops", ceil.matmul_gflops}, {"how", ceil.what}}},
-                {"baseline", baseline.empty() ? json(nullptr) : json(baseline_path)},
-                {"rows", out_rows}};
+    json doc = {
+        {"device", device},
+        {"commit", l != std::string::npos && r != std::string::npos ? v.substr(l + 1, r - l - 1) : v},
+        {"version", v},
+        {"timing", on_gpu ? "ms: median end-to-end wall time of a plain call (launch to stream sync); "
+                            "ms_graph: median GPU time per call replaying a CUDA graph (CUDA events), "
+                            "inputs rotated across copies to defeat L2; rates and floor use ms_graph"
+                          : "host steady_clock around each call, median after one warm-up call"},
+        {"ceilings",
+         {{"copy_gbps", ceil.copy_gbps}, {"matmul_gflops", ceil.matmul_gflops}, {"how", ceil.what}}},
+        {"baseline", baseline.empty() ? json(nullptr) : json(baseline_path)},
+        {"rows", out_rows}};
     std::ofstream jf(flags.get("json"));
     if (!jf) return usage_error("bench", "--json: cannot write '" + flags.get("json") + "'");
     jf << doc.dump(1) << "\n";

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# One call on the GPU machine: GPU tests, compute-sanitizer (memcheck,
+# racecheck, synccheck) on a reduced set, the benchmark suite on the cuda
+# backend, SASS facts, and a short summary table printed last. Uses the
+# binaries scripts/build-device.sh put in .deps/device-bin (carry it).
+# Every log lands in $OUT as it is written.
+set -u
+cd "$(dirname "$0")/.."
+BIN=${GDN_DEVICE_BIN:-.deps/device-bin}
+OUT=${OUT:-/tmp/gdn-device-out}
+STEPS=${GDN_STEPS:-"tests sanitize bench sass"}
+ROWS=${GDN_ROWS:-}
+mkdir -p "$OUT"
+export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+summary="$OUT/summary.txt"
+: >"$summary"
+note() { echo "$*" | tee -a "$summary"; }
+
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv >"$OUT/gpu.txt" 2>&1
+note "device: $(head -2 "$OUT/gpu.txt" | tail -1)"
+note "binaries built from: $(cat "$BIN/COMMIT" 2>/dev/null)"
+
+for step in $STEPS; do
+  case $step in
+    tests)
+      timeout 400 "$BIN/gdn_gpu_tests" --gtest_brief=0 >"$OUT/gpu-tests.log" 2>&1
+      rc=$?
+      note "gpu tests: rc=$rc, $(grep -E '^\[  PASSED  \]' "$OUT/gpu-tests.log" | head -1) $(grep -cE '^\[  FAILED  \] .*\)$' "$OUT/gpu-tests.log") failed, $(grep -cE '^\[  SKIPPED \] .*\)$' "$OUT/gpu-tests.log") skipped"
+      grep -E '^\[  FAILED  \]' "$OUT/gpu-tests.log" | head -20 | tee -a "$summary"
+      ;;
+    sanitize)
+      filter='CudaProperties.*:Matrix/CudaMatrix.MatchesReference/1[0-3]_*'
+      for tool in memcheck racecheck synccheck; do
+        timeout 300 compute-sanitizer --tool "$tool" --error-exitcode 99 "$BIN/gdn_gpu_tests" \
+          --gtest_filter="$filter" >"$OUT/sanitize-$tool.log" 2>&1
+        rc=$?
+        note "compute-sanitizer $tool: rc=$rc, $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitize-$tool.log" | tail -1)"
+      done
+      ;;
+    bench)
+      args=(bench --suite bench/suite.json --backend cuda --json "$OUT/bench-cuda.json")
+      [ -n "$ROWS" ] && args+=(--rows "$ROWS")
+      timeout 420 "$BIN/gdn" "${args[@]}" >"$OUT/bench-cuda.txt" 2>"$OUT/bench-cuda.err"
+      note "bench: rc=$?"
+      ;;
+    sass)
+      cuobjdump --dump-resource-usage "$BIN/gdn" >"$OUT/resource-usage.txt" 2>&1
+      cuobjdump --dump-sass "$BIN/gdn" >"$OUT/sass.txt" 2>&1
+      note "SASS: $(grep -c HMMA "$OUT/sass.txt") HMMA, $(grep -c HGMMA "$OUT/sass.txt") HGMMA, $(grep -cE 'LDL|STL' "$OUT/sass.txt") LDL/STL"
+      rm -f "$OUT/sass.txt"
+      ;;
+  esac
+done
+[ -f "$OUT/bench-cuda.txt" ] && cat "$OUT/bench-cuda.txt"
+echo "---"
+cat "$summary"

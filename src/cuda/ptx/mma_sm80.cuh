@@ -1,0 +1,105 @@
+// Warp-level tensor-core products (PTX ISA 9.7.14, "mma"): m16n8k8 with tf32
+// operands and fp32 accumulators, sm_80 and newer.
+//
+// Fragment ownership within a warp (g = lane / 4, t = lane % 4):
+//   A 16x8 (row-major): a0 (g, t)  a1 (g + 8, t)  a2 (g, t + 4)  a3 (g + 8, t + 4)
+//   B 8x8  (k x n):     b0 (t, g)  b1 (t + 4, g)
+//   C 16x8:             c0 (g, 2t) c1 (g, 2t + 1) c2 (g + 8, 2t) c3 (g + 8, 2t + 1)
+#pragma once
+
+#include <cstdint>
+
+namespace gdn::cuda {
+
+__device__ __forceinline__ uint32_t to_tf32(float x) {
+  uint32_t r;
+  asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
+  return r;
+}
+
+// x rounded to the nearest tf32 value, as a float.
+__device__ __forceinline__ float tf32_round(float x) {
+  return __uint_as_float(to_tf32(x));
+}
+
+// c += a * b
+__device__ __forceinline__ void mma_tf32(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+// A fragment from a row-major fp32 matrix in shared memory (stride in floats).
+__device__ __forceinline__ void load_a_rowmajor(uint32_t (&a)[4], const float* m, int stride, int row0,
+                                                int k0, int lane) {
+  const int g = lane >> 2, t = lane & 3;
+  a[0] = to_tf32(m[(row0 + g) * stride + k0 + t]);
+  a[1] = to_tf32(m[(row0 + g + 8) * stride + k0 + t]);
+  a[2] = to_tf32(m[(row0 + g) * stride + k0 + t + 4]);
+  a[3] = to_tf32(m[(row0 + g + 8) * stride + k0 + t + 4]);
+}
+
+// A fragment of the transpose of a row-major matrix: A(r, k) = m[k][r].
+__device__ __forceinline__ void load_a_transposed(uint32_t (&a)[4], const float* m, int stride, int row0,
+                                                  int k0, int lane) {
+  const int g = lane >> 2, t = lane & 3;
+  a[0] = to_tf32(m[(k0 + t) * stride + row0 + g]);
+  a[1] = to_tf32(m[(k0 + t) * stride + row0 + g + 8]);
+  a[2] = to_tf32(m[(k0 + t + 4) * stride + row0 + g]);
+  a[3] = to_tf32(m[(k0 + t + 4) * stride + row0 + g + 8]);
+}
+
+// B fragment (k x n) from a row-major [k][n] fp32 matrix in shared memory.
+__device__ __forceinline__ void load_b_rowmajor(uint32_t (&b)[2], const float* m, int stride, int k0, int n0,
+                                                int lane) {
+  const int g = lane >> 2, t = lane & 3;
+  b[0] = to_tf32(m[(k0 + t) * stride + n0 + g]);
+  b[1] = to_tf32(m[(k0 + t + 4) * stride + n0 + g]);
+}
+
+// B fragment where B(k, n) = m[n][k] (a row-major [n][k] matrix, e.g. K^T).
+__device__ __forceinline__ void load_b_transposed(uint32_t (&b)[2], const float* m, int stride, int k0,
+                                                  int n0, int lane) {
+  const int g = lane >> 2, t = lane & 3;
+  b[0] = to_tf32(m[(n0 + g) * stride + k0 + t]);
+  b[1] = to_tf32(m[(n0 + g) * stride + k0 + t + 4]);
+}
+
+}  // namespace gdn::cuda
+
+namespace gdn::cuda {
+
+// k-permuted fragments. A product sums over k, so any permutation applied to
+// A's columns and B's rows alike leaves it unchanged. Within each group of 8,
+// logical k = t maps to physical 2t and k = t + 4 to 2t + 1: a thread's two k
+// values are then adjacent in memory, one 32-bit (16-bit data) or 64-bit
+// (fp32 data) shared load instead of two.
+
+// Exact tf32 bits of a 16-bit float (its mantissa fits), rounded ones of fp32.
+__device__ __forceinline__ uint32_t tf32_bits(float x) {
+  return to_tf32(x);
+}
+
+// A fragment from a row-major tf32-valued fp32 tile.
+__device__ __forceinline__ void load_a_perm(uint32_t (&a)[4], const float* m, int stride, int row0, int k0,
+                                            int lane) {
+  const int g = lane >> 2, t = lane & 3;
+  const float2 lo = *reinterpret_cast<const float2*>(m + (row0 + g) * stride + k0 + 2 * t);
+  const float2 hi = *reinterpret_cast<const float2*>(m + (row0 + g + 8) * stride + k0 + 2 * t);
+  a[0] = __float_as_uint(lo.x);
+  a[2] = __float_as_uint(lo.y);
+  a[1] = __float_as_uint(hi.x);
+  a[3] = __float_as_uint(hi.y);
+}
+
+// B fragment from a row-major [k][n] tf32-valued fp32 tile.
+__device__ __forceinline__ void load_b_perm(uint32_t (&b)[2], const float* m, int stride, int k0, int n0,
+                                            int lane) {
+  const int g = lane >> 2, t = lane & 3;
+  b[0] = __float_as_uint(m[(k0 + 2 * t) * stride + n0 + g]);
+  b[1] = __float_as_uint(m[(k0 + 2 * t + 1) * stride + n0 + g]);
+}
+
+}  // namespace gdn::cuda

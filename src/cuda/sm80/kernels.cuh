@@ -1,0 +1,21 @@
+// Launchers of the portable prefill's kernels (instantiated for the io
+// dtypes bf16, fp16, fp32 and K = V in {64, 128}).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "cuda/sm80/params.h"
+
+namespace gdn::cuda {
+
+template <typename T, int K, int V>
+Status launch_prefill_prep(const PrefillParams& p, cudaStream_t stream);
+
+// The state pass for VT state columns per CTA (16 or 32), with p.stages
+// ring slots; prefill_state_smem gives the shared memory that takes.
+template <typename T, int K, int V, int VT>
+Status launch_prefill_state(const PrefillParams& p, cudaStream_t stream);
+template <typename T, int K, int V, int VT>
+size_t prefill_state_smem(int stages);
+
+}  // namespace gdn::cuda

@@ -1,0 +1,200 @@
+// Host side of the portable prefill: workspace layout, parameters, and the
+// three launches (chunk metadata, stage 1, stage 2) on the caller's stream.
+// Nothing is allocated and nothing waits on the device, so a call can be
+// captured in a CUDA graph.
+#include <algorithm>
+#include <map>
+#include <mutex>
+
+#include "cuda/backend.h"
+#include "cuda/prep/chunk_meta.cuh"
+#include "cuda/sm80/kernels.cuh"
+
+namespace gdn::cuda {
+namespace {
+
+constexpr size_t kAlign = 256;
+
+size_t align_up(size_t x) {
+  return (x + kAlign - 1) / kAlign * kAlign;
+}
+
+// Upper bound of sum_n ceil(L_n / 64) for N sequences of T tokens: at most
+// min(N, T) non-empty sequences, all but one as short as one token.
+int64_t max_chunks(int64_t T, int64_t N) {
+  if (T == 0 || N == 0) return 0;
+  const int64_t m = std::min(N, T);
+  return (m - 1) + (T - (m - 1) + kChunk - 1) / kChunk;
+}
+
+struct Layout {
+  size_t meta = 0, au = 0, l = 0, f = 0, total = 0;
+};
+
+Layout layout(const Call& c) {
+  Layout l;
+  const size_t chunks = static_cast<size_t>(max_chunks(c.T, c.N)) * static_cast<size_t>(c.HV);
+  size_t at = 0;
+  l.meta = at;
+  at = align_up(at + sizeof(int32_t) * (2 * (static_cast<size_t>(c.N) + 1) + 1));
+  l.au = at;
+  at = align_up(at + sizeof(float) * chunks * kChunk * kChunk);
+  l.l = at;
+  at = align_up(at + sizeof(float) * chunks * kChunk * kChunk);
+  l.f = at;
+  at = align_up(at + sizeof(float) * chunks * kFactorStride);
+  l.total = at;
+  return l;
+}
+
+StateTensor state_tensor(const Tensor& t, StateLayout layout) {
+  StateTensor s;
+  if (!t.defined()) return s;
+  s.data = t.data;
+  s.row_stride = t.stride[0];
+  s.head_stride = t.stride[1];
+  s.k_stride = layout == StateLayout::kKV ? t.stride[2] : t.stride[3];
+  s.v_stride = layout == StateLayout::kKV ? t.stride[3] : t.stride[2];
+  s.bf16 = t.dtype == DType::kBF16;
+  return s;
+}
+
+// What the state pass's launch depends on, read once per device.
+struct DeviceLimits {
+  int sms = 0;
+  size_t smem_optin = 0;
+};
+
+Status device_limits(int ordinal, DeviceLimits* out) {
+  static std::mutex mutex;
+  static std::map<int, DeviceLimits> cache;
+  std::lock_guard<std::mutex> lock(mutex);
+  auto it = cache.find(ordinal);
+  if (it == cache.end()) {
+    DeviceLimits d;
+    int smem = 0;
+    GDN_CUDA_RETURN(cudaDeviceGetAttribute(&d.sms, cudaDevAttrMultiProcessorCount, ordinal));
+    GDN_CUDA_RETURN(cudaDeviceGetAttribute(&smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, ordinal));
+    d.smem_optin = static_cast<size_t>(smem);
+    it = cache.emplace(ordinal, d).first;
+  }
+  *out = it->second;
+  return Status::Ok();
+}
+
+// State-pass shape: 16 state columns per CTA when 32 would leave SMs idle
+// (few sequences and heads), else 32 (fewer re-reads of q, k, Au, L); two
+// ring slots when they fit in shared memory (H100: 227 KiB), else one
+// (A100: 163 KiB; sm_86/89: 99 KiB).
+template <typename T, int KV>
+Status launch(PrefillParams p, int64_t checkpoint_rows, const DeviceLimits& dev, cudaStream_t stream) {
+  launch_chunk_meta(p, checkpoint_rows, stream);
+  GDN_CUDA_RETURN(cudaGetLastError());
+  if (Status s = launch_prefill_prep<T, KV, KV>(p, stream); !s.ok()) return s;
+  const bool wide =
+      p.N * p.HV * (KV / 32) >= dev.sms && prefill_state_smem<T, KV, KV, 32>(1) <= dev.smem_optin;
+  if (wide) {
+    p.stages = prefill_state_smem<T, KV, KV, 32>(2) <= dev.smem_optin ? 2 : 1;
+    return launch_prefill_state<T, KV, KV, 32>(p, stream);
+  }
+  p.stages = prefill_state_smem<T, KV, KV, 16>(2) <= dev.smem_optin ? 2 : 1;
+  if (prefill_state_smem<T, KV, KV, 16>(p.stages) > dev.smem_optin)
+    return Status::Unsupported("cuda: the device's shared memory per block (" +
+                               std::to_string(dev.smem_optin) + " bytes) is too small for the state pass");
+  return launch_prefill_state<T, KV, KV, 16>(p, stream);
+}
+
+template <typename T>
+Status launch_dtype(const PrefillParams& p, int64_t kv, int64_t checkpoint_rows, const DeviceLimits& dev,
+                    cudaStream_t stream) {
+  switch (kv) {
+    case 64:
+      return launch<T, 64>(p, checkpoint_rows, dev, stream);
+    case 128:
+      return launch<T, 128>(p, checkpoint_rows, dev, stream);
+    default:
+      return Status::Unsupported("cuda: head size " + std::to_string(kv) + " is not compiled (64, 128)");
+  }
+}
+
+}  // namespace
+
+size_t cuda_workspace_size(const Call& call, const Args& args) {
+  (void)args;
+  if (call.op != Op::kPrefill) return 0;
+  return layout(call).total;
+}
+
+Status run_cuda(const Call& c, const Args& a) {
+  if (c.op != Op::kPrefill) return Status::Unsupported("cuda: only prefill runs on the GPU so far");
+  if (c.K != c.V) return Status::Unsupported("cuda: needs K == V");
+  const Layout l = layout(c);
+  if (a.workspace_bytes < l.total || (l.total > 0 && a.workspace == nullptr))
+    return Status::Invalid("workspace: this prefill needs " + std::to_string(l.total) +
+                           " bytes (gdn::workspace_size), got " + std::to_string(a.workspace_bytes));
+  if (reinterpret_cast<uintptr_t>(a.workspace) % kAlign != 0)
+    return Status::Invalid("workspace: must be 256-byte aligned");
+
+  PrefillParams p;
+  p.T = c.T, p.N = c.N, p.H = c.H, p.HV = c.HV, p.group = c.HV / c.H;
+  p.q = a.q.data, p.k = a.k.data, p.v = a.v.data;
+  p.q_s0 = a.q.stride[0], p.q_s1 = a.q.stride[1];
+  p.k_s0 = a.k.stride[0], p.k_s1 = a.k.stride[1];
+  p.v_s0 = a.v.stride[0], p.v_s1 = a.v.stride[1];
+  p.fused = a.gate_mode == GateMode::kFused;
+  const Tensor& ga = p.fused ? a.a : a.g;
+  const Tensor& gb = p.fused ? a.b : a.beta;
+  p.gate_a = ga.data, p.gate_b = gb.data;
+  p.gate_a_bf16 = ga.dtype == DType::kBF16, p.gate_b_bf16 = gb.dtype == DType::kBF16;
+  p.ga_s0 = ga.stride[0], p.ga_s1 = ga.stride[1], p.gb_s0 = gb.stride[0], p.gb_s1 = gb.stride[1];
+  if (p.fused) {
+    p.a_log = static_cast<const float*>(a.a_log.data);
+    p.dt_bias = static_cast<const float*>(a.dt_bias.data);
+    p.a_log_s = a.a_log.stride[0], p.dt_bias_s = a.dt_bias.stride[0];
+  }
+  p.cu_seqlens = a.cu_seqlens.data;
+  p.cu64 = a.cu_seqlens.dtype == DType::kI64;
+  p.init = state_tensor(a.initial_state, a.state_layout);
+  if (c.pool) {
+    p.indices = a.state_indices.data;
+    p.idx64 = a.state_indices.dtype == DType::kI64;
+    p.idx_s = a.state_indices.stride[0];
+    p.pool_rows = c.pool_rows;
+    if (a.write_final_state) p.fin = p.init;
+  } else if (a.write_final_state) {
+    p.fin = state_tensor(a.final_state, a.state_layout);
+  }
+  p.ckpt = state_tensor(a.checkpoints, a.state_layout);
+  p.ckpt_every = a.checkpoints.defined() ? a.checkpoint_every : 0;
+  p.out = a.out.data, p.o_s0 = a.out.stride[0], p.o_s1 = a.out.stride[1];
+  p.scale = c.scale;
+  p.l2norm = a.l2norm_qk;
+  p.max_chunks = max_chunks(c.T, c.N);
+  char* ws = static_cast<char*>(a.workspace);
+  p.chunk_offset = reinterpret_cast<int32_t*>(ws + l.meta);
+  p.ckpt_offset = p.chunk_offset + c.N + 1;
+  p.error_flag = p.ckpt_offset + c.N + 1;
+  p.Au = reinterpret_cast<float*>(ws + l.au);
+  p.L = reinterpret_cast<float*>(ws + l.l);
+  p.F = reinterpret_cast<float*>(ws + l.f);
+
+  DeviceGuard guard;
+  GDN_CUDA_RETURN(guard.set(c.device_ordinal));
+  DeviceLimits dev;
+  if (Status s = device_limits(c.device_ordinal, &dev); !s.ok()) return s;
+  const auto stream = static_cast<cudaStream_t>(a.stream);
+  const int64_t ckpt_rows = a.checkpoints.defined() ? a.checkpoints.shape[0] : 0;
+  switch (c.io_dtype) {
+    case DType::kBF16:
+      return launch_dtype<__nv_bfloat16>(p, c.K, ckpt_rows, dev, stream);
+    case DType::kF16:
+      return launch_dtype<__half>(p, c.K, ckpt_rows, dev, stream);
+    case DType::kF32:
+      return launch_dtype<float>(p, c.K, ckpt_rows, dev, stream);
+    default:
+      return Status::Unsupported(std::string("cuda: io dtype ") + dtype_name(c.io_dtype) +
+                                 " is not compiled");
+  }
+}
+
+}  // namespace gdn::cuda

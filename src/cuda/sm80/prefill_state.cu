@@ -1,0 +1,387 @@
+// Stage 2 of the portable prefill: the sequential state pass, fused with the
+// outputs. One CTA of 8 warps per (sequence, value head, VT-column tile of
+// the state) walks the sequence's chunks in order, its S tile [K, VT] on chip
+// (fp32 in registers; a tf32-rounded shared copy feeds the tensor cores).
+// Per chunk, from raw q, k, v and stage 1's Au, L and row factors (params.h):
+//   KS, QS = K S, Q S                           [64, VT]
+//   X      = V - diag(s_x) KS                   (= V - diag(exp G) K_norm S)
+//   Vn     = Au X                               (= U - W S of DESIGN section 2)
+//   O      = diag(s_q) QS + L Vn
+//   S      = decay S + K^T diag(s_k) Vn
+// Warps 0-3 compute KS and X, warps 4-7 QS and O (16 chunk rows each); all
+// eight split Vn and the S update. The next chunks' inputs stream into a ring
+// of `stages` shared-memory slots with cp.async while this one computes.
+// tf32 tensor-core products (k-permuted fragments, mma_sm80.cuh), fp32
+// accumulation.
+#include <atomic>
+
+#include "cuda/ptx/cp_async.cuh"
+#include "cuda/ptx/mma_sm80.cuh"
+#include "cuda/sm80/kernels.cuh"
+
+namespace gdn::cuda {
+namespace {
+
+constexpr int kStateThreads = 256;
+constexpr int kWarps = kStateThreads / 32;
+constexpr int kRowWarps = 4;            // warps that split a chunk's 64 rows, 16 each
+constexpr int kMatStride = kChunk + 4;  // floats per row of the 64x64 tiles
+
+// Shared-memory plan: a ring of `stages` slots of chunk inputs, then the
+// S / X buffer and Vn. Row strides are padded so that a warp's fragment
+// loads hit distinct banks (16 bytes for io tiles; 4 floats for the VT-wide
+// fp32 tiles, so rows 2t and 2t + 1 of the permuted B loads land 8 banks apart).
+template <typename T, int K, int VT>
+struct StatePlan {
+  static constexpr int kPad = 16 / sizeof(T);
+  static constexpr int kQkStride = K + kPad;  // elements of T
+  static constexpr int kVStride = VT + kPad;
+  static constexpr int kTileStride = VT + 4;  // floats: X, Vn, S
+  static constexpr size_t kQBytes = size_t{kChunk} * kQkStride * sizeof(T);
+  static constexpr size_t kVBytes = size_t{kChunk} * kVStride * sizeof(T);
+  static constexpr size_t kMatBytes = size_t{kChunk} * kMatStride * sizeof(float);
+  static constexpr size_t kFBytes = kFactorStride * sizeof(float);
+  // Slot: q | k | v | Au | L | F.
+  static constexpr size_t kQ = 0, kK = kQBytes, kV = 2 * kQBytes, kAu = kV + kVBytes, kL = kAu + kMatBytes,
+                          kF = kL + kMatBytes, kSlot = kF + kFBytes;
+  static constexpr size_t kSBytes = size_t{K} * kTileStride * sizeof(float);  // S, later X
+  static constexpr size_t kVnBytes = size_t{kChunk} * kTileStride * sizeof(float);
+  static size_t bytes(int stages) { return stages * kSlot + kSBytes + kVnBytes; }
+  static_assert(kSlot % 16 == 0 && kQBytes % 16 == 0 && kVBytes % 16 == 0, "cp.async needs 16-byte slots");
+  static_assert(kSBytes % 16 == 0, "Vn follows S on a 16-byte boundary");
+};
+
+template <typename T, int K, int VT>
+__device__ __forceinline__ void load_chunk(const PrefillParams& p, unsigned char* slot, int c, int64_t t0,
+                                           int len, int64_t h, int64_t hv, int v0, int tid) {
+  using Plan = StatePlan<T, K, VT>;
+  constexpr int kPer = 16 / sizeof(T);
+  constexpr int kRowK = K / kPer, kRowV = VT / kPer;
+  const T* q = static_cast<const T*>(p.q);
+  const T* k = static_cast<const T*>(p.k);
+  const T* v = static_cast<const T*>(p.v);
+  T* sq = reinterpret_cast<T*>(slot + Plan::kQ);
+  T* sk = reinterpret_cast<T*>(slot + Plan::kK);
+  T* sv = reinterpret_cast<T*>(slot + Plan::kV);
+  // Rows past the chunk's end are zero-filled (their source is not read).
+  for (int i = tid; i < kChunk * kRowK; i += kStateThreads) {
+    const int r = i / kRowK, e = (i % kRowK) * kPer;
+    const bool valid = r < len;
+    const int64_t t = valid ? t0 + r : t0;
+    cp_async_16(sq + r * Plan::kQkStride + e, q + t * p.q_s0 + h * p.q_s1 + e, valid);
+    cp_async_16(sk + r * Plan::kQkStride + e, k + t * p.k_s0 + h * p.k_s1 + e, valid);
+  }
+  for (int i = tid; i < kChunk * kRowV; i += kStateThreads) {
+    const int r = i / kRowV, e = (i % kRowV) * kPer;
+    const bool valid = r < len;
+    const int64_t t = valid ? t0 + r : t0;
+    cp_async_16(sv + r * Plan::kVStride + e, v + t * p.v_s0 + hv * p.v_s1 + v0 + e, valid);
+  }
+  const int64_t item = int64_t{c} * p.HV + hv;
+  const float* au = p.Au + item * kChunk * kChunk;
+  const float* l = p.L + item * kChunk * kChunk;
+  float* sau = reinterpret_cast<float*>(slot + Plan::kAu);
+  float* sl = reinterpret_cast<float*>(slot + Plan::kL);
+  for (int i = tid; i < kChunk * kChunk / 4; i += kStateThreads) {
+    const int r = i / (kChunk / 4), e = (i % (kChunk / 4)) * 4;
+    cp_async_16(sau + r * kMatStride + e, au + r * kChunk + e, true);
+    cp_async_16(sl + r * kMatStride + e, l + r * kChunk + e, true);
+  }
+  const float* f = p.F + item * kFactorStride;
+  float* sf = reinterpret_cast<float*>(slot + Plan::kF);
+  for (int i = tid; i < kFactorStride / 4; i += kStateThreads) cp_async_16(sf + 4 * i, f + 4 * i, true);
+}
+
+// tf32 bits of two adjacent io elements (16-bit floats are exact in tf32).
+template <typename T>
+__device__ __forceinline__ void io_pair(const T* p, uint32_t& lo, uint32_t& hi);
+template <>
+__device__ __forceinline__ void io_pair<__nv_bfloat16>(const __nv_bfloat16* p, uint32_t& lo, uint32_t& hi) {
+  const uint32_t w = *reinterpret_cast<const uint32_t*>(p);
+  lo = w << 16;
+  hi = w & 0xffff0000u;
+}
+template <>
+__device__ __forceinline__ void io_pair<__half>(const __half* p, uint32_t& lo, uint32_t& hi) {
+  const float2 f = __half22float2(*reinterpret_cast<const __half2*>(p));
+  lo = __float_as_uint(f.x);
+  hi = __float_as_uint(f.y);
+}
+template <>
+__device__ __forceinline__ void io_pair<float>(const float* p, uint32_t& lo, uint32_t& hi) {
+  const float2 f = *reinterpret_cast<const float2*>(p);
+  lo = to_tf32(f.x);
+  hi = to_tf32(f.y);
+}
+
+template <typename T>
+__device__ __forceinline__ uint32_t io_bits(T x) {
+  return sizeof(T) == 2 ? __float_as_uint(to_float<T>(x)) : to_tf32(to_float<T>(x));
+}
+
+// k-permuted A fragment (rows row0.., reduction columns k0..) from a
+// row-major io tile.
+template <typename T>
+__device__ __forceinline__ void load_a_io(uint32_t (&a)[4], const T* m, int stride, int row0, int k0,
+                                          int lane) {
+  const int g = lane >> 2, t = lane & 3;
+  io_pair<T>(m + (row0 + g) * stride + k0 + 2 * t, a[0], a[2]);
+  io_pair<T>(m + (row0 + g + 8) * stride + k0 + 2 * t, a[1], a[3]);
+}
+
+// k-permuted A fragment of the transpose of a row-major io tile:
+// A(r, k) = m[k][r].
+template <typename T>
+__device__ __forceinline__ void load_a_io_transposed(uint32_t (&a)[4], const T* m, int stride, int row0,
+                                                     int k0, int lane) {
+  const int g = lane >> 2, t = lane & 3;
+  const T* r0 = m + (k0 + 2 * t) * stride + row0 + g;
+  const T* r1 = r0 + stride;
+  a[0] = io_bits<T>(r0[0]);
+  a[1] = io_bits<T>(r0[8]);
+  a[2] = io_bits<T>(r1[0]);
+  a[3] = io_bits<T>(r1[8]);
+}
+
+template <typename T, int K, int V, int VT>
+__global__ void __launch_bounds__(kStateThreads, 1)
+    prefill_state_kernel(const __grid_constant__ PrefillParams p) {
+  using Plan = StatePlan<T, K, VT>;
+  constexpr int kNt = VT / 8;                        // 8-column tiles of the V tile
+  constexpr int kMtiles = K / 16;                    // 16-row tiles of S
+  constexpr int kWarpsPerMt = kWarps / kMtiles;      // warps sharing one S row tile
+  constexpr int kNtPerWarp = kNt / kWarpsPerMt;      // S column tiles per warp
+  constexpr int kVnNt = kNt / (kWarps / kRowWarps);  // Vn column tiles per warp
+  static_assert(kMtiles * kWarpsPerMt == kWarps && kNtPerWarp * kWarpsPerMt == kNt,
+                "S tiles split over warps");
+  static_assert(V % VT == 0 && kVnNt >= 1, "the V tile is a multiple of 16 columns");
+  constexpr int kTs = Plan::kTileStride;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  if (*p.error_flag) return;
+  const int stages = p.stages;
+  float* s_s = reinterpret_cast<float*>(smem_raw + stages * Plan::kSlot);  // S copy, X within a chunk
+  float* s_vn = reinterpret_cast<float*>(smem_raw + stages * Plan::kSlot + Plan::kSBytes);
+  const int64_t n = blockIdx.x, hv = blockIdx.y, h = hv / p.group;
+  const int v0 = blockIdx.z * VT;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g8 = lane >> 2, t4 = lane & 3;
+  const int64_t seq_start = load_index(p.cu_seqlens, p.cu64, n);
+  const int64_t seq_end = load_index(p.cu_seqlens, p.cu64, n + 1);
+  const int c_begin = p.chunk_offset[n], c_end = p.chunk_offset[n + 1];
+  auto chunk_t0 = [&](int c) { return seq_start + int64_t{c - c_begin} * kChunk; };
+  auto chunk_len = [&](int c) { return static_cast<int>(min(int64_t{kChunk}, seq_end - chunk_t0(c))); };
+
+  // Prefetch the first `stages` chunks; one commit group per slot, empty or not.
+  for (int i = 0; i < stages; ++i) {
+    if (c_begin + i < c_end)
+      load_chunk<T, K, VT>(p, smem_raw + i * Plan::kSlot, c_begin + i, chunk_t0(c_begin + i),
+                           chunk_len(c_begin + i), h, hv, v0, tid);
+    cp_async_commit();
+  }
+
+  int64_t row_in = -1, row_out = -1;
+  if (p.indices != nullptr) {
+    const int64_t r = load_index(p.indices, p.idx64, n * p.idx_s);
+    row_in = p.init.data != nullptr && r >= 0 ? r : -1;
+    row_out = p.fin.data != nullptr && r >= 0 ? r : -1;
+  } else {
+    row_in = p.init.data != nullptr ? n : -1;
+    row_out = p.fin.data != nullptr ? n : -1;
+  }
+  // This warp's part of S in accumulator layout: rows s_r0 + {g, g + 8},
+  // columns (s_nt0 + j) * 8 + {2t, 2t + 1}.
+  const int s_r0 = (warp / kWarpsPerMt) * 16, s_nt0 = (warp % kWarpsPerMt) * kNtPerWarp;
+  float S[kNtPerWarp][4];
+  auto s_row = [&](int e) { return s_r0 + g8 + (e >> 1) * 8; };
+  auto s_col = [&](int j, int e) { return (s_nt0 + j) * 8 + 2 * t4 + (e & 1); };
+#pragma unroll
+  for (int j = 0; j < kNtPerWarp; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      S[j][e] = row_in >= 0 ? p.init.load(row_in, hv, s_row(e), v0 + s_col(j, e)) : 0.f;
+      s_s[s_row(e) * kTs + s_col(j, e)] = tf32_round(S[j][e]);
+    }
+
+  T* out = static_cast<T*>(p.out);
+  const bool key_warp = warp < kRowWarps;  // KS and X; the others QS and O
+  const int r0 = (warp % kRowWarps) * 16;  // this warp's chunk rows
+  for (int c = c_begin, i = 0; c < c_end; ++c, ++i) {
+    const int64_t t0 = chunk_t0(c);
+    const int len = chunk_len(c);
+    unsigned char* slot = smem_raw + (i % stages) * Plan::kSlot;
+    const T* sq = reinterpret_cast<const T*>(slot + Plan::kQ);
+    const T* sk = reinterpret_cast<const T*>(slot + Plan::kK);
+    const T* sv = reinterpret_cast<const T*>(slot + Plan::kV);
+    const float* sau = reinterpret_cast<const float*>(slot + Plan::kAu);
+    const float* sl = reinterpret_cast<const float*>(slot + Plan::kL);
+    const float* sf = reinterpret_cast<const float*>(slot + Plan::kF);
+    if (stages == 2)
+      cp_async_wait<1>();
+    else
+      cp_async_wait<0>();
+    __syncthreads();  // this chunk's slot and the S copy are ready
+
+    // KS (warps 0-3) or QS (warps 4-7) for 16 rows.
+    float acc[kNt][4] = {};
+    {
+      const T* a_src = key_warp ? sk : sq;
+#pragma unroll
+      for (int kc = 0; kc < K / 8; ++kc) {
+        uint32_t a[4];
+        load_a_io<T>(a, a_src, Plan::kQkStride, r0, kc * 8, lane);
+#pragma unroll
+        for (int nt = 0; nt < kNt; ++nt) {
+          uint32_t b[2];
+          load_b_perm(b, s_s, kTs, kc * 8, nt * 8, lane);
+          mma_tf32(acc[nt], a, b);
+        }
+      }
+    }
+    __syncthreads();  // every warp is done reading S: its buffer now takes X
+
+    if (key_warp) {  // X = V - diag(s_x) K S
+#pragma unroll
+      for (int nt = 0; nt < kNt; ++nt)
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+          const int r = r0 + g8 + half * 8, col = nt * 8 + 2 * t4;
+          const float sx = sf[kFactorSx + r];
+          float2 x;
+          x.x = tf32_round(to_float<T>(sv[r * Plan::kVStride + col]) - sx * acc[nt][half * 2]);
+          x.y = tf32_round(to_float<T>(sv[r * Plan::kVStride + col + 1]) - sx * acc[nt][half * 2 + 1]);
+          *reinterpret_cast<float2*>(s_s + r * kTs + col) = x;
+        }
+    }
+    __syncthreads();
+
+    {  // Vn = Au X: rows r0, column tiles split between the two row-warp groups.
+      const int nt0 = (warp / kRowWarps) * kVnNt;
+      float vn[kVnNt][4] = {};
+#pragma unroll
+      for (int kc = 0; kc < kChunk / 8; ++kc) {
+        uint32_t a[4];
+        load_a_perm(a, sau, kMatStride, r0, kc * 8, lane);
+#pragma unroll
+        for (int j = 0; j < kVnNt; ++j) {
+          uint32_t b[2];
+          load_b_perm(b, s_s, kTs, kc * 8, (nt0 + j) * 8, lane);
+          mma_tf32(vn[j], a, b);
+        }
+      }
+#pragma unroll
+      for (int j = 0; j < kVnNt; ++j)
+#pragma unroll
+        for (int half = 0; half < 2; ++half)
+          *reinterpret_cast<float2*>(s_vn + (r0 + g8 + half * 8) * kTs + (nt0 + j) * 8 + 2 * t4) =
+              make_float2(vn[j][half * 2], vn[j][half * 2 + 1]);
+    }
+    __syncthreads();  // Vn complete; X is no longer read
+
+    if (!key_warp) {  // O = diag(s_q) Q S + L Vn
+#pragma unroll
+      for (int nt = 0; nt < kNt; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc[nt][e] *= sf[kFactorSq + r0 + g8 + (e >> 1) * 8];
+#pragma unroll
+      for (int kc = 0; kc < kChunk / 8; ++kc) {
+        uint32_t a[4];
+        load_a_perm(a, sl, kMatStride, r0, kc * 8, lane);
+#pragma unroll
+        for (int nt = 0; nt < kNt; ++nt) {
+          uint32_t b[2];
+          b[0] = to_tf32(s_vn[(kc * 8 + 2 * t4) * kTs + nt * 8 + g8]);
+          b[1] = to_tf32(s_vn[(kc * 8 + 2 * t4 + 1) * kTs + nt * 8 + g8]);
+          mma_tf32(acc[nt], a, b);
+        }
+      }
+#pragma unroll
+      for (int nt = 0; nt < kNt; ++nt)
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+          const int r = r0 + g8 + half * 8;
+          if (r < len) {
+            T* dst = out + (t0 + r) * p.o_s0 + hv * p.o_s1 + v0 + nt * 8 + 2 * t4;
+            dst[0] = from_float<T>(acc[nt][half * 2]);
+            dst[1] = from_float<T>(acc[nt][half * 2 + 1]);
+          }
+        }
+    }
+
+    // S = decay S + K^T diag(s_k) Vn, this warp's rows and column tiles.
+    const float decay = sf[kFactorDecay];
+#pragma unroll
+    for (int j = 0; j < kNtPerWarp; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) S[j][e] *= decay;
+#pragma unroll
+    for (int kc = 0; kc < kChunk / 8; ++kc) {
+      uint32_t a[4];
+      load_a_io_transposed<T>(a, sk, Plan::kQkStride, s_r0, kc * 8, lane);
+      const float f0 = sf[kFactorSk + kc * 8 + 2 * t4], f1 = sf[kFactorSk + kc * 8 + 2 * t4 + 1];
+#pragma unroll
+      for (int j = 0; j < kNtPerWarp; ++j) {
+        uint32_t b[2];
+        b[0] = to_tf32(s_vn[(kc * 8 + 2 * t4) * kTs + (s_nt0 + j) * 8 + g8] * f0);
+        b[1] = to_tf32(s_vn[(kc * 8 + 2 * t4 + 1) * kTs + (s_nt0 + j) * 8 + g8] * f1);
+        mma_tf32(S[j], a, b);
+      }
+    }
+    const int64_t done = t0 + len - seq_start;
+    const bool checkpoint = p.ckpt_every > 0 && done % p.ckpt_every == 0;
+    const int64_t ckpt_row = checkpoint ? p.ckpt_offset[n] + done / p.ckpt_every - 1 : 0;
+#pragma unroll
+    for (int j = 0; j < kNtPerWarp; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        s_s[s_row(e) * kTs + s_col(j, e)] = tf32_round(S[j][e]);
+        if (checkpoint) p.ckpt.store(ckpt_row, hv, s_row(e), v0 + s_col(j, e), S[j][e]);
+      }
+    __syncthreads();  // this slot and Vn are consumed
+    if (c + stages < c_end)
+      load_chunk<T, K, VT>(p, slot, c + stages, chunk_t0(c + stages), chunk_len(c + stages), h, hv, v0, tid);
+    cp_async_commit();
+  }
+  cp_async_wait<0>();
+  if (row_out >= 0) {
+#pragma unroll
+    for (int j = 0; j < kNtPerWarp; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) p.fin.store(row_out, hv, s_row(e), v0 + s_col(j, e), S[j][e]);
+  }
+}
+
+}  // namespace
+
+template <typename T, int K, int V, int VT>
+size_t prefill_state_smem(int stages) {
+  return StatePlan<T, K, VT>::bytes(stages);
+}
+
+template <typename T, int K, int V, int VT>
+Status launch_prefill_state(const PrefillParams& p, cudaStream_t stream) {
+  const size_t smem = StatePlan<T, K, VT>::bytes(p.stages);
+  // Raise the kernel's dynamic shared-memory limit once per size it needs.
+  static std::atomic<size_t> allowed{0};
+  if (smem > allowed.load()) {
+    GDN_CUDA_RETURN(cudaFuncSetAttribute(prefill_state_kernel<T, K, V, VT>,
+                                         cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         static_cast<int>(smem)));
+    allowed.store(smem);
+  }
+  if (p.N == 0) return Status::Ok();
+  const dim3 grid(static_cast<unsigned>(p.N), static_cast<unsigned>(p.HV), V / VT);
+  prefill_state_kernel<T, K, V, VT><<<grid, kStateThreads, smem, stream>>>(p);
+  return cuda_status(cudaGetLastError(), "prefill_state_kernel launch");
+}
+
+#define GDN_INSTANTIATE_STATE(T, KV, VT)                  \
+  template size_t prefill_state_smem<T, KV, KV, VT>(int); \
+  template Status launch_prefill_state<T, KV, KV, VT>(const PrefillParams&, cudaStream_t);
+#define GDN_INSTANTIATE_STATE_TILES(T, KV) GDN_INSTANTIATE_STATE(T, KV, 16) GDN_INSTANTIATE_STATE(T, KV, 32)
+GDN_INSTANTIATE_STATE_TILES(__nv_bfloat16, 64)
+GDN_INSTANTIATE_STATE_TILES(__nv_bfloat16, 128)
+GDN_INSTANTIATE_STATE_TILES(__half, 64)
+GDN_INSTANTIATE_STATE_TILES(__half, 128)
+GDN_INSTANTIATE_STATE_TILES(float, 64)
+GDN_INSTANTIATE_STATE_TILES(float, 128)
+
+}  // namespace gdn::cuda
