@@ -17,5 +17,8 @@ template <typename T, int K, int V, int VT>
 Status launch_prefill_state(const PrefillParams& p, cudaStream_t stream);
 template <typename T, int K, int V, int VT>
 size_t prefill_state_smem(int stages);
+// CTAs per SM the kernel's register budget allows (its launch bounds).
+template <typename T, int K, int V, int VT>
+int prefill_state_min_blocks();
 
 }  // namespace gdn::cuda

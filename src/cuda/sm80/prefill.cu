@@ -62,7 +62,8 @@ StateTensor state_tensor(const Tensor& t, StateLayout layout) {
 // What the state pass's launch depends on, read once per device.
 struct DeviceLimits {
   int sms = 0;
-  size_t smem_optin = 0;
+  size_t smem_optin = 0;   // per block
+  size_t smem_per_sm = 0;  // per multiprocessor
 };
 
 Status device_limits(int ordinal, DeviceLimits* out) {
@@ -76,28 +77,44 @@ Status device_limits(int ordinal, DeviceLimits* out) {
     GDN_CUDA_RETURN(cudaDeviceGetAttribute(&d.sms, cudaDevAttrMultiProcessorCount, ordinal));
     GDN_CUDA_RETURN(cudaDeviceGetAttribute(&smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, ordinal));
     d.smem_optin = static_cast<size_t>(smem);
+    GDN_CUDA_RETURN(cudaDeviceGetAttribute(&smem, cudaDevAttrMaxSharedMemoryPerMultiprocessor, ordinal));
+    d.smem_per_sm = static_cast<size_t>(smem);
     it = cache.emplace(ordinal, d).first;
   }
   *out = it->second;
   return Status::Ok();
 }
 
+// Shared memory each resident CTA also takes from its SM.
+constexpr size_t kSmemPerBlockReserved = 1024;
+
+// Ring slots for a state-pass launch of `ctas` CTAs: one slot and two CTAs
+// per SM when the grid has at least two CTAs per SM and the kernel's
+// registers allow it (another CTA's work hides this one's loads); else two
+// slots when they fit (the next chunk loads while this one computes); else one.
+template <typename T, int KV, int VT>
+int ring_stages(int64_t ctas, const DeviceLimits& dev) {
+  const size_t one = prefill_state_smem<T, KV, KV, VT>(1), two = prefill_state_smem<T, KV, KV, VT>(2);
+  if (ctas >= 2 * dev.sms && prefill_state_min_blocks<T, KV, KV, VT>() >= 2 &&
+      2 * (one + kSmemPerBlockReserved) <= dev.smem_per_sm)
+    return 1;
+  return two <= dev.smem_optin ? 2 : 1;
+}
+
 // State-pass shape: 16 state columns per CTA when 32 would leave SMs idle
-// (few sequences and heads), else 32 (fewer re-reads of q, k, Au, L); two
-// ring slots when they fit in shared memory (H100: 227 KiB), else one
-// (A100: 163 KiB; sm_86/89: 99 KiB).
+// (few sequences and heads), else 32 (fewer re-reads of q, k, Au, L).
 template <typename T, int KV>
 Status launch(PrefillParams p, int64_t checkpoint_rows, const DeviceLimits& dev, cudaStream_t stream) {
   launch_chunk_meta(p, checkpoint_rows, stream);
   GDN_CUDA_RETURN(cudaGetLastError());
   if (Status s = launch_prefill_prep<T, KV, KV>(p, stream); !s.ok()) return s;
-  const bool wide =
-      p.N * p.HV * (KV / 32) >= dev.sms && prefill_state_smem<T, KV, KV, 32>(1) <= dev.smem_optin;
+  const int64_t items = p.N * p.HV;
+  const bool wide = items * (KV / 32) >= dev.sms && prefill_state_smem<T, KV, KV, 32>(1) <= dev.smem_optin;
   if (wide) {
-    p.stages = prefill_state_smem<T, KV, KV, 32>(2) <= dev.smem_optin ? 2 : 1;
+    p.stages = ring_stages<T, KV, 32>(items * (KV / 32), dev);
     return launch_prefill_state<T, KV, KV, 32>(p, stream);
   }
-  p.stages = prefill_state_smem<T, KV, KV, 16>(2) <= dev.smem_optin ? 2 : 1;
+  p.stages = ring_stages<T, KV, 16>(items * (KV / 16), dev);
   if (prefill_state_smem<T, KV, KV, 16>(p.stages) > dev.smem_optin)
     return Status::Unsupported("cuda: the device's shared memory per block (" +
                                std::to_string(dev.smem_optin) + " bytes) is too small for the state pass");

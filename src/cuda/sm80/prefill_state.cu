@@ -23,6 +23,11 @@ namespace gdn::cuda {
 namespace {
 
 constexpr int kStateThreads = 256;
+// Two CTAs per SM when a launch has enough of them (one ring slot each),
+// which caps registers at 128 per thread; K = 64 with 32 columns needs more
+// on sm_80 (ptxas spills at 128), so that variant asks for one.
+template <int K, int VT>
+constexpr int kStateMinBlocks = K == 64 && VT == 32 ? 1 : 2;
 constexpr int kWarps = kStateThreads / 32;
 constexpr int kRowWarps = 4;            // warps that split a chunk's 64 rows, 16 each
 constexpr int kMatStride = kChunk + 4;  // floats per row of the 64x64 tiles
@@ -144,7 +149,7 @@ __device__ __forceinline__ void load_a_io_transposed(uint32_t (&a)[4], const T* 
 }
 
 template <typename T, int K, int V, int VT>
-__global__ void __launch_bounds__(kStateThreads, 1)
+__global__ void __launch_bounds__(kStateThreads, (kStateMinBlocks<K, VT>))
     prefill_state_kernel(const __grid_constant__ PrefillParams p) {
   using Plan = StatePlan<T, K, VT>;
   constexpr int kNt = VT / 8;                        // 8-column tiles of the V tile
@@ -357,6 +362,11 @@ size_t prefill_state_smem(int stages) {
 }
 
 template <typename T, int K, int V, int VT>
+int prefill_state_min_blocks() {
+  return kStateMinBlocks<K, VT>;
+}
+
+template <typename T, int K, int V, int VT>
 Status launch_prefill_state(const PrefillParams& p, cudaStream_t stream) {
   const size_t smem = StatePlan<T, K, VT>::bytes(p.stages);
   // Raise the kernel's dynamic shared-memory limit once per size it needs.
@@ -375,6 +385,7 @@ Status launch_prefill_state(const PrefillParams& p, cudaStream_t stream) {
 
 #define GDN_INSTANTIATE_STATE(T, KV, VT)                  \
   template size_t prefill_state_smem<T, KV, KV, VT>(int); \
+  template int prefill_state_min_blocks<T, KV, KV, VT>(); \
   template Status launch_prefill_state<T, KV, KV, VT>(const PrefillParams&, cudaStream_t);
 #define GDN_INSTANTIATE_STATE_TILES(T, KV) GDN_INSTANTIATE_STATE(T, KV, 16) GDN_INSTANTIATE_STATE(T, KV, 32)
 GDN_INSTANTIATE_STATE_TILES(__nv_bfloat16, 64)
