@@ -152,6 +152,29 @@ Status run(Op op, const Args& args);
 // args.workspace. Zero for the CPU backends.
 Status workspace_size(Op op, const Args& args, size_t* bytes);
 
+// Owns the device scratch GPU calls need. prepare() sizes it for a call,
+// growing it (cudaMalloc on the call's device) only when the call needs more
+// than it holds, and points args->workspace at it. Grow it before a CUDA-graph
+// capture: an allocation cannot happen inside one.
+class Workspace {
+ public:
+  Workspace() = default;
+  ~Workspace();
+  Workspace(const Workspace&) = delete;
+  Workspace& operator=(const Workspace&) = delete;
+  Workspace(Workspace&& other) noexcept;
+  Workspace& operator=(Workspace&& other) noexcept;
+
+  Status prepare(Op op, Args* args);
+  size_t bytes() const { return bytes_; }
+
+ private:
+  void release();
+  void* data_ = nullptr;
+  size_t bytes_ = 0;
+  int device_ = -1;
+};
+
 // Ok when `backend` can run (op, args) as given on this machine; otherwise
 // the reason. kAuto answers for the backend auto would pick.
 Status supports(Backend backend, Op op, const Args& args);

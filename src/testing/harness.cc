@@ -368,15 +368,10 @@ class DeviceMirror {
         if (t->defined() && t->data == m.host->data()) t->data = m.device;
     if (a.cu_seqlens.defined()) a.cu_seqlens_host = cb.cu.data();
     if (a.state_indices.defined()) a.state_indices_host = cb.indices.data();
-    // A call no backend can run has no workspace size; the call itself
-    // will report why.
+    // A call no backend can run has no workspace; the call itself will
+    // report why.
     size_t bytes = 0;
-    if (!workspace_size(op, a, &bytes).ok()) bytes = 0;
-    if (bytes > 0) {
-      if (cudaMalloc(&workspace_, bytes) != cudaSuccess) return fail("cudaMalloc(workspace)");
-      a.workspace = workspace_;
-      a.workspace_bytes = bytes;
-    }
+    if (workspace_size(op, a, &bytes).ok() && bytes > 0) return workspace_.prepare(op, &a);
     return Status::Ok();
 #else
     (void)cb;
@@ -417,13 +412,11 @@ class DeviceMirror {
   void release() {
 #if GDN_WITH_CUDA
     for (const Map& m : maps_) cudaFree(m.device);
-    if (workspace_) cudaFree(workspace_);
 #endif
     maps_.clear();
-    workspace_ = nullptr;
   }
   std::vector<Map> maps_;
-  void* workspace_ = nullptr;
+  gdn::Workspace workspace_;
 };
 
 }  // namespace

@@ -199,5 +199,23 @@ TEST(Consistency, StridedAndInPlaceViewsMatchContiguous) {
   EXPECT_EQ(bytes(a.initial_state), bytes(w.args().final_state));
 }
 
+TEST(Workspace, HostCallsNeedNoScratch) {
+  Case c;
+  c.seq_lens = {5, 70};
+  c.K = c.V = 16;
+  Workload w(c);
+  w.args().backend = Backend::kCpu;
+  gdn::Workspace ws;
+  ASSERT_TRUE(ws.prepare(Op::kPrefill, &w.args()).ok());
+  EXPECT_EQ(ws.bytes(), 0u);
+  EXPECT_TRUE(prefill(w.args()).ok());
+  // An invalid call is refused with the validation message, allocating nothing.
+  Args bad = w.args();
+  bad.q.rank = 2;
+  const Status s = ws.prepare(Op::kPrefill, &bad);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(ws.bytes(), 0u);
+}
+
 }  // namespace
 }  // namespace gdn::testing

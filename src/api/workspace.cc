@@ -1,0 +1,75 @@
+// gdn::Workspace: device scratch owned for the caller.
+#include <utility>
+
+#include "gdn/dispatch.h"
+#include "gdn/gdn.h"
+
+#if GDN_WITH_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
+namespace gdn {
+
+Workspace::~Workspace() {
+  release();
+}
+
+Workspace::Workspace(Workspace&& other) noexcept
+    : data_(std::exchange(other.data_, nullptr)),
+      bytes_(std::exchange(other.bytes_, 0)),
+      device_(std::exchange(other.device_, -1)) {}
+
+Workspace& Workspace::operator=(Workspace&& other) noexcept {
+  if (this != &other) {
+    release();
+    data_ = std::exchange(other.data_, nullptr);
+    bytes_ = std::exchange(other.bytes_, 0);
+    device_ = std::exchange(other.device_, -1);
+  }
+  return *this;
+}
+
+void Workspace::release() {
+#if GDN_WITH_CUDA
+  if (data_ != nullptr) cudaFree(data_);
+#endif
+  data_ = nullptr;
+  bytes_ = 0;
+  device_ = -1;
+}
+
+Status Workspace::prepare(Op op, Args* args) {
+  if (args == nullptr) return Status::Invalid("args: null pointer");
+  size_t need = 0;
+  if (Status s = workspace_size(op, *args, &need); !s.ok()) return s;
+  if (need == 0) return Status::Ok();
+#if GDN_WITH_CUDA
+  const int device = describe(op, *args).device_ordinal;
+  if (need > bytes_ || device != device_) {
+    release();
+    int previous = 0;
+    if (cudaGetDevice(&previous) != cudaSuccess || cudaSetDevice(device) != cudaSuccess) {
+      cudaGetLastError();
+      return Status(StatusCode::kDeviceError, "workspace: cannot select GPU " + std::to_string(device));
+    }
+    const cudaError_t e = cudaMalloc(&data_, need);
+    cudaSetDevice(previous);
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      data_ = nullptr;
+      return Status(StatusCode::kDeviceError, "workspace: cudaMalloc of " + std::to_string(need) +
+                                                  " bytes failed: " + cudaGetErrorString(e));
+    }
+    bytes_ = need;
+    device_ = device;
+  }
+  args->workspace = data_;
+  args->workspace_bytes = bytes_;
+  return Status::Ok();
+#else
+  return Status(StatusCode::kInternal,
+                "workspace: this build has no CUDA, yet the call needs device scratch");
+#endif
+}
+
+}  // namespace gdn
