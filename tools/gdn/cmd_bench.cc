@@ -282,8 +282,10 @@ int cmd_bench(int argc, char** argv) {
     out_rows.push_back(jr);
     std::cerr << " " << t << " ms" << (t_graph > 0 ? ", graph " + std::to_string(t_graph) + " ms" : "")
               << "\n";
-    std::printf("%-24s %-9s %10.4f %10.4f %10.1f %9.1f %6.1f%% %9s\n", row.name.c_str(), backend_used.c_str(),
-                t, t_graph, gflops, gbps, 100.0 * floor, speedup.c_str());
+    char graph[32] = "-";
+    if (t_graph > 0) std::snprintf(graph, sizeof graph, "%.4f", t_graph);
+    std::printf("%-24s %-9s %10.4f %10s %10.1f %9.1f %6.1f%% %9s\n", row.name.c_str(), backend_used.c_str(),
+                t, graph, gflops, gbps, 100.0 * floor, speedup.c_str());
     std::fflush(stdout);
   }
   if (flags.has("json")) {

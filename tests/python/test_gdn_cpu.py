@@ -1,0 +1,162 @@
+"""gdn's Python API on the CPU backend, with NumPy, against an independent
+float64 NumPy recurrence (DESIGN section 1)."""
+
+import numpy as np
+import pytest
+
+import gdn
+
+RNG = np.random.default_rng(7)
+
+
+def recurrence(q, k, v, g, beta, cu, h0=None, scale=None, l2norm=True):
+    """float64 token recurrence over packed sequences. q, k [T, H, K];
+    v [T, HV, V]; g, beta [T, HV]; h0 [N, HV, K, V]. Returns (o, states)."""
+    q, k, v, g, beta = (x.astype(np.float64) for x in (q, k, v, g, beta))
+    T, H, K = q.shape
+    HV, V = v.shape[1], v.shape[2]
+    scale = K ** -0.5 if scale is None else scale
+    if l2norm:
+        q = q / np.sqrt((q * q).sum(-1, keepdims=True) + 1e-6)
+        k = k / np.sqrt((k * k).sum(-1, keepdims=True) + 1e-6)
+    o = np.zeros((T, HV, V))
+    N = len(cu) - 1
+    states = np.zeros((N, HV, K, V))
+    for n in range(N):
+        for hv in range(HV):
+            h = hv // (HV // H)
+            S = np.zeros((K, V)) if h0 is None else h0[n, hv].astype(np.float64).copy()
+            for t in range(cu[n], cu[n + 1]):
+                S = np.exp(g[t, hv]) * S
+                u = beta[t, hv] * (v[t, hv] - S.T @ k[t, h])
+                S = S + np.outer(k[t, h], u)
+                o[t, hv] = S.T @ (scale * q[t, h])
+            states[n, hv] = S
+    return o, states
+
+
+def rel(x, r):
+    x, r = np.asarray(x, np.float64), np.asarray(r, np.float64)
+    return np.sqrt(((x - r) ** 2).sum() / (r ** 2).sum())
+
+
+def inputs(lens, H=2, HV=4, K=32, V=48, dtype=np.float32):
+    T = sum(lens)
+    q = RNG.standard_normal((1, T, H, K)).astype(dtype)
+    k = RNG.standard_normal((1, T, H, K)).astype(dtype)
+    v = RNG.standard_normal((1, T, HV, V)).astype(dtype)
+    g = -RNG.uniform(0.01, 0.3, (1, T, HV)).astype(np.float32)
+    beta = (1 / (1 + np.exp(-RNG.standard_normal((1, T, HV))))).astype(np.float32)
+    cu = np.concatenate([[0], np.cumsum(lens)]).astype(np.int32)
+    h0 = (0.1 * RNG.standard_normal((len(lens), HV, K, V))).astype(np.float32)
+    return q, k, v, g, beta, cu, h0
+
+
+def test_prefill_packed_matches_the_recurrence():
+    q, k, v, g, beta, cu, h0 = inputs([1, 7, 63, 64, 65, 130])
+    o, ht = gdn.chunk_gated_delta_rule(q, k, v, g, beta, initial_state=h0, output_final_state=True,
+                                       use_qk_l2norm_in_kernel=True, cu_seqlens=cu, backend="cpu", strict=True)
+    ro, rs = recurrence(q[0], k[0], v[0], g[0], beta[0], cu, h0)
+    assert o.shape == v.shape and o.dtype == np.float32
+    assert rel(o[0], ro) < 1e-5
+    assert ht.shape == h0.shape and rel(ht, rs) < 1e-5
+
+
+def test_prefill_batch_rows_are_sequences():
+    q, k, v, g, beta, _, _ = inputs([50])
+    q2, k2, v2 = (np.concatenate([x, x[:, ::-1]]) for x in (q, k, v))
+    g2, b2 = np.concatenate([g, g[:, ::-1]]), np.concatenate([beta, beta[:, ::-1]])
+    o, ht = gdn.chunk_gated_delta_rule(q2, k2, v2, g2, b2, output_final_state=True, use_qk_l2norm_in_kernel=True)
+    for b in range(2):
+        ro, rs = recurrence(q2[b], k2[b], v2[b], g2[b], b2[b], [0, 50])
+        assert rel(o[b], ro) < 1e-5 and rel(ht[b], rs[0]) < 1e-5
+
+
+def test_pool_in_place_with_padding_and_vk_layout():
+    q, k, v, g, beta, cu, h0 = inputs([9, 70, 3])
+    pool = (0.1 * RNG.standard_normal((6, 4, 48, 32))).astype(np.float32)  # [P, HV, V, K]
+    before = pool.copy()
+    idx = np.array([4, -1, 1], dtype=np.int32)
+    o, ht = gdn.chunk_gated_delta_rule(q, k, v, g, beta, initial_state=pool, state_indices=idx, cu_seqlens=cu,
+                                       state_v_first=True, use_qk_l2norm_in_kernel=True)
+    assert ht is pool
+    start = np.zeros((3, 4, 32, 48), np.float32)
+    start[0], start[2] = before[4].transpose(0, 2, 1), before[1].transpose(0, 2, 1)
+    ro, rs = recurrence(q[0], k[0], v[0], g[0], beta[0], cu, start)
+    assert rel(o[0], ro) < 1e-5
+    assert rel(pool[4].transpose(0, 2, 1), rs[0]) < 1e-5 and rel(pool[1].transpose(0, 2, 1), rs[2]) < 1e-5
+    for row in (0, 2, 3, 5):  # rows no sequence owns, and the padding sequence writes nothing
+        assert np.array_equal(pool[row], before[row])
+
+
+def test_fused_gates():
+    q, k, v, a, b, cu, h0 = inputs([40, 25])
+    a = RNG.standard_normal(a.shape).astype(np.float32)
+    b = RNG.standard_normal(b.shape).astype(np.float32)
+    A_log = RNG.uniform(-2, 0.5, 4).astype(np.float32)
+    dt_bias = (0.5 * RNG.standard_normal(4)).astype(np.float32)
+    o, _ = gdn.chunk_gated_delta_rule(q, k, v, a, b, A_log=A_log, dt_bias=dt_bias, cu_seqlens=cu,
+                                      use_qk_l2norm_in_kernel=True)
+    x = a[0].astype(np.float64) + dt_bias
+    g = -np.exp(A_log.astype(np.float64)) * np.where(x > 20, x, np.log1p(np.exp(x)))
+    beta = 1 / (1 + np.exp(-b[0].astype(np.float64)))
+    ro, _ = recurrence(q[0], k[0], v[0], g, beta, cu)
+    assert rel(o[0], ro) < 1e-5
+
+
+def test_float16_inputs():
+    q, k, v, g, beta, cu, h0 = inputs([100, 31], dtype=np.float16)
+    o, _ = gdn.chunk_gated_delta_rule(q, k, v, g, beta, cu_seqlens=cu, use_qk_l2norm_in_kernel=True)
+    ro, _ = recurrence(q[0], k[0], v[0], g[0], beta[0], cu)
+    assert o.dtype == np.float16 and rel(o[0], ro) < 4e-3
+
+
+def test_decode_steps_equal_prefill_and_verify_keeps_every_state():
+    N, L = 3, 5
+    q, k, v, g, beta, _, _ = inputs([L] * N)
+    q4, k4, v4 = (x.reshape(N, L, *x.shape[2:]) for x in (q, k, v))
+    g4, b4 = g.reshape(N, L, -1), beta.reshape(N, L, -1)
+    pool = (0.1 * RNG.standard_normal((N + 2, 4, 32, 48))).astype(np.float32)
+    idx = np.array([2, 0, 4], dtype=np.int32)
+
+    # verify: every intermediate state, pool untouched.
+    before = pool.copy()
+    o_ver, inter = gdn.verify(q4, k4, v4, g4, b4, pool, state_indices=idx, use_qk_l2norm_in_kernel=True)
+    assert np.array_equal(pool, before)
+    assert inter.shape == (N, L, 4, 32, 48)
+
+    # decode token by token updates the pool; each step equals verify's state.
+    for j in range(L):
+        o = gdn.recurrent_update(q4[:, j], k4[:, j], v4[:, j], g4[:, j], b4[:, j], pool, state_indices=idx,
+                                 use_qk_l2norm_in_kernel=True)
+        assert np.array_equal(o, o_ver[:, j])
+        for n in range(N):
+            assert np.array_equal(pool[idx[n]], inter[n, j])
+
+    # ...and the whole thing equals one prefill from the same start.
+    o_pre, ht = gdn.chunk_gated_delta_rule(q, k, v, g, beta, initial_state=before[idx], output_final_state=True,
+                                           cu_seqlens=np.arange(0, N * L + 1, L, dtype=np.int32),
+                                           use_qk_l2norm_in_kernel=True)
+    assert rel(o_ver.reshape(1, N * L, 4, 48), o_pre) < 1e-5
+    assert rel(pool[idx], ht) < 1e-5
+
+
+def test_errors_carry_the_library_message():
+    q, k, v, g, beta, cu, h0 = inputs([10])
+    with pytest.raises(ValueError, match=r"multiple of q/k heads H \(3\)"):
+        gdn.chunk_gated_delta_rule(q[:, :, :1].repeat(3, axis=2), k[:, :, :1].repeat(3, axis=2), v, g, beta,
+                                   cu_seqlens=cu)
+    bad = cu.copy()
+    bad[-1] = 9
+    with pytest.raises(ValueError, match="cu_seqlens: must end at T = 10"):
+        gdn.chunk_gated_delta_rule(q, k, v, g, beta, cu_seqlens=bad)
+    with pytest.raises(TypeError, match="dtype"):
+        gdn.chunk_gated_delta_rule(q.astype(np.float64), k, v, g, beta, cu_seqlens=cu)
+    with pytest.raises(ValueError, match="unknown backend 'fast'"):
+        gdn.chunk_gated_delta_rule(q, k, v, g, beta, cu_seqlens=cu, backend="fast")
+    with pytest.raises(RuntimeError, match="cuda"):
+        gdn.chunk_gated_delta_rule(q, k, v, g, beta, cu_seqlens=cu, backend="cuda", strict=True)
+
+
+def test_version_names_a_commit():
+    assert "(" in gdn.version() and gdn.device_count() >= 0
