@@ -118,30 +118,6 @@ bool is_poison(const Buffer& b, int64_t i) {
   return true;
 }
 
-struct Accumulator {
-  double num = 0, den = 0, max_abs = 0;
-  int64_t count = 0, non_finite = 0;
-  void add(double x, double ref) {
-    ++count;
-    if (!std::isfinite(x)) {
-      ++non_finite;
-      return;
-    }
-    num += (x - ref) * (x - ref);
-    den += ref * ref;
-    max_abs = std::max(max_abs, std::abs(x - ref));
-  }
-  ErrorStats stats() const {
-    ErrorStats e;
-    e.count = count;
-    e.non_finite = non_finite;
-    const double rms = count > 0 ? std::sqrt(den / static_cast<double>(count)) : 0.0;
-    e.rel_rms = den > 0 ? std::sqrt(num / den) : std::sqrt(num);
-    e.max_abs_over_rms = rms > 0 ? max_abs / rms : max_abs;
-    return e;
-  }
-};
-
 // The elementwise bound of the error model: no single element further from
 // the reference than this many tolerances times the reference's RMS.
 constexpr double kElementwiseFactor = 64.0;
@@ -474,6 +450,27 @@ int64_t Workload::tokens() const {
   return impl_->in.T;
 }
 
+void ErrorAccumulator::add(double x, double ref) {
+  ++count_;
+  if (!std::isfinite(x) || !std::isfinite(ref)) {
+    ++non_finite_;
+    return;
+  }
+  num_ += (x - ref) * (x - ref);
+  den_ += ref * ref;
+  max_abs_ = std::max(max_abs_, std::abs(x - ref));
+}
+
+ErrorStats ErrorAccumulator::stats() const {
+  ErrorStats e;
+  e.count = count_;
+  e.non_finite = non_finite_;
+  const double rms = count_ > 0 ? std::sqrt(den_ / static_cast<double>(count_)) : 0.0;
+  e.rel_rms = den_ > 0 ? std::sqrt(num_ / den_) : std::sqrt(num_);
+  e.max_abs_over_rms = rms > 0 ? max_abs_ / rms : max_abs_;
+  return e;
+}
+
 std::string test_name(const Case& c, size_t index) {
   std::string s = std::to_string(index) + "_";
   for (char ch : c.name) s += std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
@@ -524,7 +521,7 @@ CaseResult run_case(const Case& c, Backend backend, int num_threads, bool strict
     return r;
   }
   std::ostringstream why;
-  Accumulator acc;
+  ErrorAccumulator acc;
   for (int64_t i = 0; i < test.out.numel(); ++i) {
     if (is_poison(test.out, i)) r.all_written = false;
     acc.add(test.out.get(i), ref.out.get(i));
@@ -534,7 +531,7 @@ CaseResult run_case(const Case& c, Backend backend, int num_threads, bool strict
 
   // Final states.
   const int64_t mat = c.HV * c.K * c.V;
-  Accumulator sacc;
+  ErrorAccumulator sacc;
   if (c.pool) {
     std::vector<bool> referenced(static_cast<size_t>(in.state_rows), false);
     for (int64_t n = 0; n < in.N; ++n) {
@@ -572,7 +569,7 @@ CaseResult run_case(const Case& c, Backend backend, int num_threads, bool strict
   r.state = sacc.stats();
 
   if (c.checkpoint_every > 0) {
-    Accumulator cacc;
+    ErrorAccumulator cacc;
     const int64_t rows = checkpoint_rows(c, in);
     for (int64_t i = 0; i < rows * mat; ++i) {
       if (is_poison(test.checkpoints, i)) r.all_written = false;
@@ -583,7 +580,7 @@ CaseResult run_case(const Case& c, Backend backend, int num_threads, bool strict
     r.checkpoints = cacc.stats();
   }
   if (c.intermediate) {
-    Accumulator iacc;
+    ErrorAccumulator iacc;
     const int64_t slots = test.intermediate.shape[1];
     for (int64_t n = 0; n < in.N; ++n)
       for (int64_t j = 0; j < slots; ++j)

@@ -47,6 +47,17 @@ struct ErrorStats {
   int64_t non_finite = 0;
 };
 
+// Accumulates the error model's statistics over elements (x, reference).
+class ErrorAccumulator {
+ public:
+  void add(double x, double ref);
+  ErrorStats stats() const;
+
+ private:
+  double num_ = 0, den_ = 0, max_abs_ = 0;
+  int64_t count_ = 0, non_finite_ = 0;
+};
+
 struct CaseResult {
   Status status;  // of the backend call
   ErrorStats out, state, checkpoints, intermediate;

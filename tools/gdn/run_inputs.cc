@@ -134,33 +134,11 @@ Owned to_f32(const Tensor& t) {
   return to_f32(t.data, t.dtype, std::vector<int64_t>(t.shape, t.shape + t.rank));
 }
 
-// Error of `count` elements of x (in `x_dtype`) against the fp32 reference.
-struct ErrorSum {
-  double num = 0, den = 0, max_abs = 0;
-  int64_t count = 0, non_finite = 0;
-  void add(const void* x, DType x_dtype, int64_t x_offset, const float* ref, int64_t count_) {
-    for (int64_t i = 0; i < count_; ++i) {
-      const double a = load_float(x, x_dtype, x_offset + i), r = ref[i];
-      ++count;
-      if (!std::isfinite(a) || !std::isfinite(r)) {
-        ++non_finite;
-        continue;
-      }
-      num += (a - r) * (a - r);
-      den += r * r;
-      max_abs = std::max(max_abs, std::abs(a - r));
-    }
-  }
-  testing::ErrorStats stats() const {
-    testing::ErrorStats e;
-    e.count = count;
-    e.non_finite = non_finite;
-    const double rms = count > 0 ? std::sqrt(den / static_cast<double>(count)) : 0.0;
-    e.rel_rms = den > 0 ? std::sqrt(num / den) : std::sqrt(num);
-    e.max_abs_over_rms = rms > 0 ? max_abs / rms : max_abs;
-    return e;
-  }
-};
+// Adds `count` elements of x (in `x_dtype`) against the fp32 reference.
+void add_errors(testing::ErrorAccumulator& acc, const void* x, DType x_dtype, int64_t x_offset,
+                const float* ref, int64_t count) {
+  for (int64_t i = 0; i < count; ++i) acc.add(load_float(x, x_dtype, x_offset + i), ref[i]);
+}
 
 bool within(const testing::ErrorStats& e, double tol) {
   return e.non_finite == 0 && e.rel_rms <= tol;
@@ -390,15 +368,15 @@ int run_inputs(const Flags& flags) {
     ref.strict = true;
     if (Status s = prefill(ref); !s.ok()) return usage_error("run", "reference call failed: " + s.message());
 
-    ErrorSum out_err, state_err;
-    out_err.add(out.data(), out.dtype(), 0, static_cast<const float*>(out32.data()), out.numel());
+    testing::ErrorAccumulator out_err, state_err;
+    add_errors(out_err, out.data(), out.dtype(), 0, static_cast<const float*>(out32.data()), out.numel());
     const int64_t row = HV * d2 * d3;
     for (int64_t n = 0; n < N; ++n) {
       const int64_t r = pool ? load_int(args.state_indices.data, args.state_indices.dtype, n) : n;
       if (r < 0) continue;  // a padding sequence writes nothing
       const void* test_state = pool ? state0->data : final_state.data();
-      state_err.add(test_state, state_dtype, r * row, static_cast<const float*>(final32.data()) + n * row,
-                    row);
+      add_errors(state_err, test_state, state_dtype, r * row,
+                 static_cast<const float*>(final32.data()) + n * row, row);
     }
     const testing::ErrorStats eo = out_err.stats(), es = state_err.stats();
     const double tol_o = args.q.dtype == DType::kF32 ? kTolF32 : kTolLowPrecision;
