@@ -1,6 +1,7 @@
 // The correctness matrix on the cpu backend against the float64 reference.
 #include <gtest/gtest.h>
 
+#include "support/expect_case.h"
 #include "testing/harness.h"
 
 namespace gdn::testing {
@@ -14,29 +15,7 @@ TEST_P(CpuMatrix, MatchesReference) {
   ASSERT_TRUE(r.status.ok()) << r.status.message();
   RecordProperty("out_rel_rms", std::to_string(r.out.rel_rms));
   RecordProperty("state_rel_rms", std::to_string(r.state.rel_rms));
-  std::cout << "  out: " << describe(r.out) << "\n  state: " << describe(r.state);
-  if (r.checkpoints.count) std::cout << "\n  checkpoints: " << describe(r.checkpoints);
-  if (r.intermediate.count) std::cout << "\n  intermediate: " << describe(r.intermediate);
-  std::cout << std::endl;
-  EXPECT_TRUE(r.all_written);
-  EXPECT_TRUE(r.untouched);
-  EXPECT_EQ(r.out.non_finite, 0);
-  EXPECT_EQ(r.state.non_finite, 0);
-  EXPECT_LE(r.out.rel_rms, c.tol_o);
-  if (r.state.count) {
-    EXPECT_LE(r.state.rel_rms, c.tol_state);
-  }
-  if (r.checkpoints.count) {
-    EXPECT_LE(r.checkpoints.rel_rms, c.tol_state);
-  }
-  if (r.intermediate.count) {
-    EXPECT_LE(r.intermediate.rel_rms, c.tol_state);
-  }
-  EXPECT_TRUE(r.passed) << r.failure;
-}
-
-std::string case_name(const ::testing::TestParamInfo<Case>& info) {
-  return test_name(info.param, info.index);
+  expect_case_passes(c, r);
 }
 
 INSTANTIATE_TEST_SUITE_P(Matrix, CpuMatrix, ::testing::ValuesIn(correctness_matrix()), case_name);

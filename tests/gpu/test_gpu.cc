@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "support/expect_case.h"
 #include "gdn/dispatch.h"
 #include "testing/harness.h"
 
@@ -57,18 +58,7 @@ TEST_P(CudaMatrix, MatchesReference) {
   }
   const CaseResult r = run_case(c, Backend::kCuda);
   ASSERT_TRUE(r.status.ok()) << r.status.message();
-  std::cout << "  out: " << describe(r.out) << "\n  state: " << describe(r.state);
-  if (r.checkpoints.count) std::cout << "\n  checkpoints: " << describe(r.checkpoints);
-  std::cout << std::endl;
-  EXPECT_TRUE(r.all_written);
-  EXPECT_TRUE(r.untouched);
-  EXPECT_EQ(r.out.non_finite, 0);
-  EXPECT_EQ(r.state.non_finite, 0);
-  EXPECT_TRUE(r.passed) << r.failure;
-}
-
-std::string case_name(const ::testing::TestParamInfo<Case>& info) {
-  return test_name(info.param, info.index);
+  expect_case_passes(c, r);
 }
 
 INSTANTIATE_TEST_SUITE_P(Matrix, CudaMatrix, ::testing::ValuesIn(correctness_matrix()), case_name);
