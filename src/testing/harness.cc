@@ -357,6 +357,16 @@ class DeviceMirror {
 #endif
   }
 
+  // Waits for the device's work (errors of asynchronous launches surface here).
+  Status sync() {
+#if GDN_WITH_CUDA
+    if (cudaDeviceSynchronize() != cudaSuccess) return fail("kernel execution");
+    return Status::Ok();
+#else
+    return Status(StatusCode::kUnsupported, "this build has no CUDA");
+#endif
+  }
+
   // Copies every output (and the pool) back into the host buffers.
   Status download(CallBuffers& cb) {
 #if GDN_WITH_CUDA
@@ -510,8 +520,9 @@ CaseResult run_case(const Case& c, Backend backend, int num_threads, bool strict
   }
   const auto t0 = std::chrono::steady_clock::now();
   r.status = run(c.op, test.args);
-  if (r.status.ok() && device) r.status = mirror.download(test);
+  if (r.status.ok() && device) r.status = mirror.sync();
   r.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  if (r.status.ok() && device) r.status = mirror.download(test);
   if (!r.status.ok()) {
     r.failure = "backend call failed: " + r.status.message();
     return r;
