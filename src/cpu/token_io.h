@@ -107,20 +107,46 @@ inline StateRef final_state_ref(const Call& c, const Args& a, int64_t n, int64_t
   return state_ref(a.final_state, a.state_layout, n, hv);
 }
 
-// S is row-major [K, V].
+// S is row-major [K, V]. Rows contiguous in V (layout kv) move without a
+// per-element dtype dispatch; other layouts take the general path.
 template <typename Real>
 void load_state(const StateRef& r, int64_t K, int64_t V, Real* S) {
-  for (int64_t i = 0; i < K; ++i)
-    for (int64_t j = 0; j < V; ++j)
-      S[i * V + j] = r.valid() ? Real(load_float(r.base, r.dtype, r.at(i, j))) : Real(0);
+  if (!r.valid()) {
+    for (int64_t i = 0; i < K * V; ++i) S[i] = Real(0);
+  } else if (r.v_stride == 1 && r.dtype == DType::kF32) {
+    for (int64_t i = 0; i < K; ++i) {
+      const float* row = static_cast<const float*>(r.base) + i * r.k_stride;
+      for (int64_t j = 0; j < V; ++j) S[i * V + j] = Real(row[j]);
+    }
+  } else if (r.v_stride == 1 && r.dtype == DType::kBF16) {
+    for (int64_t i = 0; i < K; ++i) {
+      const uint16_t* row = static_cast<const uint16_t*>(r.base) + i * r.k_stride;
+      for (int64_t j = 0; j < V; ++j) S[i * V + j] = Real(bf16_to_float(row[j]));
+    }
+  } else {
+    for (int64_t i = 0; i < K; ++i)
+      for (int64_t j = 0; j < V; ++j) S[i * V + j] = Real(load_float(r.base, r.dtype, r.at(i, j)));
+  }
 }
 
 template <typename Real>
 void store_state(const StateRef& r, int64_t K, int64_t V, const Real* S) {
   if (!r.valid()) return;
-  for (int64_t i = 0; i < K; ++i)
-    for (int64_t j = 0; j < V; ++j)
-      store_float(r.base, r.dtype, r.at(i, j), static_cast<float>(S[i * V + j]));
+  if (r.v_stride == 1 && r.dtype == DType::kF32) {
+    for (int64_t i = 0; i < K; ++i) {
+      float* row = static_cast<float*>(r.base) + i * r.k_stride;
+      for (int64_t j = 0; j < V; ++j) row[j] = static_cast<float>(S[i * V + j]);
+    }
+  } else if (r.v_stride == 1 && r.dtype == DType::kBF16) {
+    for (int64_t i = 0; i < K; ++i) {
+      uint16_t* row = static_cast<uint16_t*>(r.base) + i * r.k_stride;
+      for (int64_t j = 0; j < V; ++j) row[j] = float_to_bf16(static_cast<float>(S[i * V + j]));
+    }
+  } else {
+    for (int64_t i = 0; i < K; ++i)
+      for (int64_t j = 0; j < V; ++j)
+        store_float(r.base, r.dtype, r.at(i, j), static_cast<float>(S[i * V + j]));
+  }
 }
 
 // Work items (sequence, value head), longest sequence first.
