@@ -107,8 +107,9 @@ inline StateRef final_state_ref(const Call& c, const Args& a, int64_t n, int64_t
   return state_ref(a.final_state, a.state_layout, n, hv);
 }
 
-// S is row-major [K, V]. Rows contiguous in V (layout kv) move without a
-// per-element dtype dispatch; other layouts take the general path.
+// S is row-major [K, V]. States whose rows are contiguous (fp32 or bf16 in
+// layout kv, fp32 in layout vk) move without a per-element dtype dispatch;
+// anything else takes the general path.
 template <typename Real>
 void load_state(const StateRef& r, int64_t K, int64_t V, Real* S) {
   if (!r.valid()) {
@@ -122,6 +123,11 @@ void load_state(const StateRef& r, int64_t K, int64_t V, Real* S) {
     for (int64_t i = 0; i < K; ++i) {
       const uint16_t* row = static_cast<const uint16_t*>(r.base) + i * r.k_stride;
       for (int64_t j = 0; j < V; ++j) S[i * V + j] = Real(bf16_to_float(row[j]));
+    }
+  } else if (r.k_stride == 1 && r.dtype == DType::kF32) {  // layout vk: rows contiguous in K
+    for (int64_t j = 0; j < V; ++j) {
+      const float* row = static_cast<const float*>(r.base) + j * r.v_stride;
+      for (int64_t i = 0; i < K; ++i) S[i * V + j] = Real(row[i]);
     }
   } else {
     for (int64_t i = 0; i < K; ++i)
@@ -141,6 +147,11 @@ void store_state(const StateRef& r, int64_t K, int64_t V, const Real* S) {
     for (int64_t i = 0; i < K; ++i) {
       uint16_t* row = static_cast<uint16_t*>(r.base) + i * r.k_stride;
       for (int64_t j = 0; j < V; ++j) row[j] = float_to_bf16(static_cast<float>(S[i * V + j]));
+    }
+  } else if (r.k_stride == 1 && r.dtype == DType::kF32) {
+    for (int64_t j = 0; j < V; ++j) {
+      float* row = static_cast<float*>(r.base) + j * r.v_stride;
+      for (int64_t i = 0; i < K; ++i) row[i] = static_cast<float>(S[i * V + j]);
     }
   } else {
     for (int64_t i = 0; i < K; ++i)
