@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "support/expect_case.h"
 #include "gdn/dispatch.h"
+#include "support/expect_case.h"
 #include "testing/harness.h"
 
 namespace gdn::testing {
@@ -162,6 +162,21 @@ TEST(CudaProperties, NonDefaultStreamAndOutInsideALargerBuffer) {
   }
   cudaFree(wide);
   cudaStreamDestroy(stream);
+}
+
+// Enough (sequence, head, column tile) CTAs for two per SM: the state pass
+// then runs its single-slot ring, which the smaller cases above never reach.
+TEST(CudaProperties, ManyWorkItemsTakeTheSingleSlotRing) {
+  REQUIRE_GPU();
+  Case c;
+  c.name = "many work items";
+  for (int i = 0; i < 96; ++i) c.seq_lens.push_back(1 + (i * 37) % 150);
+  c.H = 4, c.HV = 8, c.K = c.V = 128;  // 96 * 8 * 4 = 3072 CTAs of 32 columns
+  c.pool = true;
+  c.checkpoint_every = 64;
+  const CaseResult r = run_case(c, Backend::kCuda);
+  ASSERT_TRUE(r.status.ok()) << r.status.message();
+  expect_case_passes(c, r);
 }
 
 TEST(CudaProperties, UnsupportedProblemsSayWhy) {
