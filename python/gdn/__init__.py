@@ -118,7 +118,7 @@ def _gates(g, beta, A_log, dt_bias, rank):
 def chunk_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None, output_final_state=False,
                            use_qk_l2norm_in_kernel=False, cu_seqlens=None, state_v_first=False,
                            state_indices=None, A_log=None, dt_bias=None, checkpoint_every=0,
-                           checkpoints=None, backend="auto", strict=False):
+                           checkpoints=None, backend="auto", strict=False, _host_checks=True):
     """Chunked prefill. Returns (o, final_state).
 
     q, k: [B, T, H, K]; v: [B, T, HV, V]; g, beta: [B, T, HV] (with A_log and
@@ -139,7 +139,7 @@ def chunk_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None, out
     else:
         if B != 1:
             raise ValueError(f"q: with cu_seqlens the batch dimension must be 1, got {B}")
-        cu, cu_host = cu_seqlens, _host_copy(cu_seqlens)
+        cu, cu_host = cu_seqlens, _host_copy(cu_seqlens) if _host_checks else None
         N = cu_seqlens.shape[0] - 1
     t = {"q": _flat(q, "q", 3), "k": _flat(k, "k", 3), "v": _flat(v, "v", 3), "cu_seqlens": cu}
     gates, fused = _gates(g, beta, A_log, dt_bias, 2)
@@ -165,12 +165,12 @@ def chunk_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None, out
         t["checkpoints"] = checkpoints
     _run(_PREFILL, t, scale=scale, l2norm=use_qk_l2norm_in_kernel, fused=fused, state_v_first=state_v_first,
          write_final=write, checkpoint_every=checkpoint_every, backend=backend, strict=strict, cu_host=cu_host,
-         idx_host=_host_copy(state_indices))
+         idx_host=_host_copy(state_indices) if _host_checks else None)
     return o.reshape((B, T, HV, V)), final
 
 
 def recurrent_update(q, k, v, g, beta, state, state_indices=None, scale=None, use_qk_l2norm_in_kernel=False,
-                     state_v_first=False, A_log=None, dt_bias=None, backend="auto", strict=False):
+                     state_v_first=False, A_log=None, dt_bias=None, backend="auto", strict=False, _host_checks=True):
     """Decode: one token per sequence, the state updated in place.
 
     q, k: [N, H, K] (or [N, 1, H, K]); v: [N, HV, V]; g, beta: [N, HV].
@@ -190,13 +190,15 @@ def recurrent_update(q, k, v, g, beta, state, state_indices=None, scale=None, us
     else:
         t["final_state"] = state
     _run(_DECODE, t, scale=scale, l2norm=use_qk_l2norm_in_kernel, fused=fused, state_v_first=state_v_first,
-         write_final=True, backend=backend, strict=strict, idx_host=_host_copy(state_indices))
+         write_final=True, backend=backend, strict=strict,
+         idx_host=_host_copy(state_indices) if _host_checks else None)
     return o
 
 
 def verify(q, k, v, g, beta, state, state_indices=None, cu_seqlens=None, scale=None,
            use_qk_l2norm_in_kernel=False, state_v_first=False, A_log=None, dt_bias=None,
-           output_intermediate_states=True, update_state=False, backend="auto", strict=False):
+           output_intermediate_states=True, update_state=False, backend="auto", strict=False, _host_checks=True,
+           _slots=None):
     """Speculative verify: up to 16 draft tokens per sequence.
 
     q, k: [N, L, H, K] (fixed length L) or [1, T, H, K] with cu_seqlens.
@@ -212,9 +214,10 @@ def verify(q, k, v, g, beta, state, state_indices=None, cu_seqlens=None, scale=N
     t.update(gates)
     cu_host, tokens = None, 0
     if cu_seqlens is not None:
-        t["cu_seqlens"], cu_host = cu_seqlens, _host_copy(cu_seqlens)
+        t["cu_seqlens"], cu_host = cu_seqlens, _host_copy(cu_seqlens) if _host_checks else None
         N = cu_seqlens.shape[0] - 1
         slots = int(max(cu_host[1:] - cu_host[:-1])) if cu_host is not None and N > 0 else 16
+        slots = slots if _slots is None else _slots
     else:
         N, tokens, slots = B, L, L
     o = _empty(v, (B * L, HV, V))
@@ -231,5 +234,5 @@ def verify(q, k, v, g, beta, state, state_indices=None, cu_seqlens=None, scale=N
         t["intermediate_states"] = inter
     _run(_VERIFY, t, scale=scale, l2norm=use_qk_l2norm_in_kernel, fused=fused, state_v_first=state_v_first,
          write_final=bool(update_state), tokens_per_seq=tokens, backend=backend, strict=strict, cu_host=cu_host,
-         idx_host=_host_copy(state_indices))
+         idx_host=_host_copy(state_indices) if _host_checks else None)
     return o.reshape((B, L, HV, V)), inter

@@ -1,0 +1,99 @@
+"""gdn.torch: the custom ops on CPU tensors (the GPU file runs them on CUDA
+tensors on a GPU machine). Skipped where PyTorch is not installed."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+import gdn  # noqa: E402
+import gdn.torch as gt  # noqa: E402
+
+
+def make(lens, H=2, HV=4, K=32, V=32, dtype=torch.float32, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    T = sum(lens)
+    q = torch.randn(1, T, H, K, generator=gen).to(dtype)
+    k = torch.randn(1, T, H, K, generator=gen).to(dtype)
+    v = torch.randn(1, T, HV, V, generator=gen).to(dtype)
+    g = -0.01 - 0.3 * torch.rand(1, T, HV, generator=gen)
+    beta = torch.sigmoid(torch.randn(1, T, HV, generator=gen))
+    cu = torch.tensor(np.concatenate([[0], np.cumsum(lens)]), dtype=torch.int32)
+    h0 = 0.1 * torch.randn(len(lens), HV, K, V, generator=gen)
+    return q, k, v, g, beta, cu, h0
+
+
+def test_importing_gdn_does_not_import_torch():
+    code = "import sys, gdn; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_ops_match_the_numpy_path():
+    q, k, v, g, beta, cu, h0 = make([5, 70, 3])
+    o, ht = gt.chunk_gated_delta_rule(q, k, v, g, beta, initial_state=h0, output_final_state=True,
+                                      use_qk_l2norm_in_kernel=True, cu_seqlens=cu)
+    on, hn = gdn.chunk_gated_delta_rule(q.numpy(), k.numpy(), v.numpy(), g.numpy(), beta.numpy(),
+                                        initial_state=h0.numpy(), output_final_state=True,
+                                        use_qk_l2norm_in_kernel=True, cu_seqlens=cu.numpy())
+    assert torch.equal(o, torch.from_numpy(on)) and torch.equal(ht, torch.from_numpy(hn))
+
+
+def test_bfloat16_tensors():
+    q, k, v, g, beta, cu, h0 = make([40, 90], dtype=torch.bfloat16)
+    o, _ = gt.chunk_gated_delta_rule(q, k, v, g, beta, cu_seqlens=cu, use_qk_l2norm_in_kernel=True)
+    o32, _ = gt.chunk_gated_delta_rule(q.float(), k.float(), v.float(), g, beta, cu_seqlens=cu,
+                                       use_qk_l2norm_in_kernel=True)
+    assert o.dtype == torch.bfloat16
+    err = ((o.float() - o32) ** 2).sum().sqrt() / (o32 ** 2).sum().sqrt()
+    assert err < 4e-3
+
+
+def test_pool_decode_and_verify_mutate_in_place():
+    N, L = 3, 4
+    q, k, v, g, beta, _, _ = make([L] * N)
+    q4, k4, v4 = (x.reshape(N, L, *x.shape[2:]) for x in (q, k, v))
+    g4, b4 = g.reshape(N, L, -1), beta.reshape(N, L, -1)
+    pool = 0.1 * torch.randn(N + 2, 4, 32, 32)
+    idx = torch.tensor([3, 0, 4], dtype=torch.int32)
+    before = pool.clone()
+    o_ver, inter = gt.verify(q4, k4, v4, g4, b4, pool, state_indices=idx)
+    assert torch.equal(pool, before)
+    for j in range(L):
+        o = gt.recurrent_update(q4[:, j], k4[:, j], v4[:, j], g4[:, j], b4[:, j], pool, state_indices=idx)
+        assert torch.equal(o, o_ver[:, j])
+        assert torch.equal(pool[idx.long()], inter[:, j])
+
+
+@pytest.mark.parametrize("name", ["prefill", "prefill_into_pool", "recurrent_update", "verify"])
+def test_opcheck(name):
+    q, k, v, g, beta, cu, h0 = make([5, 9])
+    pool = 0.1 * torch.randn(4, 4, 32, 32)
+    idx = torch.tensor([2, -1], dtype=torch.int32)
+    cases = {
+        "prefill": (torch.ops.gdn.prefill, (q, k, v, g, beta, cu, h0, None, None, 0.0, True, False, True)),
+        "prefill_into_pool": (torch.ops.gdn.prefill_into_pool,
+                              (q, k, v, g, beta, cu, pool, idx, None, None, 0.0, True, False)),
+        "recurrent_update": (torch.ops.gdn.recurrent_update,
+                             (q[0, :2], k[0, :2], v[0, :2], g[0, :2], beta[0, :2], pool, idx, None, None, 0.0,
+                              True, False)),
+        "verify": (torch.ops.gdn.verify,
+                   (q.reshape(2, 7, 2, 32), k.reshape(2, 7, 2, 32), v.reshape(2, 7, 4, 32), g.reshape(2, 7, 4),
+                    beta.reshape(2, 7, 4), pool, idx, None, None, None, 0.0, True, False, True, False)),
+    }
+    op, args = cases[name]
+    torch.library.opcheck(op, args, test_utils=("test_schema", "test_faketensor"))
+
+
+def test_torch_compile_traces_the_ops():
+    q, k, v, g, beta, cu, h0 = make([20, 45])
+
+    def layer(q, k, v, g, beta, cu, h0):
+        o, ht = gt.chunk_gated_delta_rule(q, k, v, g, beta, initial_state=h0, output_final_state=True,
+                                          use_qk_l2norm_in_kernel=True, cu_seqlens=cu)
+        return o * 2.0, ht
+
+    eager = layer(q, k, v, g, beta, cu, h0)
+    compiled = torch.compile(layer, fullgraph=True)(q, k, v, g, beta, cu, h0)
+    assert torch.equal(eager[0], compiled[0]) and torch.equal(eager[1], compiled[1])
