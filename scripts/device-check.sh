@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: GPU tests, compute-sanitizer (memcheck,
 # racecheck, synccheck) on a reduced set, the benchmark suite on the cuda
-# backend, SASS facts, and a short summary table printed last. Uses the
+# backend, SASS facts, the Python package's tests (CUDA tensors included), and
+# a short summary table printed last. GDN_STEPS picks steps. Uses the
 # binaries scripts/build-device.sh put in .deps/device-bin (carry it).
 # Every log lands in $OUT as it is written.
 set -u
 cd "$(dirname "$0")/.."
 BIN=${GDN_DEVICE_BIN:-.deps/device-bin}
 OUT=${OUT:-/tmp/gdn-device-out}
-STEPS=${GDN_STEPS:-"tests sanitize bench sass"}
+STEPS=${GDN_STEPS:-"tests sanitize bench sass python"}
 ROWS=${GDN_ROWS:-}
 mkdir -p "$OUT"
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
@@ -48,6 +49,14 @@ for step in $STEPS; do
       cuobjdump --dump-sass "$BIN/gdn" >"$OUT/sass.txt" 2>&1
       note "SASS: $(grep -c HMMA "$OUT/sass.txt") HMMA, $(grep -c HGMMA "$OUT/sass.txt") HGMMA, $(grep -cE 'LDL|STL' "$OUT/sass.txt") LDL/STL"
       rm -f "$OUT/sass.txt"
+      ;;
+    python)
+      # The Python package built here (the device has nanobind, scikit-build-core and
+      # PyTorch but no network, hence no build isolation), then its tests, CUDA ones included.
+      timeout 400 python3 -m pip install -q --no-build-isolation . >"$OUT/python-build.log" 2>&1
+      note "python build: rc=$?"
+      (cd tests/python && timeout 300 python3 -m pytest -q -rs >"$OUT/python-tests.log" 2>&1)
+      note "python tests: rc=$?, $(tail -1 "$OUT/python-tests.log")"
       ;;
   esac
 done

@@ -1,0 +1,92 @@
+"""gdn on CUDA tensors (PyTorch): the GPU backend against the float64 oracle,
+the state pool in place, CUDA-graph capture and torch.compile. Runs on a GPU
+machine (scripts/device-check.sh); skipped elsewhere."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+if not torch.cuda.is_available():
+    pytest.skip("no CUDA device here; this file runs on a GPU machine", allow_module_level=True)
+
+import gdn  # noqa: E402
+import gdn.torch as gt  # noqa: E402
+from reference import recurrence, rel  # noqa: E402
+
+DEV = "cuda"
+
+
+def make(lens, H=2, HV=4, K=128, V=128, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    T = sum(lens)
+    q = torch.randn(1, T, H, K, generator=gen).to(torch.bfloat16)
+    k = torch.randn(1, T, H, K, generator=gen).to(torch.bfloat16)
+    v = torch.randn(1, T, HV, V, generator=gen).to(torch.bfloat16)
+    g = -0.01 - 0.3 * torch.rand(1, T, HV, generator=gen)
+    beta = torch.sigmoid(torch.randn(1, T, HV, generator=gen))
+    cu = torch.tensor(np.concatenate([[0], np.cumsum(lens)]), dtype=torch.int32)
+    h0 = 0.1 * torch.randn(len(lens), HV, K, V, generator=gen)
+    return q, k, v, g, beta, cu, h0
+
+
+def to_dev(*xs):
+    return tuple(x.to(DEV) for x in xs)
+
+
+def test_prefill_on_the_gpu_matches_the_oracle():
+    q, k, v, g, beta, cu, h0 = make([1, 7, 63, 64, 65, 130, 1000])
+    o, ht = gdn.chunk_gated_delta_rule(*to_dev(q, k, v, g, beta), initial_state=h0.to(DEV), output_final_state=True,
+                                       use_qk_l2norm_in_kernel=True, cu_seqlens=cu.to(DEV))
+    torch.cuda.synchronize()
+    ro, rs = recurrence(q[0].float().numpy(), k[0].float().numpy(), v[0].float().numpy(), g[0].numpy(),
+                        beta[0].numpy(), cu.numpy(), h0.numpy())
+    assert o.is_cuda and o.dtype == torch.bfloat16
+    assert rel(o[0].float().cpu().numpy(), ro) < 4e-3
+    assert rel(ht.cpu().numpy(), rs) < 4e-3
+
+
+def test_pool_in_place_leaves_other_rows_alone():
+    q, k, v, g, beta, cu, _ = make([9, 70, 3])
+    pool = (0.1 * torch.randn(6, 4, 128, 128)).to(DEV)
+    before = pool.clone()
+    idx = torch.tensor([4, -1, 1], dtype=torch.int32, device=DEV)
+    gt.chunk_gated_delta_rule(*to_dev(q, k, v, g, beta), initial_state=pool, state_indices=idx,
+                              cu_seqlens=cu.to(DEV), use_qk_l2norm_in_kernel=True)
+    torch.cuda.synchronize()
+    for row in (0, 2, 3, 5):
+        assert torch.equal(pool[row], before[row])
+    assert not torch.equal(pool[4], before[4]) and not torch.equal(pool[1], before[1])
+
+
+def test_cuda_graph_replay_equals_eager():
+    q, k, v, g, beta, cu, h0 = to_dev(*make([64, 300]))
+    o_eager, h_eager = gt.chunk_gated_delta_rule(q, k, v, g, beta, initial_state=h0, output_final_state=True,
+                                                 use_qk_l2norm_in_kernel=True, cu_seqlens=cu)
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):  # warm-up on the capture stream (workspace allocated here)
+        gt.chunk_gated_delta_rule(q, k, v, g, beta, initial_state=h0, output_final_state=True,
+                                  use_qk_l2norm_in_kernel=True, cu_seqlens=cu)
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        o, ht = gt.chunk_gated_delta_rule(q, k, v, g, beta, initial_state=h0, output_final_state=True,
+                                          use_qk_l2norm_in_kernel=True, cu_seqlens=cu)
+    for _ in range(3):
+        o.fill_(float("nan"))
+        graph.replay()
+        torch.cuda.synchronize()
+        assert torch.equal(o, o_eager) and torch.equal(ht, h_eager)
+
+
+def test_torch_compile_on_cuda_tensors():
+    q, k, v, g, beta, cu, h0 = to_dev(*make([20, 45]))
+
+    def layer(q, k, v, g, beta, cu, h0):
+        o, ht = gt.chunk_gated_delta_rule(q, k, v, g, beta, initial_state=h0, output_final_state=True,
+                                          use_qk_l2norm_in_kernel=True, cu_seqlens=cu)
+        return o.float() * 2.0, ht
+
+    eager = layer(q, k, v, g, beta, cu, h0)
+    compiled = torch.compile(layer, fullgraph=True)(q, k, v, g, beta, cu, h0)
+    assert torch.equal(eager[0], compiled[0]) and torch.equal(eager[1], compiled[1])
