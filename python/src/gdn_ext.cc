@@ -114,11 +114,13 @@ void run(int op_code, const nb::dict& t, float scale, bool l2norm, bool fused, b
         ("backend: unknown backend '" + backend + "' (auto, reference, cpu, cuda, sm90)").c_str());
   a.strict = strict;
   a.stream = reinterpret_cast<void*>(stream);
+  // q's DLPack device says where the call runs; only GPU calls need scratch.
+  Array q_array;
+  const bool on_gpu = nb::try_cast(get("q"), q_array) && q_array.device_type() == nb::device::cuda::value;
   gdn::Status s;
   {
     nb::gil_scoped_release release;
-    const gdn::Problem p = gdn::describe(op, a);
-    if (p.on_device) s = workspace_for(p.device_ordinal).prepare(op, &a);
+    if (on_gpu) s = workspace_for(q_array.device_id()).prepare(op, &a);
     if (s.ok()) s = gdn::run(op, a);
   }
   if (!s.ok()) raise(s);

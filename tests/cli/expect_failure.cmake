@@ -1,11 +1,4 @@
 # Runs BIN run FLAGS...; passes when it exits non-zero and prints EXPECT.
+include(${CMAKE_CURRENT_LIST_DIR}/expect_exit.cmake)
 separate_arguments(args UNIX_COMMAND "${FLAGS}")
-execute_process(COMMAND ${BIN} run ${args} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
-if(rc EQUAL 0)
-  message(FATAL_ERROR "expected a non-zero exit, got 0\n${out}${err}")
-endif()
-string(FIND "${out}${err}" "${EXPECT}" pos)
-if(pos EQUAL -1)
-  message(FATAL_ERROR "expected the message to contain '${EXPECT}', got:\n${out}${err}")
-endif()
-message(STATUS "exit ${rc}: ${err}")
+expect_exit(nonzero "${EXPECT}" ${BIN} run ${args})
