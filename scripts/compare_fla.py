@@ -15,6 +15,7 @@ import argparse
 import inspect
 import json
 import math
+import os
 import statistics
 import subprocess
 import sys
@@ -159,8 +160,9 @@ def main():
     if args.rows:
         wanted = args.rows.split(",")
         rows = [r for r in rows if r["name"] in wanted]
+    fla_commit = os.environ.get("FLA_COMMIT", "")
     try:
-        fla_commit = subprocess.run(["git", "-C", inspect.getfile(fla_fn).rsplit("/fla/", 1)[0], "rev-parse",
+        fla_commit = fla_commit or subprocess.run(["git", "-C", inspect.getfile(fla_fn).rsplit("/fla/", 1)[0], "rev-parse",
                                      "--short=12", "HEAD"], capture_output=True, text=True).stdout.strip()
     except OSError:
         fla_commit = ""

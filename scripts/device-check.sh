@@ -2,14 +2,15 @@
 # One call on the GPU machine: GPU tests, compute-sanitizer (memcheck,
 # racecheck, synccheck) on a reduced set, the benchmark suite on the cuda
 # backend, SASS facts, the Python package's tests (CUDA tensors included), and
-# a short summary table printed last. GDN_STEPS picks steps. Uses the
+# flash-linear-attention side by side (compare), and a short summary table
+# printed last. GDN_STEPS picks steps. Uses the
 # binaries scripts/build-device.sh put in .deps/device-bin (carry it).
 # Every log lands in $OUT as it is written.
 set -u
 cd "$(dirname "$0")/.."
 BIN=${GDN_DEVICE_BIN:-.deps/device-bin}
 OUT=${OUT:-/tmp/gdn-device-out}
-STEPS=${GDN_STEPS:-"tests sanitize bench sass python"}
+STEPS=${GDN_STEPS:-"tests sanitize bench sass python compare"}
 ROWS=${GDN_ROWS:-}
 mkdir -p "$OUT"
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
@@ -53,13 +54,34 @@ for step in $STEPS; do
     python)
       # The Python package built here (the device has nanobind, scikit-build-core and
       # PyTorch but no network, hence no build isolation), then its tests, CUDA ones included.
-      timeout 400 python3 -m pip install -q --no-build-isolation . >"$OUT/python-build.log" 2>&1
+      # The system g++ links libstdc++ dynamically: a module built by a compiler
+      # wrapper that links it statically segfaulted on the first C++ exception
+      # (numpy and torch load the shared libstdc++ into the same process).
+      cxx=$(command -v /usr/bin/g++ || command -v g++)
+      rm -rf build-python
+      CXX=$cxx CUDAHOSTCXX=$cxx CMAKE_ARGS="-DCMAKE_CUDA_ARCHITECTURES=90-real" \
+        timeout 400 python3 -m pip install -q --no-build-isolation . >"$OUT/python-build.log" 2>&1
       note "python build: rc=$?"
-      (cd tests/python && timeout 300 python3 -m pytest -q -rs >"$OUT/python-tests.log" 2>&1)
+      (cd tests/python && timeout 300 python3 -X faulthandler -m pytest -q -rs >"$OUT/python-tests.log" 2>&1)
       note "python tests: rc=$?, $(tail -1 "$OUT/python-tests.log")"
+      ;;
+    compare)
+      # gdn and flash-linear-attention side by side (needs the python step first
+      # and flash-linear-attention's fla/ folder carried in .peers, see README).
+      fla=.peers/flash-linear-attention
+      if [ -d "$fla/fla" ]; then
+        args=(--json "$OUT/compare-fla.json" --png "$OUT/compare-fla.png")
+        [ -n "$ROWS" ] && args+=(--rows "$ROWS")
+        PYTHONPATH=$fla FLA_COMMIT=$(cat "$fla/COMMIT" 2>/dev/null) timeout 400 python3 -X faulthandler scripts/compare_fla.py \
+          "${args[@]}" >"$OUT/compare-fla.txt" 2>&1
+        note "compare with flash-linear-attention: rc=$?, $(grep -c agree "$OUT/compare-fla.json" 2>/dev/null) rows"
+      else
+        note "compare with flash-linear-attention: skipped ($fla/fla not carried)"
+      fi
       ;;
   esac
 done
 [ -f "$OUT/bench-cuda.txt" ] && cat "$OUT/bench-cuda.txt"
+[ -f "$OUT/compare-fla.txt" ] && tail -25 "$OUT/compare-fla.txt"
 echo "---"
 cat "$summary"
