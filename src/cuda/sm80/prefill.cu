@@ -89,13 +89,15 @@ Status device_limits(int ordinal, DeviceLimits* out) {
 constexpr size_t kSmemPerBlockReserved = 1024;
 
 // Ring slots for a state-pass launch of `ctas` CTAs: one slot and two CTAs
-// per SM when the grid has at least two CTAs per SM and the kernel's
-// registers allow it (another CTA's work hides this one's loads); else two
-// slots when they fit (the next chunk loads while this one computes); else one.
+// per SM when the grid has more CTAs than SMs and the kernel's registers
+// allow it (another CTA's work hides this one's loads, and two slots, one
+// CTA per SM, would take a second wave: 1x64 of q3n-tp1, 256 CTAs, ran its
+// state pass in 20 us that way); else two slots when they fit (the next
+// chunk loads while this one computes); else one.
 template <typename T, int KV, int VT>
 int ring_stages(int64_t ctas, const DeviceLimits& dev) {
   const size_t one = prefill_state_smem<T, KV, KV, VT>(1), two = prefill_state_smem<T, KV, KV, VT>(2);
-  if (ctas >= 2 * dev.sms && prefill_state_min_blocks<T, KV, KV, VT>() >= 2 &&
+  if (ctas > dev.sms && prefill_state_min_blocks<T, KV, KV, VT>() >= 2 &&
       2 * (one + kSmemPerBlockReserved) <= dev.smem_per_sm)
     return 1;
   return two <= dev.smem_optin ? 2 : 1;

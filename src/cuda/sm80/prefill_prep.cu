@@ -9,9 +9,10 @@
 //   s_q, s_x, s_k, decay (params.h)                                  -> workspace
 // The state pass then needs only raw q, k, v:
 //   U - W S = Au (V - diag(exp G) K S).
-// K K^T and Q K^T run on tensor cores in tf32; the inverse is a blocked fp32
-// inverse over 16x16 blocks that keeps all four warps busy.
-#include "cuda/ptx/mma_sm80.cuh"
+// K K^T and Q K^T run on tensor cores in tf32 over the raw q and k rows (exact
+// for 16-bit io) with the norms applied to the products; the inverse is a
+// blocked fp32 inverse over 16x16 blocks that keeps all four warps busy.
+#include "cuda/sm80/io_tiles.cuh"
 #include "cuda/sm80/kernels.cuh"
 
 namespace gdn::cuda {
@@ -31,11 +32,15 @@ static_assert(kPrepThreads == 2 * kChunk,
               "step 1 runs on the first kChunk threads, the row factors on the other kChunk");
 static_assert(kBlk * kHalfBlk == kPrepThreads, "step 2: one thread per (row pair, column) of a block");
 
-template <int K>
+// Raw q and k rows (the io dtype, one 16-byte pad per row: fragment loads of
+// a warp hit distinct banks); the l2 norms apply as row and column factors
+// of the products, so the rows need no normalised copy.
+template <typename T, int K>
 struct PrepSmem {
-  float kf[kChunk][K + 4];  // normalised k
+  static constexpr int kStride = K + 16 / sizeof(T);  // elements per row
+  T kraw[kChunk][kStride];
   union {
-    float qf[kChunk][K + 4];        // normalised, scaled q (last read by Q K^T)
+    T qraw[kChunk][kStride];        // raw q (last read by Q K^T)
     float inv[kChunk][kMatStride];  // then: A = (I + M)^-1, and P blocks in its upper triangle
   };
   float m[kChunk][kMatStride];
@@ -51,9 +56,10 @@ template <typename T, int K, int V>
 __global__ void __launch_bounds__(kPrepThreads) prefill_prep_kernel(const __grid_constant__ PrefillParams p) {
   static_assert(K % 32 == 0 && V % 32 == 0, "head sizes must be multiples of 32");
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  PrepSmem<K>& s = *reinterpret_cast<PrepSmem<K>*>(smem_raw);
-  static_assert(offsetof(PrepSmem<K>, inv) % 16 == 0 && offsetof(PrepSmem<K>, m) % 16 == 0 &&
-                    offsetof(PrepSmem<K>, beta) % 16 == 0,
+  using Smem = PrepSmem<T, K>;
+  Smem& s = *reinterpret_cast<Smem*>(smem_raw);
+  static_assert(offsetof(Smem, qraw) % 16 == 0 && offsetof(Smem, inv) % 16 == 0 && offsetof(Smem, m) % 16 == 0 &&
+                    offsetof(Smem, beta) % 16 == 0 && sizeof(s.kraw) % 16 == 0,
                 "float4 access to inv, m and beta");
   if (*p.error_flag) return;
   const int c = blockIdx.x, hv = blockIdx.y;
@@ -75,37 +81,13 @@ __global__ void __launch_bounds__(kPrepThreads) prefill_prep_kernel(const __grid
   const T* q = static_cast<const T*>(p.q);
   const T* k = static_cast<const T*>(p.k);
 
-  // q and k rows (normalised), one warp per 16 rows.
-  constexpr int kPerLaneK = K / 32;
-  for (int r = warp * 16; r < warp * 16 + 16; ++r) {
-    const bool valid = r < len;
-    float xq[kPerLaneK], xk[kPerLaneK];
-    float sq = 0.f, sk = 0.f;
-#pragma unroll
-    for (int i = 0; i < kPerLaneK; ++i) {
-      const int d = lane * kPerLaneK + i;
-      xq[i] = valid ? to_float<T>(q[(t0 + r) * p.q_s0 + h * p.q_s1 + d]) : 0.f;
-      xk[i] = valid ? to_float<T>(k[(t0 + r) * p.k_s0 + h * p.k_s1 + d]) : 0.f;
-      sq += xq[i] * xq[i];
-      sk += xk[i] * xk[i];
-    }
-#pragma unroll
-    for (int off = 16; off > 0; off >>= 1) {
-      sq += __shfl_xor_sync(0xffffffffu, sq, off);
-      sk += __shfl_xor_sync(0xffffffffu, sk, off);
-    }
-    const float rnq = p.l2norm ? 1.f / sqrtf(sq + 1e-6f) : 1.f;
-    const float rnk = p.l2norm ? 1.f / sqrtf(sk + 1e-6f) : 1.f;
-#pragma unroll
-    for (int i = 0; i < kPerLaneK; ++i) {
-      s.qf[r][lane * kPerLaneK + i] = xq[i] * rnq * p.scale;
-      s.kf[r][lane * kPerLaneK + i] = xk[i] * rnk;
-    }
-    if (lane == 0) {
-      s.rnq[r] = rnq;
-      s.rnk[r] = rnk;
-    }
-  }
+  // Raw q and k rows in one round of asynchronous copies (rows past the
+  // chunk's end zero), overlapped with the gate loads below.
+  copy_rows_async<T, K>(&s.qraw[0][0], Smem::kStride, q + t0 * p.q_s0 + h * p.q_s1, p.q_s0, kChunk, len, tid,
+                        kPrepThreads);
+  copy_rows_async<T, K>(&s.kraw[0][0], Smem::kStride, k + t0 * p.k_s0 + h * p.k_s1, p.k_s0, kChunk, len, tid,
+                        kPrepThreads);
+  cp_async_commit();
   // Gates (padding rows: g = 0, beta = 0).
   if (tid < kChunk) {
     float g = 0.f, beta = 0.f;
@@ -126,7 +108,29 @@ __global__ void __launch_bounds__(kPrepThreads) prefill_prep_kernel(const __grid
     s.G[tid] = g;
     s.beta[tid] = beta;
   }
+  cp_async_wait<0>();
   __syncthreads();
+  // Reciprocal l2 norms (1 without l2norm), one warp per 16 rows, pairs of
+  // elements per lane.
+  for (int r = warp * 16; r < warp * 16 + 16; ++r) {
+    float sq = 0.f, sk = 0.f;
+#pragma unroll
+    for (int d = 2 * lane; d < K; d += 64) {
+      const float q0 = to_float<T>(s.qraw[r][d]), q1 = to_float<T>(s.qraw[r][d + 1]);
+      const float k0 = to_float<T>(s.kraw[r][d]), k1 = to_float<T>(s.kraw[r][d + 1]);
+      sq += q0 * q0 + q1 * q1;
+      sk += k0 * k0 + k1 * k1;
+    }
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) {
+      sq += __shfl_xor_sync(0xffffffffu, sq, off);
+      sk += __shfl_xor_sync(0xffffffffu, sk, off);
+    }
+    if (lane == 0) {
+      s.rnq[r] = p.l2norm ? 1.f / sqrtf(sq + 1e-6f) : 1.f;
+      s.rnk[r] = p.l2norm ? 1.f / sqrtf(sk + 1e-6f) : 1.f;
+    }
+  }
   if (warp == 0) {  // in-chunk inclusive cumulative sum, two gates per lane
     const float g0 = s.G[2 * lane], g1 = s.G[2 * lane + 1];
     float incl = g0 + g1;
@@ -141,19 +145,20 @@ __global__ void __launch_bounds__(kPrepThreads) prefill_prep_kernel(const __grid
   }
   __syncthreads();
 
-  // K K^T and (scale Q) K^T for this warp's 16 rows; gate, mask, store.
+  // K K^T and Q K^T of the raw rows for this warp's 16 rows; norms, scale,
+  // gate and mask applied on the way out.
   const int r0 = warp * 16, g8 = lane >> 2, t4 = lane & 3;
   {
     float kk[8][4] = {}, qk[8][4] = {};
 #pragma unroll
     for (int kc = 0; kc < K / 8; ++kc) {
       uint32_t ak[4], aq[4];
-      load_a_rowmajor(ak, &s.kf[0][0], K + 4, r0, kc * 8, lane);
-      load_a_rowmajor(aq, &s.qf[0][0], K + 4, r0, kc * 8, lane);
+      load_a_io<T>(ak, &s.kraw[0][0], Smem::kStride, r0, kc * 8, lane);
+      load_a_io<T>(aq, &s.qraw[0][0], Smem::kStride, r0, kc * 8, lane);
 #pragma unroll
       for (int nt = 0; nt < 8; ++nt) {
         uint32_t b[2];
-        load_b_transposed(b, &s.kf[0][0], K + 4, kc * 8, nt * 8, lane);
+        load_b_io_transposed<T>(b, &s.kraw[0][0], Smem::kStride, kc * 8, nt * 8, lane);
         mma_tf32(kk[nt], ak, b);
         mma_tf32(qk[nt], aq, b);
       }
@@ -164,13 +169,14 @@ __global__ void __launch_bounds__(kPrepThreads) prefill_prep_kernel(const __grid
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
         const int i = r0 + g8 + half * 8, j = nt * 8 + 2 * t4;
+        const float ki = s.rnk[i], qi = s.rnq[i] * p.scale;
         float lv[2];
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
           const int jj = j + e;
           const float gamma = i >= jj ? expf(s.G[i] - s.G[jj]) : 0.f;
-          s.m[i][jj] = i > jj ? s.beta[i] * kk[nt][half * 2 + e] * gamma : 0.f;
-          lv[e] = qk[nt][half * 2 + e] * gamma;
+          s.m[i][jj] = i > jj ? s.beta[i] * (kk[nt][half * 2 + e] * ki * s.rnk[jj]) * gamma : 0.f;
+          lv[e] = (qk[nt][half * 2 + e] * qi * s.rnk[jj]) * gamma;
         }
         *reinterpret_cast<float2*>(L + i * kChunk + j) = make_float2(tf32_round(lv[0]), tf32_round(lv[1]));
       }
@@ -305,7 +311,7 @@ __global__ void __launch_bounds__(kPrepThreads) prefill_prep_kernel(const __grid
 
 template <typename T, int K, int V>
 Status launch_prefill_prep(const PrefillParams& p, cudaStream_t stream) {
-  constexpr size_t kSmem = sizeof(PrepSmem<K>);
+  constexpr size_t kSmem = sizeof(PrepSmem<T, K>);
   static const cudaError_t attr =
       cudaFuncSetAttribute(prefill_prep_kernel<T, K, V>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
   GDN_CUDA_RETURN(attr);

@@ -15,8 +15,7 @@
 // accumulation.
 #include <atomic>
 
-#include "cuda/ptx/cp_async.cuh"
-#include "cuda/ptx/mma_sm80.cuh"
+#include "cuda/sm80/io_tiles.cuh"
 #include "cuda/sm80/kernels.cuh"
 
 namespace gdn::cuda {
@@ -60,8 +59,6 @@ template <typename T, int K, int VT>
 __device__ __forceinline__ void load_chunk(const PrefillParams& p, unsigned char* slot, int c, int64_t t0,
                                            int len, int64_t h, int64_t hv, int v0, int tid) {
   using Plan = StatePlan<T, K, VT>;
-  constexpr int kPer = 16 / sizeof(T);
-  constexpr int kRowK = K / kPer, kRowV = VT / kPer;
   const T* q = static_cast<const T*>(p.q);
   const T* k = static_cast<const T*>(p.k);
   const T* v = static_cast<const T*>(p.v);
@@ -69,19 +66,12 @@ __device__ __forceinline__ void load_chunk(const PrefillParams& p, unsigned char
   T* sk = reinterpret_cast<T*>(slot + Plan::kK);
   T* sv = reinterpret_cast<T*>(slot + Plan::kV);
   // Rows past the chunk's end are zero-filled (their source is not read).
-  for (int i = tid; i < kChunk * kRowK; i += kStateThreads) {
-    const int r = i / kRowK, e = (i % kRowK) * kPer;
-    const bool valid = r < len;
-    const int64_t t = valid ? t0 + r : t0;
-    cp_async_16(sq + r * Plan::kQkStride + e, q + t * p.q_s0 + h * p.q_s1 + e, valid);
-    cp_async_16(sk + r * Plan::kQkStride + e, k + t * p.k_s0 + h * p.k_s1 + e, valid);
-  }
-  for (int i = tid; i < kChunk * kRowV; i += kStateThreads) {
-    const int r = i / kRowV, e = (i % kRowV) * kPer;
-    const bool valid = r < len;
-    const int64_t t = valid ? t0 + r : t0;
-    cp_async_16(sv + r * Plan::kVStride + e, v + t * p.v_s0 + hv * p.v_s1 + v0 + e, valid);
-  }
+  copy_rows_async<T, K>(sq, Plan::kQkStride, q + t0 * p.q_s0 + h * p.q_s1, p.q_s0, kChunk, len, tid,
+                        kStateThreads);
+  copy_rows_async<T, K>(sk, Plan::kQkStride, k + t0 * p.k_s0 + h * p.k_s1, p.k_s0, kChunk, len, tid,
+                        kStateThreads);
+  copy_rows_async<T, VT>(sv, Plan::kVStride, v + t0 * p.v_s0 + hv * p.v_s1 + v0, p.v_s0, kChunk, len, tid,
+                         kStateThreads);
   const int64_t item = int64_t{c} * p.HV + hv;
   const float* au = p.Au + item * kChunk * kChunk;
   const float* l = p.L + item * kChunk * kChunk;
@@ -95,57 +85,6 @@ __device__ __forceinline__ void load_chunk(const PrefillParams& p, unsigned char
   const float* f = p.F + item * kFactorStride;
   float* sf = reinterpret_cast<float*>(slot + Plan::kF);
   for (int i = tid; i < kFactorStride / 4; i += kStateThreads) cp_async_16(sf + 4 * i, f + 4 * i, true);
-}
-
-// tf32 bits of two adjacent io elements (16-bit floats are exact in tf32).
-template <typename T>
-__device__ __forceinline__ void io_pair(const T* p, uint32_t& lo, uint32_t& hi);
-template <>
-__device__ __forceinline__ void io_pair<__nv_bfloat16>(const __nv_bfloat16* p, uint32_t& lo, uint32_t& hi) {
-  const uint32_t w = *reinterpret_cast<const uint32_t*>(p);
-  lo = w << 16;
-  hi = w & 0xffff0000u;
-}
-template <>
-__device__ __forceinline__ void io_pair<__half>(const __half* p, uint32_t& lo, uint32_t& hi) {
-  const float2 f = __half22float2(*reinterpret_cast<const __half2*>(p));
-  lo = __float_as_uint(f.x);
-  hi = __float_as_uint(f.y);
-}
-template <>
-__device__ __forceinline__ void io_pair<float>(const float* p, uint32_t& lo, uint32_t& hi) {
-  const float2 f = *reinterpret_cast<const float2*>(p);
-  lo = to_tf32(f.x);
-  hi = to_tf32(f.y);
-}
-
-template <typename T>
-__device__ __forceinline__ uint32_t io_bits(T x) {
-  return sizeof(T) == 2 ? __float_as_uint(to_float<T>(x)) : to_tf32(to_float<T>(x));
-}
-
-// k-permuted A fragment (rows row0.., reduction columns k0..) from a
-// row-major io tile.
-template <typename T>
-__device__ __forceinline__ void load_a_io(uint32_t (&a)[4], const T* m, int stride, int row0, int k0,
-                                          int lane) {
-  const int g = lane >> 2, t = lane & 3;
-  io_pair<T>(m + (row0 + g) * stride + k0 + 2 * t, a[0], a[2]);
-  io_pair<T>(m + (row0 + g + 8) * stride + k0 + 2 * t, a[1], a[3]);
-}
-
-// k-permuted A fragment of the transpose of a row-major io tile:
-// A(r, k) = m[k][r].
-template <typename T>
-__device__ __forceinline__ void load_a_io_transposed(uint32_t (&a)[4], const T* m, int stride, int row0,
-                                                     int k0, int lane) {
-  const int g = lane >> 2, t = lane & 3;
-  const T* r0 = m + (k0 + 2 * t) * stride + row0 + g;
-  const T* r1 = r0 + stride;
-  a[0] = io_bits<T>(r0[0]);
-  a[1] = io_bits<T>(r0[8]);
-  a[2] = io_bits<T>(r1[0]);
-  a[3] = io_bits<T>(r1[8]);
 }
 
 template <typename T, int K, int V, int VT>

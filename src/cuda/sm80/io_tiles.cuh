@@ -1,0 +1,88 @@
+// Shared-memory tiles of raw io rows (q, k, v in bf16, fp16 or fp32) as
+// tensor-core operands: cp.async row copies in, k-permuted tf32 fragments out
+// (mma_sm80.cuh). 16-bit values are exact in tf32; fp32 ones are rounded.
+#pragma once
+
+#include "cuda/common.cuh"
+#include "cuda/ptx/cp_async.cuh"
+#include "cuda/ptx/mma_sm80.cuh"
+
+namespace gdn::cuda {
+
+// Copies `rows` rows of `cols` io elements (row r from src + r * src_stride)
+// into a row-major tile of row stride `dst_stride` elements; rows at or past
+// `valid_rows` are zero-filled without reading their source. `nthreads`
+// threads take part, `tid` is this one. Needs 16-byte aligned rows.
+template <typename T, int cols>
+__device__ __forceinline__ void copy_rows_async(T* dst, int dst_stride, const T* src, int64_t src_stride, int rows,
+                                                int valid_rows, int tid, int nthreads) {
+  constexpr int kPer = 16 / sizeof(T);
+  constexpr int kUnits = cols / kPer;
+  static_assert(cols % kPer == 0, "whole 16-byte units per row");
+  for (int i = tid; i < rows * kUnits; i += nthreads) {
+    const int r = i / kUnits, e = (i % kUnits) * kPer;
+    const bool valid = r < valid_rows;
+    cp_async_16(dst + r * dst_stride + e, src + (valid ? r : 0) * src_stride + e, valid);
+  }
+}
+
+// tf32 bits of two adjacent io elements.
+template <typename T>
+__device__ __forceinline__ void io_pair(const T* p, uint32_t& lo, uint32_t& hi);
+template <>
+__device__ __forceinline__ void io_pair<__nv_bfloat16>(const __nv_bfloat16* p, uint32_t& lo, uint32_t& hi) {
+  const uint32_t w = *reinterpret_cast<const uint32_t*>(p);
+  lo = w << 16;
+  hi = w & 0xffff0000u;
+}
+template <>
+__device__ __forceinline__ void io_pair<__half>(const __half* p, uint32_t& lo, uint32_t& hi) {
+  const float2 f = __half22float2(*reinterpret_cast<const __half2*>(p));
+  lo = __float_as_uint(f.x);
+  hi = __float_as_uint(f.y);
+}
+template <>
+__device__ __forceinline__ void io_pair<float>(const float* p, uint32_t& lo, uint32_t& hi) {
+  const float2 f = *reinterpret_cast<const float2*>(p);
+  lo = to_tf32(f.x);
+  hi = to_tf32(f.y);
+}
+
+template <typename T>
+__device__ __forceinline__ uint32_t io_bits(T x) {
+  return sizeof(T) == 2 ? __float_as_uint(to_float<T>(x)) : to_tf32(to_float<T>(x));
+}
+
+// k-permuted A fragment (rows row0.., reduction columns k0..) from a
+// row-major io tile.
+template <typename T>
+__device__ __forceinline__ void load_a_io(uint32_t (&a)[4], const T* m, int stride, int row0, int k0, int lane) {
+  const int g = lane >> 2, t = lane & 3;
+  io_pair<T>(m + (row0 + g) * stride + k0 + 2 * t, a[0], a[2]);
+  io_pair<T>(m + (row0 + g + 8) * stride + k0 + 2 * t, a[1], a[3]);
+}
+
+// k-permuted B fragment of the transpose of a row-major io tile:
+// B(k, n) = m[n][k] (e.g. K^T from the rows of K).
+template <typename T>
+__device__ __forceinline__ void load_b_io_transposed(uint32_t (&b)[2], const T* m, int stride, int k0, int n0,
+                                                     int lane) {
+  const int g = lane >> 2, t = lane & 3;
+  io_pair<T>(m + (n0 + g) * stride + k0 + 2 * t, b[0], b[1]);
+}
+
+// k-permuted A fragment of the transpose of a row-major io tile:
+// A(r, k) = m[k][r].
+template <typename T>
+__device__ __forceinline__ void load_a_io_transposed(uint32_t (&a)[4], const T* m, int stride, int row0, int k0,
+                                                     int lane) {
+  const int g = lane >> 2, t = lane & 3;
+  const T* r0 = m + (k0 + 2 * t) * stride + row0 + g;
+  const T* r1 = r0 + stride;
+  a[0] = io_bits<T>(r0[0]);
+  a[1] = io_bits<T>(r0[8]);
+  a[2] = io_bits<T>(r1[0]);
+  a[3] = io_bits<T>(r1[8]);
+}
+
+}  // namespace gdn::cuda
