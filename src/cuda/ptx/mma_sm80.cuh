@@ -9,6 +9,8 @@
 
 #include <cstdint>
 
+#include "cuda/ptx/cp_async.cuh"
+
 namespace gdn::cuda {
 
 __device__ __forceinline__ uint32_t to_tf32(float x) {
@@ -100,6 +102,45 @@ __device__ __forceinline__ void load_b_perm(uint32_t (&b)[2], const float* m, in
   const int g = lane >> 2, t = lane & 3;
   b[0] = __float_as_uint(m[(k0 + 2 * t) * stride + n0 + g]);
   b[1] = __float_as_uint(m[(k0 + 2 * t + 1) * stride + n0 + g]);
+}
+
+}  // namespace gdn::cuda
+
+namespace gdn::cuda {
+
+// Pair-interleaved fp32 tiles for B operands. A [k][n] tile stores element
+// (k, n) at ((k / 2) * P + n) * 2 + k % 2 (P: pair-row stride in float2
+// units), so the two k values of a k-permuted B fragment are one 64-bit load.
+// P = n columns + 4 keeps a half-warp's loads on distinct banks.
+template <int P>
+__device__ __forceinline__ int pair_index(int k, int n) {
+  return (((k >> 1) * P + n) << 1) + (k & 1);
+}
+
+// k-permuted B fragment from a pair-interleaved tile (k0 even).
+template <int P>
+__device__ __forceinline__ void load_b_pairs(uint32_t (&b)[2], const float* m, int k0, int n0, int lane) {
+  const int g = lane >> 2, t = lane & 3;
+  const float2 v = *reinterpret_cast<const float2*>(m + pair_index<P>(k0 + 2 * t, n0 + g));
+  b[0] = __float_as_uint(v.x);
+  b[1] = __float_as_uint(v.y);
+}
+
+// Four 8x8 matrices of 16-bit elements from shared memory (PTX ISA 9.7.14.5.15,
+// "ldmatrix"): lane l gives the address of row l % 8 of matrix l / 8;
+// register i receives matrix i's (g, 2t..2t+1) pair, or with .trans the
+// (2t..2t+1, g) pair (g = lane / 4, t = lane % 4).
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* row_addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(row_addr))
+               : "memory");
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* row_addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(row_addr))
+               : "memory");
 }
 
 }  // namespace gdn::cuda

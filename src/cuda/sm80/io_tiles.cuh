@@ -26,26 +26,31 @@ __device__ __forceinline__ void copy_rows_async(T* dst, int dst_stride, const T*
   }
 }
 
-// tf32 bits of two adjacent io elements.
+// tf32 bits of the two 16-bit floats packed in w (low half first).
 template <typename T>
-__device__ __forceinline__ void io_pair(const T* p, uint32_t& lo, uint32_t& hi);
+__device__ __forceinline__ void unpack_pair(uint32_t w, uint32_t& lo, uint32_t& hi);
 template <>
-__device__ __forceinline__ void io_pair<__nv_bfloat16>(const __nv_bfloat16* p, uint32_t& lo, uint32_t& hi) {
-  const uint32_t w = *reinterpret_cast<const uint32_t*>(p);
+__device__ __forceinline__ void unpack_pair<__nv_bfloat16>(uint32_t w, uint32_t& lo, uint32_t& hi) {
   lo = w << 16;
   hi = w & 0xffff0000u;
 }
 template <>
-__device__ __forceinline__ void io_pair<__half>(const __half* p, uint32_t& lo, uint32_t& hi) {
-  const float2 f = __half22float2(*reinterpret_cast<const __half2*>(p));
+__device__ __forceinline__ void unpack_pair<__half>(uint32_t w, uint32_t& lo, uint32_t& hi) {
+  const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&w));
   lo = __float_as_uint(f.x);
   hi = __float_as_uint(f.y);
 }
-template <>
-__device__ __forceinline__ void io_pair<float>(const float* p, uint32_t& lo, uint32_t& hi) {
-  const float2 f = *reinterpret_cast<const float2*>(p);
-  lo = to_tf32(f.x);
-  hi = to_tf32(f.y);
+
+// tf32 bits of two adjacent io elements.
+template <typename T>
+__device__ __forceinline__ void io_pair(const T* p, uint32_t& lo, uint32_t& hi) {
+  if constexpr (sizeof(T) == 2) {
+    unpack_pair<T>(*reinterpret_cast<const uint32_t*>(p), lo, hi);
+  } else {
+    const float2 f = *reinterpret_cast<const float2*>(p);
+    lo = to_tf32(f.x);
+    hi = to_tf32(f.y);
+  }
 }
 
 template <typename T>
@@ -83,6 +88,45 @@ __device__ __forceinline__ void load_a_io_transposed(uint32_t (&a)[4], const T* 
   a[1] = io_bits<T>(r0[8]);
   a[2] = io_bits<T>(r1[0]);
   a[3] = io_bits<T>(r1[8]);
+}
+
+// A fragments of two consecutive k-steps (k0 and k0 + 8) from a row-major
+// io tile: one ldmatrix for 16-bit io (rows 16-byte aligned), else load_a_io.
+template <typename T>
+__device__ __forceinline__ void load_a_io_x2(uint32_t (&a0)[4], uint32_t (&a1)[4], const T* m, int stride, int row0,
+                                             int k0, int lane) {
+  if constexpr (sizeof(T) == 2) {
+    // Matrix i: rows row0 + (i % 2) * 8.., columns k0 + (i / 2) * 8..
+    const int mi = lane >> 3;
+    uint32_t r[4];
+    ldmatrix_x4(r, m + (row0 + (mi & 1) * 8 + (lane & 7)) * stride + k0 + (mi >> 1) * 8);
+    unpack_pair<T>(r[0], a0[0], a0[2]);
+    unpack_pair<T>(r[1], a0[1], a0[3]);
+    unpack_pair<T>(r[2], a1[0], a1[2]);
+    unpack_pair<T>(r[3], a1[1], a1[3]);
+  } else {
+    load_a_io<T>(a0, m, stride, row0, k0, lane);
+    load_a_io<T>(a1, m, stride, row0, k0 + 8, lane);
+  }
+}
+
+// The same for the transpose, A(r, k) = m[k][r].
+template <typename T>
+__device__ __forceinline__ void load_a_io_transposed_x2(uint32_t (&a0)[4], uint32_t (&a1)[4], const T* m, int stride,
+                                                        int row0, int k0, int lane) {
+  if constexpr (sizeof(T) == 2) {
+    // Matrix i: stored rows k0 + (i / 2) * 8.., columns row0 + (i % 2) * 8..
+    const int mi = lane >> 3;
+    uint32_t r[4];
+    ldmatrix_x4_trans(r, m + (k0 + (mi >> 1) * 8 + (lane & 7)) * stride + row0 + (mi & 1) * 8);
+    unpack_pair<T>(r[0], a0[0], a0[2]);
+    unpack_pair<T>(r[1], a0[1], a0[3]);
+    unpack_pair<T>(r[2], a1[0], a1[2]);
+    unpack_pair<T>(r[3], a1[1], a1[3]);
+  } else {
+    load_a_io_transposed<T>(a0, m, stride, row0, k0, lane);
+    load_a_io_transposed<T>(a1, m, stride, row0, k0 + 8, lane);
+  }
 }
 
 }  // namespace gdn::cuda

@@ -12,7 +12,9 @@
 // eight split Vn and the S update. The next chunks' inputs stream into a ring
 // of `stages` shared-memory slots with cp.async while this one computes.
 // tf32 tensor-core products (k-permuted fragments, mma_sm80.cuh), fp32
-// accumulation.
+// accumulation. The fp32 B operands (S, X, Vn and diag(s_k) Vn) sit in
+// shared memory tf32-rounded and pair-interleaved, one 64-bit load per
+// fragment; 16-bit q and k fragments come by ldmatrix.
 #include <atomic>
 
 #include "cuda/sm80/io_tiles.cuh"
@@ -32,15 +34,15 @@ constexpr int kRowWarps = 4;            // warps that split a chunk's 64 rows, 1
 constexpr int kMatStride = kChunk + 4;  // floats per row of the 64x64 tiles
 
 // Shared-memory plan: a ring of `stages` slots of chunk inputs, then the
-// S / X buffer and Vn. Row strides are padded so that a warp's fragment
-// loads hit distinct banks (16 bytes for io tiles; 4 floats for the VT-wide
-// fp32 tiles, so rows 2t and 2t + 1 of the permuted B loads land 8 banks apart).
+// S / X buffer, Vn and diag(s_k) Vn. Row strides are padded so that a warp's
+// fragment loads hit distinct banks (16 bytes for io tiles; the VT-wide fp32
+// tiles are pair-interleaved with a pair-row stride of VT + 4 float2).
 template <typename T, int K, int VT>
 struct StatePlan {
   static constexpr int kPad = 16 / sizeof(T);
   static constexpr int kQkStride = K + kPad;  // elements of T
   static constexpr int kVStride = VT + kPad;
-  static constexpr int kTileStride = VT + 4;  // floats: X, Vn, S
+  static constexpr int kPairStride = VT + 4;  // float2 per pair row: X, Vn, S
   static constexpr size_t kQBytes = size_t{kChunk} * kQkStride * sizeof(T);
   static constexpr size_t kVBytes = size_t{kChunk} * kVStride * sizeof(T);
   static constexpr size_t kMatBytes = size_t{kChunk} * kMatStride * sizeof(float);
@@ -48,11 +50,11 @@ struct StatePlan {
   // Slot: q | k | v | Au | L | F.
   static constexpr size_t kQ = 0, kK = kQBytes, kV = 2 * kQBytes, kAu = kV + kVBytes, kL = kAu + kMatBytes,
                           kF = kL + kMatBytes, kSlot = kF + kFBytes;
-  static constexpr size_t kSBytes = size_t{K} * kTileStride * sizeof(float);  // S, later X
-  static constexpr size_t kVnBytes = size_t{kChunk} * kTileStride * sizeof(float);
-  static size_t bytes(int stages) { return stages * kSlot + kSBytes + kVnBytes; }
+  static constexpr size_t kSBytes = size_t{K} * kPairStride * sizeof(float);  // S, later X
+  static constexpr size_t kVnBytes = size_t{kChunk} * kPairStride * sizeof(float);
+  static size_t bytes(int stages) { return stages * kSlot + kSBytes + 2 * kVnBytes; }
   static_assert(kSlot % 16 == 0 && kQBytes % 16 == 0 && kVBytes % 16 == 0, "cp.async needs 16-byte slots");
-  static_assert(kSBytes % 16 == 0, "Vn follows S on a 16-byte boundary");
+  static_assert(kSBytes % 16 == 0 && kVnBytes % 16 == 0, "the fp32 tiles start on 16-byte boundaries");
 };
 
 template <typename T, int K, int VT>
@@ -99,12 +101,13 @@ __global__ void __launch_bounds__(kStateThreads, (kStateMinBlocks<K, VT>))
   static_assert(kMtiles * kWarpsPerMt == kWarps && kNtPerWarp * kWarpsPerMt == kNt,
                 "S tiles split over warps");
   static_assert(V % VT == 0 && kVnNt >= 1, "the V tile is a multiple of 16 columns");
-  constexpr int kTs = Plan::kTileStride;
+  constexpr int kP = Plan::kPairStride;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   if (*p.error_flag) return;
   const int stages = p.stages;
   float* s_s = reinterpret_cast<float*>(smem_raw + stages * Plan::kSlot);  // S copy, X within a chunk
   float* s_vn = reinterpret_cast<float*>(smem_raw + stages * Plan::kSlot + Plan::kSBytes);
+  float* s_vk = s_vn + Plan::kVnBytes / sizeof(float);  // diag(s_k) Vn
   const int64_t n = blockIdx.x, hv = blockIdx.y, h = hv / p.group;
   const int v0 = blockIdx.z * VT;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g8 = lane >> 2, t4 = lane & 3;
@@ -142,7 +145,7 @@ __global__ void __launch_bounds__(kStateThreads, (kStateMinBlocks<K, VT>))
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
       S[j][e] = row_in >= 0 ? p.init.load(row_in, hv, s_row(e), v0 + s_col(j, e)) : 0.f;
-      s_s[s_row(e) * kTs + s_col(j, e)] = tf32_round(S[j][e]);
+      s_s[pair_index<kP>(s_row(e), s_col(j, e))] = tf32_round(S[j][e]);
     }
 
   T* out = static_cast<T*>(p.out);
@@ -164,20 +167,22 @@ __global__ void __launch_bounds__(kStateThreads, (kStateMinBlocks<K, VT>))
       cp_async_wait<0>();
     __syncthreads();  // this chunk's slot and the S copy are ready
 
-    // KS (warps 0-3) or QS (warps 4-7) for 16 rows.
+    // KS (warps 0-3) or QS (warps 4-7) for 16 rows, two k-steps per A load.
     float acc[kNt][4] = {};
     {
       const T* a_src = key_warp ? sk : sq;
 #pragma unroll
-      for (int kc = 0; kc < K / 8; ++kc) {
-        uint32_t a[4];
-        load_a_io<T>(a, a_src, Plan::kQkStride, r0, kc * 8, lane);
+      for (int kc = 0; kc < K / 8; kc += 2) {
+        uint32_t a[2][4];
+        load_a_io_x2<T>(a[0], a[1], a_src, Plan::kQkStride, r0, kc * 8, lane);
 #pragma unroll
-        for (int nt = 0; nt < kNt; ++nt) {
-          uint32_t b[2];
-          load_b_perm(b, s_s, kTs, kc * 8, nt * 8, lane);
-          mma_tf32(acc[nt], a, b);
-        }
+        for (int h2 = 0; h2 < 2; ++h2)
+#pragma unroll
+          for (int nt = 0; nt < kNt; ++nt) {
+            uint32_t b[2];
+            load_b_pairs<kP>(b, s_s, (kc + h2) * 8, nt * 8, lane);
+            mma_tf32(acc[nt], a[h2], b);
+          }
       }
     }
     __syncthreads();  // every warp is done reading S: its buffer now takes X
@@ -189,15 +194,16 @@ __global__ void __launch_bounds__(kStateThreads, (kStateMinBlocks<K, VT>))
         for (int half = 0; half < 2; ++half) {
           const int r = r0 + g8 + half * 8, col = nt * 8 + 2 * t4;
           const float sx = sf[kFactorSx + r];
-          float2 x;
-          x.x = tf32_round(to_float<T>(sv[r * Plan::kVStride + col]) - sx * acc[nt][half * 2]);
-          x.y = tf32_round(to_float<T>(sv[r * Plan::kVStride + col + 1]) - sx * acc[nt][half * 2 + 1]);
-          *reinterpret_cast<float2*>(s_s + r * kTs + col) = x;
+          s_s[pair_index<kP>(r, col)] =
+              tf32_round(to_float<T>(sv[r * Plan::kVStride + col]) - sx * acc[nt][half * 2]);
+          s_s[pair_index<kP>(r, col + 1)] =
+              tf32_round(to_float<T>(sv[r * Plan::kVStride + col + 1]) - sx * acc[nt][half * 2 + 1]);
         }
     }
     __syncthreads();
 
-    {  // Vn = Au X: rows r0, column tiles split between the two row-warp groups.
+    {  // Vn = Au X: rows r0, column tiles split between the two row-warp groups;
+       // stored tf32-rounded as is (for O) and scaled by s_k (for the S update).
       const int nt0 = (warp / kRowWarps) * kVnNt;
       float vn[kVnNt][4] = {};
 #pragma unroll
@@ -207,16 +213,23 @@ __global__ void __launch_bounds__(kStateThreads, (kStateMinBlocks<K, VT>))
 #pragma unroll
         for (int j = 0; j < kVnNt; ++j) {
           uint32_t b[2];
-          load_b_perm(b, s_s, kTs, kc * 8, (nt0 + j) * 8, lane);
+          load_b_pairs<kP>(b, s_s, kc * 8, (nt0 + j) * 8, lane);
           mma_tf32(vn[j], a, b);
         }
       }
 #pragma unroll
-      for (int j = 0; j < kVnNt; ++j)
+      for (int half = 0; half < 2; ++half) {
+        const int r = r0 + g8 + half * 8;
+        const float sk_r = sf[kFactorSk + r];
 #pragma unroll
-        for (int half = 0; half < 2; ++half)
-          *reinterpret_cast<float2*>(s_vn + (r0 + g8 + half * 8) * kTs + (nt0 + j) * 8 + 2 * t4) =
-              make_float2(vn[j][half * 2], vn[j][half * 2 + 1]);
+        for (int j = 0; j < kVnNt; ++j)
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            const int at = pair_index<kP>(r, (nt0 + j) * 8 + 2 * t4 + e);
+            s_vn[at] = tf32_round(vn[j][half * 2 + e]);
+            s_vk[at] = tf32_round(vn[j][half * 2 + e] * sk_r);
+          }
+      }
     }
     __syncthreads();  // Vn complete; X is no longer read
 
@@ -232,8 +245,7 @@ __global__ void __launch_bounds__(kStateThreads, (kStateMinBlocks<K, VT>))
 #pragma unroll
         for (int nt = 0; nt < kNt; ++nt) {
           uint32_t b[2];
-          b[0] = to_tf32(s_vn[(kc * 8 + 2 * t4) * kTs + nt * 8 + g8]);
-          b[1] = to_tf32(s_vn[(kc * 8 + 2 * t4 + 1) * kTs + nt * 8 + g8]);
+          load_b_pairs<kP>(b, s_vn, kc * 8, nt * 8, lane);
           mma_tf32(acc[nt], a, b);
         }
       }
@@ -257,17 +269,17 @@ __global__ void __launch_bounds__(kStateThreads, (kStateMinBlocks<K, VT>))
 #pragma unroll
       for (int e = 0; e < 4; ++e) S[j][e] *= decay;
 #pragma unroll
-    for (int kc = 0; kc < kChunk / 8; ++kc) {
-      uint32_t a[4];
-      load_a_io_transposed<T>(a, sk, Plan::kQkStride, s_r0, kc * 8, lane);
-      const float f0 = sf[kFactorSk + kc * 8 + 2 * t4], f1 = sf[kFactorSk + kc * 8 + 2 * t4 + 1];
+    for (int kc = 0; kc < kChunk / 8; kc += 2) {
+      uint32_t a[2][4];
+      load_a_io_transposed_x2<T>(a[0], a[1], sk, Plan::kQkStride, s_r0, kc * 8, lane);
 #pragma unroll
-      for (int j = 0; j < kNtPerWarp; ++j) {
-        uint32_t b[2];
-        b[0] = to_tf32(s_vn[(kc * 8 + 2 * t4) * kTs + (s_nt0 + j) * 8 + g8] * f0);
-        b[1] = to_tf32(s_vn[(kc * 8 + 2 * t4 + 1) * kTs + (s_nt0 + j) * 8 + g8] * f1);
-        mma_tf32(S[j], a, b);
-      }
+      for (int h2 = 0; h2 < 2; ++h2)
+#pragma unroll
+        for (int j = 0; j < kNtPerWarp; ++j) {
+          uint32_t b[2];
+          load_b_pairs<kP>(b, s_vk, (kc + h2) * 8, (s_nt0 + j) * 8, lane);
+          mma_tf32(S[j], a[h2], b);
+        }
     }
     const int64_t done = t0 + len - seq_start;
     const bool checkpoint = p.ckpt_every > 0 && done % p.ckpt_every == 0;
@@ -276,7 +288,7 @@ __global__ void __launch_bounds__(kStateThreads, (kStateMinBlocks<K, VT>))
     for (int j = 0; j < kNtPerWarp; ++j)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        s_s[s_row(e) * kTs + s_col(j, e)] = tf32_round(S[j][e]);
+        s_s[pair_index<kP>(s_row(e), s_col(j, e))] = tf32_round(S[j][e]);
         if (checkpoint) p.ckpt.store(ckpt_row, hv, s_row(e), v0 + s_col(j, e), S[j][e]);
       }
     __syncthreads();  // this slot and Vn are consumed
