@@ -9,20 +9,31 @@
 
 namespace gdn::cuda {
 
-// Copies `rows` rows of `cols` io elements (row r from src + r * src_stride)
+// Copies `rows` rows of `cols` elements (row r from src + r * src_stride)
 // into a row-major tile of row stride `dst_stride` elements; rows at or past
-// `valid_rows` are zero-filled without reading their source. `nthreads`
-// threads take part, `tid` is this one. Needs 16-byte aligned rows.
-template <typename T, int cols>
-__device__ __forceinline__ void copy_rows_async(T* dst, int dst_stride, const T* src, int64_t src_stride, int rows,
-                                                int valid_rows, int tid, int nthreads) {
+// `valid_rows` are zero-filled without reading their source (valid_rows >= 1:
+// row 0 is the dummy source). `nthreads` threads take part, `tid` is this
+// one; each keeps one 16-byte column and walks rows with pointer steps, so a
+// copy costs a few instructions. Needs 16-byte aligned rows.
+template <typename T, int cols, int rows, int nthreads>
+__device__ __forceinline__ void copy_rows_async(T* dst, int dst_stride, const T* src, int64_t src_stride,
+                                                int valid_rows, int tid) {
   constexpr int kPer = 16 / sizeof(T);
-  constexpr int kUnits = cols / kPer;
-  static_assert(cols % kPer == 0, "whole 16-byte units per row");
-  for (int i = tid; i < rows * kUnits; i += nthreads) {
-    const int r = i / kUnits, e = (i % kUnits) * kPer;
+  constexpr int kUnits = cols / kPer;  // 16-byte units per row
+  static_assert(cols % kPer == 0 && nthreads % kUnits == 0, "whole units per row, whole rows per pass");
+  constexpr int kRowsPerPass = nthreads / kUnits;
+  constexpr int kPasses = (rows + kRowsPerPass - 1) / kRowsPerPass;
+  const int r0 = tid / kUnits, e = (tid % kUnits) * kPer;
+  const T* s = src + r0 * src_stride + e;
+  T* d = dst + r0 * dst_stride + e;
+#pragma unroll
+  for (int i = 0; i < kPasses; ++i) {
+    const int r = r0 + i * kRowsPerPass;
+    if (rows % kRowsPerPass != 0 && r >= rows) break;
     const bool valid = r < valid_rows;
-    cp_async_16(dst + r * dst_stride + e, src + (valid ? r : 0) * src_stride + e, valid);
+    cp_async_16(d, valid ? s : src, valid);
+    s += kRowsPerPass * src_stride;
+    d += kRowsPerPass * dst_stride;
   }
 }
 

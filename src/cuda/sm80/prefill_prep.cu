@@ -83,10 +83,10 @@ __global__ void __launch_bounds__(kPrepThreads) prefill_prep_kernel(const __grid
 
   // Raw q and k rows in one round of asynchronous copies (rows past the
   // chunk's end zero), overlapped with the gate loads below.
-  copy_rows_async<T, K>(&s.qraw[0][0], Smem::kStride, q + t0 * p.q_s0 + h * p.q_s1, p.q_s0, kChunk, len, tid,
-                        kPrepThreads);
-  copy_rows_async<T, K>(&s.kraw[0][0], Smem::kStride, k + t0 * p.k_s0 + h * p.k_s1, p.k_s0, kChunk, len, tid,
-                        kPrepThreads);
+  copy_rows_async<T, K, kChunk, kPrepThreads>(&s.qraw[0][0], Smem::kStride, q + t0 * p.q_s0 + h * p.q_s1, p.q_s0,
+                                              len, tid);
+  copy_rows_async<T, K, kChunk, kPrepThreads>(&s.kraw[0][0], Smem::kStride, k + t0 * p.k_s0 + h * p.k_s1, p.k_s0,
+                                              len, tid);
   cp_async_commit();
   // Gates (padding rows: g = 0, beta = 0).
   if (tid < kChunk) {

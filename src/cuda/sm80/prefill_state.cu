@@ -68,25 +68,22 @@ __device__ __forceinline__ void load_chunk(const PrefillParams& p, unsigned char
   T* sk = reinterpret_cast<T*>(slot + Plan::kK);
   T* sv = reinterpret_cast<T*>(slot + Plan::kV);
   // Rows past the chunk's end are zero-filled (their source is not read).
-  copy_rows_async<T, K>(sq, Plan::kQkStride, q + t0 * p.q_s0 + h * p.q_s1, p.q_s0, kChunk, len, tid,
-                        kStateThreads);
-  copy_rows_async<T, K>(sk, Plan::kQkStride, k + t0 * p.k_s0 + h * p.k_s1, p.k_s0, kChunk, len, tid,
-                        kStateThreads);
-  copy_rows_async<T, VT>(sv, Plan::kVStride, v + t0 * p.v_s0 + hv * p.v_s1 + v0, p.v_s0, kChunk, len, tid,
-                         kStateThreads);
+  copy_rows_async<T, K, kChunk, kStateThreads>(sq, Plan::kQkStride, q + t0 * p.q_s0 + h * p.q_s1, p.q_s0, len,
+                                               tid);
+  copy_rows_async<T, K, kChunk, kStateThreads>(sk, Plan::kQkStride, k + t0 * p.k_s0 + h * p.k_s1, p.k_s0, len,
+                                               tid);
+  copy_rows_async<T, VT, kChunk, kStateThreads>(sv, Plan::kVStride, v + t0 * p.v_s0 + hv * p.v_s1 + v0, p.v_s0,
+                                                len, tid);
   const int64_t item = int64_t{c} * p.HV + hv;
-  const float* au = p.Au + item * kChunk * kChunk;
-  const float* l = p.L + item * kChunk * kChunk;
   float* sau = reinterpret_cast<float*>(slot + Plan::kAu);
   float* sl = reinterpret_cast<float*>(slot + Plan::kL);
-  for (int i = tid; i < kChunk * kChunk / 4; i += kStateThreads) {
-    const int r = i / (kChunk / 4), e = (i % (kChunk / 4)) * 4;
-    cp_async_16(sau + r * kMatStride + e, au + r * kChunk + e, true);
-    cp_async_16(sl + r * kMatStride + e, l + r * kChunk + e, true);
-  }
-  const float* f = p.F + item * kFactorStride;
-  float* sf = reinterpret_cast<float*>(slot + Plan::kF);
-  for (int i = tid; i < kFactorStride / 4; i += kStateThreads) cp_async_16(sf + 4 * i, f + 4 * i, true);
+  copy_rows_async<float, kChunk, kChunk, kStateThreads>(sau, kMatStride, p.Au + item * kChunk * kChunk, kChunk,
+                                                        kChunk, tid);
+  copy_rows_async<float, kChunk, kChunk, kStateThreads>(sl, kMatStride, p.L + item * kChunk * kChunk, kChunk,
+                                                        kChunk, tid);
+  static_assert(kFactorStride / 4 <= kStateThreads, "one 16-byte unit of F per thread");
+  if (tid < kFactorStride / 4)
+    cp_async_16(slot + Plan::kF + 16 * tid, p.F + item * kFactorStride + 4 * tid, true);
 }
 
 template <typename T, int K, int V, int VT>
@@ -287,10 +284,13 @@ __global__ void __launch_bounds__(kStateThreads, (kStateMinBlocks<K, VT>))
 #pragma unroll
     for (int j = 0; j < kNtPerWarp; ++j)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        s_s[pair_index<kP>(s_row(e), s_col(j, e))] = tf32_round(S[j][e]);
-        if (checkpoint) p.ckpt.store(ckpt_row, hv, s_row(e), v0 + s_col(j, e), S[j][e]);
-      }
+      for (int e = 0; e < 4; ++e) s_s[pair_index<kP>(s_row(e), s_col(j, e))] = tf32_round(S[j][e]);
+    if (checkpoint) {
+#pragma unroll
+      for (int j = 0; j < kNtPerWarp; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) p.ckpt.store(ckpt_row, hv, s_row(e), v0 + s_col(j, e), S[j][e]);
+    }
     __syncthreads();  // this slot and Vn are consumed
     if (c + stages < c_end)
       load_chunk<T, K, VT>(p, slot, c + stages, chunk_t0(c + stages), chunk_len(c + stages), h, hv, v0, tid);
