@@ -3,6 +3,7 @@
 // Nothing is allocated and nothing waits on the device, so a call can be
 // captured in a CUDA graph.
 #include <algorithm>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 
@@ -103,24 +104,44 @@ int ring_stages(int64_t ctas, const DeviceLimits& dev) {
   return two <= dev.smem_optin ? 2 : 1;
 }
 
-// State-pass shape: 16 state columns per CTA when 32 would leave SMs idle
-// (few sequences and heads), else 32 (fewer re-reads of q, k, Au, L).
+// State columns per CTA when GDN_CUDA_STATE_COLUMNS names one (16 or 32;
+// for measuring the heuristic below), else 0.
+int forced_state_columns() {
+  static const int forced = [] {
+    const char* env = std::getenv("GDN_CUDA_STATE_COLUMNS");
+    const int v = env != nullptr ? std::atoi(env) : 0;
+    return v == 16 || v == 32 ? v : 0;
+  }();
+  return forced;
+}
+
+template <typename T, int KV, int VT>
+Status launch_state(PrefillParams p, int64_t items, const DeviceLimits& dev, cudaStream_t stream) {
+  p.stages = ring_stages<T, KV, VT>(items * (KV / VT), dev);
+  if (prefill_state_smem<T, KV, KV, VT>(p.stages) > dev.smem_optin)
+    return Status::Unsupported("cuda: the device's shared memory per block (" + std::to_string(dev.smem_optin) +
+                               " bytes) is too small for the state pass");
+  return launch_prefill_state<T, KV, KV, VT>(p, stream);
+}
+
+// State-pass shape: 32 state columns per CTA (fewer re-reads of q, k, Au, L
+// per column) unless that fills less than half the SMs; then 16 (twice the
+// CTAs, a chunk's latency being what a few-CTA launch pays). Measured on the
+// H100 (graph ms, VT 16 / 32): q35-397b-tp8 1x8192, 32 CTAs at 32:
+// 0.49 / 0.66; q3n-tp1 1x8192, 128 CTAs at 32: 0.87 / 0.78; q3n-tp1 32x1024:
+// 3.92 / 2.77. 64 columns (one CTA per SM, 224 registers) was within 3% of 32
+// on the batch rows and slower on the others.
 template <typename T, int KV>
 Status launch(PrefillParams p, int64_t checkpoint_rows, const DeviceLimits& dev, cudaStream_t stream) {
   launch_chunk_meta(p, checkpoint_rows, stream);
   GDN_CUDA_RETURN(cudaGetLastError());
   if (Status s = launch_prefill_prep<T, KV, KV>(p, stream); !s.ok()) return s;
   const int64_t items = p.N * p.HV;
-  const bool wide = items * (KV / 32) >= dev.sms && prefill_state_smem<T, KV, KV, 32>(1) <= dev.smem_optin;
-  if (wide) {
-    p.stages = ring_stages<T, KV, 32>(items * (KV / 32), dev);
-    return launch_prefill_state<T, KV, KV, 32>(p, stream);
-  }
-  p.stages = ring_stages<T, KV, 16>(items * (KV / 16), dev);
-  if (prefill_state_smem<T, KV, KV, 16>(p.stages) > dev.smem_optin)
-    return Status::Unsupported("cuda: the device's shared memory per block (" +
-                               std::to_string(dev.smem_optin) + " bytes) is too small for the state pass");
-  return launch_prefill_state<T, KV, KV, 16>(p, stream);
+  int columns = forced_state_columns();
+  if (columns == 0)
+    columns = 2 * items * (KV / 32) >= dev.sms && prefill_state_smem<T, KV, KV, 32>(1) <= dev.smem_optin ? 32 : 16;
+  return columns == 32 ? launch_state<T, KV, 32>(p, items, dev, stream)
+                       : launch_state<T, KV, 16>(p, items, dev, stream);
 }
 
 template <typename T>
