@@ -1,6 +1,7 @@
 #include <cub/block/block_scan.cuh>
 
 #include "cuda/prep/chunk_meta.cuh"
+#include "cuda/ptx/griddep.cuh"
 
 namespace gdn::cuda {
 namespace {
@@ -11,6 +12,7 @@ __global__ void __launch_bounds__(kMetaThreads) chunk_meta_kernel(PrefillParams 
   using Scan = cub::BlockScan<int64_t, kMetaThreads>;
   __shared__ typename Scan::TempStorage scan_storage;
   __shared__ int64_t carry_chunks, carry_ckpts;
+  launch_dependents();  // the prep stage may launch; it waits for this kernel's results
   if (threadIdx.x == 0) carry_chunks = carry_ckpts = 0;
   __syncthreads();
   int bad = 0;

@@ -12,6 +12,7 @@
 // K K^T and Q K^T run on tensor cores in tf32 over the raw q and k rows (exact
 // for 16-bit io) with the norms applied to the products; the inverse is a
 // blocked fp32 inverse over 16x16 blocks that keeps all four warps busy.
+#include "cuda/ptx/griddep.cuh"
 #include "cuda/sm80/io_tiles.cuh"
 #include "cuda/sm80/kernels.cuh"
 
@@ -61,6 +62,8 @@ __global__ void __launch_bounds__(kPrepThreads) prefill_prep_kernel(const __grid
   static_assert(offsetof(Smem, qraw) % 16 == 0 && offsetof(Smem, inv) % 16 == 0 && offsetof(Smem, m) % 16 == 0 &&
                     offsetof(Smem, beta) % 16 == 0 && sizeof(s.kraw) % 16 == 0,
                 "float4 access to inv, m and beta");
+  launch_dependents();       // the state pass may launch; it waits for this kernel's results
+  wait_for_prerequisites();  // chunk_meta's offsets and error flag
   if (*p.error_flag) return;
   const int c = blockIdx.x, hv = blockIdx.y;
   if (c >= p.chunk_offset[p.N]) return;
@@ -315,10 +318,12 @@ Status launch_prefill_prep(const PrefillParams& p, cudaStream_t stream) {
   static const cudaError_t attr =
       cudaFuncSetAttribute(prefill_prep_kernel<T, K, V>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
   GDN_CUDA_RETURN(attr);
+  static const bool programmatic = kernel_waits_for_prerequisites(prefill_prep_kernel<T, K, V>);
   if (p.max_chunks == 0) return Status::Ok();
   const dim3 grid(static_cast<unsigned>(p.max_chunks), static_cast<unsigned>(p.HV));
-  prefill_prep_kernel<T, K, V><<<grid, kPrepThreads, kSmem, stream>>>(p);
-  return cuda_status(cudaGetLastError(), "prefill_prep_kernel launch");
+  return cuda_status(launch_kernel(prefill_prep_kernel<T, K, V>, grid, dim3(kPrepThreads), kSmem, stream,
+                                   programmatic, p),
+                     "prefill_prep_kernel launch");
 }
 
 #define GDN_INSTANTIATE_PREP(T, KV) \

@@ -17,6 +17,7 @@
 // fragment; 16-bit q and k fragments come by ldmatrix.
 #include <atomic>
 
+#include "cuda/ptx/griddep.cuh"
 #include "cuda/sm80/io_tiles.cuh"
 #include "cuda/sm80/kernels.cuh"
 
@@ -100,7 +101,6 @@ __global__ void __launch_bounds__(kStateThreads, (kStateMinBlocks<K, VT>))
   static_assert(V % VT == 0 && kVnNt >= 1, "the V tile is a multiple of 16 columns");
   constexpr int kP = Plan::kPairStride;
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  if (*p.error_flag) return;
   const int stages = p.stages;
   float* s_s = reinterpret_cast<float*>(smem_raw + stages * Plan::kSlot);  // S copy, X within a chunk
   float* s_vn = reinterpret_cast<float*>(smem_raw + stages * Plan::kSlot + Plan::kSBytes);
@@ -108,25 +108,16 @@ __global__ void __launch_bounds__(kStateThreads, (kStateMinBlocks<K, VT>))
   const int64_t n = blockIdx.x, hv = blockIdx.y, h = hv / p.group;
   const int v0 = blockIdx.z * VT;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g8 = lane >> 2, t4 = lane & 3;
-  const int64_t seq_start = load_index(p.cu_seqlens, p.cu64, n);
-  const int64_t seq_end = load_index(p.cu_seqlens, p.cu64, n + 1);
-  const int c_begin = p.chunk_offset[n], c_end = p.chunk_offset[n + 1];
-  auto chunk_t0 = [&](int c) { return seq_start + int64_t{c - c_begin} * kChunk; };
-  auto chunk_len = [&](int c) { return static_cast<int>(min(int64_t{kChunk}, seq_end - chunk_t0(c))); };
 
-  // Prefetch the first `stages` chunks; one commit group per slot, empty or not.
-  for (int i = 0; i < stages; ++i) {
-    if (c_begin + i < c_end)
-      load_chunk<T, K, VT>(p, smem_raw + i * Plan::kSlot, c_begin + i, chunk_t0(c_begin + i),
-                           chunk_len(c_begin + i), h, hv, v0, tid);
-    cp_async_commit();
-  }
-
+  // The entering state first: only the caller's inputs address it, so under a
+  // programmatic launch this overlaps the prep stage. A pool row out of range
+  // is not read (chunk_meta raises the error flag for it).
   int64_t row_in = -1, row_out = -1;
   if (p.indices != nullptr) {
     const int64_t r = load_index(p.indices, p.idx64, n * p.idx_s);
-    row_in = p.init.data != nullptr && r >= 0 ? r : -1;
-    row_out = p.fin.data != nullptr && r >= 0 ? r : -1;
+    const bool ok = r >= 0 && r < p.pool_rows;
+    row_in = p.init.data != nullptr && ok ? r : -1;
+    row_out = p.fin.data != nullptr && ok ? r : -1;
   } else {
     row_in = p.init.data != nullptr ? n : -1;
     row_out = p.fin.data != nullptr ? n : -1;
@@ -144,6 +135,22 @@ __global__ void __launch_bounds__(kStateThreads, (kStateMinBlocks<K, VT>))
       S[j][e] = row_in >= 0 ? p.init.load(row_in, hv, s_row(e), v0 + s_col(j, e)) : 0.f;
       s_s[pair_index<kP>(s_row(e), s_col(j, e))] = tf32_round(S[j][e]);
     }
+
+  wait_for_prerequisites();  // chunk offsets, error flag, Au, L and the factors
+  if (*p.error_flag) return;
+  const int64_t seq_start = load_index(p.cu_seqlens, p.cu64, n);
+  const int64_t seq_end = load_index(p.cu_seqlens, p.cu64, n + 1);
+  const int c_begin = p.chunk_offset[n], c_end = p.chunk_offset[n + 1];
+  auto chunk_t0 = [&](int c) { return seq_start + int64_t{c - c_begin} * kChunk; };
+  auto chunk_len = [&](int c) { return static_cast<int>(min(int64_t{kChunk}, seq_end - chunk_t0(c))); };
+
+  // Prefetch the first `stages` chunks; one commit group per slot, empty or not.
+  for (int i = 0; i < stages; ++i) {
+    if (c_begin + i < c_end)
+      load_chunk<T, K, VT>(p, smem_raw + i * Plan::kSlot, c_begin + i, chunk_t0(c_begin + i),
+                           chunk_len(c_begin + i), h, hv, v0, tid);
+    cp_async_commit();
+  }
 
   T* out = static_cast<T*>(p.out);
   const bool key_warp = warp < kRowWarps;  // KS and X; the others QS and O
@@ -328,10 +335,12 @@ Status launch_prefill_state(const PrefillParams& p, cudaStream_t stream) {
                                          static_cast<int>(smem)));
     allowed.store(smem);
   }
+  static const bool programmatic = kernel_waits_for_prerequisites(prefill_state_kernel<T, K, V, VT>);
   if (p.N == 0) return Status::Ok();
   const dim3 grid(static_cast<unsigned>(p.N), static_cast<unsigned>(p.HV), V / VT);
-  prefill_state_kernel<T, K, V, VT><<<grid, kStateThreads, smem, stream>>>(p);
-  return cuda_status(cudaGetLastError(), "prefill_state_kernel launch");
+  return cuda_status(launch_kernel(prefill_state_kernel<T, K, V, VT>, grid, dim3(kStateThreads), smem, stream,
+                                   programmatic, p),
+                     "prefill_state_kernel launch");
 }
 
 #define GDN_INSTANTIATE_STATE(T, KV, VT)                  \
