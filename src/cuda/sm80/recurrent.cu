@@ -138,12 +138,16 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
   constexpr int kIn = kVK ? 4 : R;  // q and k elements per lane
   constexpr int kSums = kVK ? 2 * R : 8;
   const int lane = threadIdx.x & 31;
-  const int64_t tile = int64_t{blockIdx.x} * (blockDim.x >> 5) + (threadIdx.x >> 5);
-  if (tile >= p.tiles) return;
-  const int64_t item = tile / p.slices;
-  const int v0 = static_cast<int>(tile - item * p.slices) * kTileColumns;
-  const int64_t n = item / p.HV;
-  const int hv = static_cast<int>(item - n * p.HV), h = hv / static_cast<int>(p.group);
+  // 32-bit index arithmetic (the host keeps tiles below 2^31): 64-bit
+  // division is a long software sequence, on the path to the first load.
+  const uint32_t tile = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+  if (tile >= static_cast<uint32_t>(p.tiles)) return;
+  const uint32_t slices = static_cast<uint32_t>(p.slices), heads = static_cast<uint32_t>(p.HV);
+  const uint32_t item = tile / slices;
+  const int v0 = static_cast<int>(tile - item * slices) * kTileColumns;
+  const int64_t n = item / heads;
+  const int hv = static_cast<int>(item - static_cast<uint32_t>(n) * heads);
+  const int h = hv / static_cast<int>(p.group);
 
   // The sequence's tokens and state row; bounds and rows without a host
   // copy are checked here, and a sequence that fails writes nothing.
@@ -319,9 +323,11 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
 
 template <int K, bool kVK, bool kBF16>
 Status launch(const RecurrentParams& p, cudaStream_t stream) {
+  if (p.tiles > 0x7fffffff)
+    return Status::Unsupported("cuda: N * HV * V / 16 (" + std::to_string(p.tiles) +
+                               ") exceeds 2^31 - 1 warps for one decode or verify launch");
   const int warps = p.tiles >= kManyTiles ? kMaxWarpsPerCta : 1;
   const int64_t ctas = (p.tiles + warps - 1) / warps;
-  if (ctas > 0x7fffffff) return Status::Unsupported("cuda: too many sequences and heads for one launch");
   recurrent_kernel<K, kVK, kBF16><<<static_cast<unsigned>(ctas), 32 * warps, 0, stream>>>(p);
   return cuda_status(cudaGetLastError(), "recurrent_kernel launch");
 }
