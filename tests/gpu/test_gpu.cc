@@ -662,6 +662,50 @@ TEST(CudaDecode, BadRowsWithoutAHostCopyWriteNothing) {
   cudaFree(dbad);
 }
 
+// The same for verify's sequence bounds: without a host copy of
+// cu_seqlens, a 17-token draft (more than 16) writes nothing; the others run.
+TEST(CudaDecode, AnOverlongDraftWithoutAHostCopyWritesNothing) {
+  REQUIRE_GPU();
+  Case c;
+  c.op = Op::kVerify;
+  c.seq_lens = {3, 17, 2};
+  c.H = 2, c.HV = 4, c.K = c.V = 64;
+  c.pool = true;
+  c.pool_padding = false;
+  c.intermediate = true;  // 17 slots
+  Workload w(c, true);
+  ASSERT_TRUE(w.status().ok());
+  Args a = on_cuda(w.args());
+  const std::vector<uint8_t> pool0 = device_bytes(a.initial_state), out0 = device_bytes(a.out),
+                             inter0 = device_bytes(a.intermediate_states);
+  const Status rejected = verify(a);  // with the host copy
+  EXPECT_EQ(rejected.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(rejected.message().find("verify takes at most 16 tokens per sequence"), std::string::npos)
+      << rejected.message();
+  CUDA_OK(cudaDeviceSynchronize());
+  EXPECT_EQ(pool0, device_bytes(a.initial_state));
+  EXPECT_EQ(out0, device_bytes(a.out));
+
+  a.cu_seqlens_host = nullptr;
+  ASSERT_TRUE(verify(a).ok());
+  CUDA_OK(cudaDeviceSynchronize());
+  const std::vector<uint8_t> pool = device_bytes(a.initial_state), out = device_bytes(a.out),
+                             inter = device_bytes(a.intermediate_states);
+  const size_t es = dtype_size(c.io), row = static_cast<size_t>(c.HV * c.V);
+  for (int64_t t = 0; t < 22; ++t)
+    for (size_t e = 0; e < row; ++e) {
+      const bool refused = t >= 3 && t < 20;  // sequence 1's tokens
+      ASSERT_EQ(poisoned(out, es, static_cast<int64_t>(t * row + e)), refused) << "token " << t;
+    }
+  const size_t mat = static_cast<size_t>(c.HV * c.K * c.V) * sizeof(float), slot = mat;
+  EXPECT_EQ(0, std::memcmp(&inter[17 * slot], &inter0[17 * slot], 17 * slot)) << "sequence 1's slots changed";
+  EXPECT_NE(0, std::memcmp(&inter[0], &inter0[0], 3 * slot));
+  const int32_t* idx = host_indices(a);
+  EXPECT_EQ(0, std::memcmp(&pool[idx[1] * mat], &pool0[idx[1] * mat], mat)) << "sequence 1's row changed";
+  EXPECT_NE(0, std::memcmp(&pool[idx[0] * mat], &pool0[idx[0] * mat], mat));
+  EXPECT_NE(0, std::memcmp(&pool[idx[2] * mat], &pool0[idx[2] * mat], mat));
+}
+
 // Commit on the GPU against commit on the CPU on the same bytes, with and
 // without host copies of the indices, in a graph, and into a pool view whose
 // rows are only 2-byte aligned (the narrowest copy unit).
