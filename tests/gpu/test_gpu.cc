@@ -564,8 +564,8 @@ TEST(CudaDecode, GraphReplayMatchesEagerCalls) {
   CUDA_OK(cudaStreamSynchronize(stream));
   EXPECT_EQ(eager_pool, device_bytes(a.initial_state));
   EXPECT_EQ(eager_out, device_bytes(a.out));
-  cudaGraphExecDestroy(exec);
-  cudaGraphDestroy(graph);
+  CUDA_OK(cudaGraphExecDestroy(exec));
+  CUDA_OK(cudaGraphDestroy(graph));
 
   // Verify with intermediate states, pool untouched: every replay equals
   // the eager call.
@@ -595,9 +595,9 @@ TEST(CudaDecode, GraphReplayMatchesEagerCalls) {
     EXPECT_EQ(out_v, device_bytes(b.out)) << "replay " << i;
     EXPECT_EQ(inter_v, device_bytes(b.intermediate_states)) << "replay " << i;
   }
-  cudaGraphExecDestroy(exec);
-  cudaGraphDestroy(graph);
-  cudaStreamDestroy(stream);
+  CUDA_OK(cudaGraphExecDestroy(exec));
+  CUDA_OK(cudaGraphDestroy(graph));
+  CUDA_OK(cudaStreamDestroy(stream));
 }
 
 // Without host copies of state_indices the call cannot be rejected before
@@ -659,7 +659,7 @@ TEST(CudaDecode, BadRowsWithoutAHostCopyWriteNothing) {
   }
   for (int32_t r : {shared, orphan, dropped})
     EXPECT_EQ(0, std::memcmp(&pool[r * mat], &pool0[r * mat], mat)) << "row " << r << " was written";
-  cudaFree(dbad);
+  CUDA_OK(cudaFree(dbad));
 }
 
 // The same for verify's sequence bounds: without a host copy of
@@ -782,9 +782,9 @@ TEST(CudaCommit, MatchesTheCpuCommit) {
     CUDA_OK(cudaGraphLaunch(exec, stream));
     CUDA_OK(cudaStreamSynchronize(stream));
     EXPECT_EQ(pool_gpu, device_bytes(a.initial_state));
-    cudaGraphExecDestroy(exec);
-    cudaGraphDestroy(graph);
-    cudaStreamDestroy(stream);
+    CUDA_OK(cudaGraphExecDestroy(exec));
+    CUDA_OK(cudaGraphDestroy(graph));
+    CUDA_OK(cudaStreamDestroy(stream));
     g.stream = nullptr;
 
     // A pool view one element into its buffer: rows 2- or 4-byte aligned.
@@ -799,8 +799,8 @@ TEST(CudaCommit, MatchesTheCpuCommit) {
     std::vector<uint8_t> got(pool0.size());
     CUDA_OK(cudaMemcpy(got.data(), shifted + es, got.size(), cudaMemcpyDeviceToHost));
     EXPECT_EQ(pool_cpu, got);
-    cudaFree(buffer);
-    cudaFree(dacc);
+    CUDA_OK(cudaFree(buffer));
+    CUDA_OK(cudaFree(dacc));
   }
 }
 
