@@ -67,6 +67,18 @@ Route route(Backend requested, bool strict, const Problem& problem, const Device
 // The backends auto tries for a problem, fastest first.
 std::vector<Backend> auto_order(const Problem& problem);
 
+// commit_states as a routing problem: a copy of states, so only where the
+// data lives matters. Host data: cpu (reference runs the same copy); GPU
+// data: cuda.
+struct CommitProblem {
+  bool on_device = false;
+  int device_ordinal = -1;
+};
+Status commit_supports(Backend backend, const CommitProblem& problem, const DeviceInfo& device,
+                       const BuildInfo& build);
+Route route_commit(Backend requested, bool strict, const CommitProblem& problem, const DeviceInfo& device,
+                   const BuildInfo& build);
+
 // Builds the Problem of a call (no validation beyond what is needed to read
 // sizes; run validation first for a trustworthy answer).
 Problem describe(Op op, const Args& args);

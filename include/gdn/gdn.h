@@ -9,7 +9,9 @@
 //
 // Three entry points run that recurrence: `prefill` (packed variable-length
 // batch, chunked), `decode` (one token per sequence) and `verify` (up to 16
-// draft tokens per sequence, optionally keeping every intermediate state).
+// draft tokens per sequence, optionally keeping every intermediate state);
+// `commit_states` then copies each sequence's accepted intermediate state
+// into its pool row.
 // Every call validates its arguments before anything is written; a rejected
 // call returns a Status naming the argument and the rule and leaves `out` and
 // every state buffer byte-for-byte unchanged. No exception crosses the API.
@@ -147,6 +149,28 @@ Status decode(const Args& args);
 Status verify(const Args& args);
 // Runs `op` (one of the three above).
 Status run(Op op, const Args& args);
+
+// Speculative decoding's commit. After verify wrote intermediate states
+// (with the pool left untouched) and the engine accepted a prefix of each
+// sequence's draft, the state after the last accepted token becomes the
+// sequence's cached state: for each n with accepted[n] >= 0 and
+// state_indices[n] >= 0, intermediate_states[n, accepted[n]] is copied into
+// pool row state_indices[n], bytes as they are. Validated like the other
+// calls: slots below L, rows below P, non-negative rows unique, and nothing
+// written on a rejected call.
+struct CommitArgs {
+  Tensor intermediate_states;  // [N, L, HV, K, V] ([N, L, HV, V, K] in layout vk), fp32 or bf16
+  Tensor accepted;             // [N] int32 or int64: the slot j to commit (the state after token j + 1)
+  const void* accepted_host = nullptr;  // host copy for device tensors (lets the call check the values)
+  Tensor state_indices;                 // [N] int32 or int64: the pool row of sequence n
+  const void* state_indices_host = nullptr;
+  Tensor pool;  // [P, HV, K, V] in the layout and dtype of intermediate_states, written in place
+
+  Backend backend = Backend::kAuto;  // host data: cpu (reference runs the same copy); GPU data: cuda
+  bool strict = false;
+  void* stream = nullptr;  // cudaStream_t for device data
+};
+Status commit_states(const CommitArgs& args);
 
 // Scratch bytes the backend that would run (op, args) needs in
 // args.workspace. Zero for the CPU backends.

@@ -71,6 +71,22 @@ void gdn_args_init(gdn_args_t* args);
 gdn_status_t gdn_prefill(const gdn_args_t* args);
 gdn_status_t gdn_decode(const gdn_args_t* args);
 gdn_status_t gdn_verify(const gdn_args_t* args);
+/* Fields as in gdn::CommitArgs (gdn.h): copies intermediate_states[n,
+ * accepted[n]] into pool row state_indices[n] for every n where both are
+ * non-negative. Zero-initialise (gdn_commit_args_init), then set. */
+typedef struct {
+  gdn_tensor_t intermediate_states, accepted;
+  const void* accepted_host;
+  gdn_tensor_t state_indices;
+  const void* state_indices_host;
+  gdn_tensor_t pool;
+  int32_t backend; /* a gdn_backend_t value */
+  int32_t strict;
+  void* stream;
+} gdn_commit_args_t;
+
+void gdn_commit_args_init(gdn_commit_args_t* args);
+gdn_status_t gdn_commit_states(const gdn_commit_args_t* args);
 /* op: a gdn_op_t value; backend: a gdn_backend_t value. Enum-valued fields
  * and parameters are int32_t so any value a binding passes is well defined;
  * unknown values are rejected with a message. */

@@ -9,6 +9,12 @@ does not import PyTorch.
                                                 initial_state=h0, output_final_state=True,
                                                 use_qk_l2norm_in_kernel=True, cu_seqlens=cu)
 
+Speculative decoding: verify the drafts with the pool left untouched, then
+commit each sequence's accepted prefix:
+
+    o, states = gdn.verify(q, k, v, g, beta, pool, state_indices=slots)
+    gdn.commit_states(states, accepted, pool, slots)  # pool[slots[n]] = states[n, accepted[n]]
+
 Shapes follow flash-linear-attention: q, k [B, T, H, K], v [B, T, HV, V],
 g, beta [B, T, HV], B == 1 with cu_seqlens [N + 1]; states [N, HV, K, V]
 ([N, HV, V, K] with state_v_first). Errors raise ValueError (bad arguments,
@@ -18,7 +24,7 @@ RuntimeError.
 
 from . import _gdn
 
-__all__ = ["chunk_gated_delta_rule", "recurrent_update", "verify", "version", "device_count"]
+__all__ = ["chunk_gated_delta_rule", "recurrent_update", "verify", "commit_states", "version", "device_count"]
 
 _PREFILL, _DECODE, _VERIFY = 0, 1, 2
 
@@ -236,3 +242,19 @@ def verify(q, k, v, g, beta, state, state_indices=None, cu_seqlens=None, scale=N
          write_final=bool(update_state), tokens_per_seq=tokens, backend=backend, strict=strict, cu_host=cu_host,
          idx_host=_host_copy(state_indices) if _host_checks else None)
     return o.reshape((B, L, HV, V)), inter
+
+
+def commit_states(intermediate_states, accepted, pool, state_indices, backend="auto", strict=False,
+                  _host_checks=True):
+    """Commits speculative drafts: for each sequence n with accepted[n] >= 0
+    and state_indices[n] >= 0, pool[state_indices[n]] = intermediate_states[n,
+    accepted[n]], in place (the state after the sequence's last accepted
+    token, accepted[n] + 1 tokens). intermediate_states: [N, L, HV, K, V]
+    (as gdn.verify returns it); accepted, state_indices: [N] int32 or int64;
+    pool: [P, HV, K, V] of the same dtype and layout. Returns the pool.
+    """
+    t = {"intermediate_states": intermediate_states, "accepted": accepted, "pool": pool,
+         "state_indices": state_indices}
+    _gdn.commit(t, backend, bool(strict), _stream(pool), _host_copy(accepted) if _host_checks else None,
+                _host_copy(state_indices) if _host_checks else None)
+    return pool

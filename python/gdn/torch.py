@@ -15,7 +15,7 @@ from torch import Tensor
 
 import gdn as _gdn
 
-__all__ = ["chunk_gated_delta_rule", "recurrent_update", "verify"]
+__all__ = ["chunk_gated_delta_rule", "recurrent_update", "verify", "commit_states"]
 
 
 def _host_checks(t: Tensor) -> bool:
@@ -110,6 +110,16 @@ def _(q, k, v, g, beta, state, state_indices, cu_seqlens, A_log, dt_bias, scale,
     return v.new_empty(v.shape), q.new_empty(dims, dtype=state.dtype)
 
 
+@torch.library.custom_op("gdn::commit_states", mutates_args=("pool",))
+def _commit_states(intermediate_states: Tensor, accepted: Tensor, pool: Tensor, state_indices: Tensor) -> None:
+    _gdn.commit_states(intermediate_states, accepted, pool, state_indices, _host_checks=_host_checks(pool))
+
+
+@_commit_states.register_fake
+def _(intermediate_states, accepted, pool, state_indices):
+    return None
+
+
 def chunk_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None, output_final_state=False,
                            use_qk_l2norm_in_kernel=False, cu_seqlens=None, state_v_first=False,
                            state_indices=None, A_log=None, dt_bias=None):
@@ -147,3 +157,11 @@ def verify(q, k, v, g, beta, state, state_indices=None, cu_seqlens=None, scale=N
                        0.0 if scale is None else float(scale), use_qk_l2norm_in_kernel, state_v_first,
                        output_intermediate_states, update_state)
     return o, inter if output_intermediate_states else None
+
+
+def commit_states(intermediate_states, accepted, pool, state_indices):
+    """gdn.commit_states as a custom op: pool[state_indices[n]] =
+    intermediate_states[n, accepted[n]] where both are >= 0, in place.
+    Returns the pool."""
+    _commit_states(intermediate_states, accepted, pool, state_indices)
+    return pool

@@ -126,6 +126,29 @@ void run(int op_code, const nb::dict& t, float scale, bool l2norm, bool fused, b
   if (!s.ok()) raise(s);
 }
 
+void commit(const nb::dict& t, const std::string& backend, bool strict, uintptr_t stream,
+            const nb::object& accepted_host, const nb::object& state_indices_host) {
+  gdn::CommitArgs a;
+  auto get = [&](const char* key) -> nb::handle { return t.contains(key) ? t[key] : nb::none(); };
+  a.intermediate_states = tensor_of(get("intermediate_states"), "intermediate_states");
+  a.accepted = tensor_of(get("accepted"), "accepted");
+  a.state_indices = tensor_of(get("state_indices"), "state_indices");
+  a.pool = tensor_of(get("pool"), "pool");
+  a.accepted_host = host_data(accepted_host, "accepted_host");
+  a.state_indices_host = host_data(state_indices_host, "state_indices_host");
+  if (!gdn::parse_backend(backend, &a.backend))
+    throw nb::value_error(
+        ("backend: unknown backend '" + backend + "' (auto, reference, cpu, cuda, sm90)").c_str());
+  a.strict = strict;
+  a.stream = reinterpret_cast<void*>(stream);
+  gdn::Status s;
+  {
+    nb::gil_scoped_release release;
+    s = gdn::commit_states(a);
+  }
+  if (!s.ok()) raise(s);
+}
+
 }  // namespace
 
 NB_MODULE(_gdn, m) {
@@ -135,6 +158,9 @@ NB_MODULE(_gdn, m) {
         nb::arg("backend"), nb::arg("strict"), nb::arg("stream"), nb::arg("cu_seqlens_host").none(),
         nb::arg("state_indices_host").none(),
         "Runs op (0 prefill, 1 decode, 2 verify) on the given arrays; raises with the library's message.");
+  m.def("commit", &commit, nb::arg("tensors"), nb::arg("backend"), nb::arg("strict"), nb::arg("stream"),
+        nb::arg("accepted_host").none(), nb::arg("state_indices_host").none(),
+        "Runs commit_states on the given arrays; raises with the library's message.");
   m.def("version", [] { return std::string(gdn::version()); });
   m.def("device_count", [] { return gdn::device_count(); });
 }

@@ -189,10 +189,11 @@ Problem problem_of(const Call& c, const Args& a) {
   return p;
 }
 
-// The caller's backend, after the environment override of kAuto.
-Status requested_backend(Op op, const Args& a, Backend* out) {
-  *out = a.backend;
-  if (a.backend != Backend::kAuto) return Status::Ok();
+// The caller's backend, after the environment override of kAuto
+// (commit_states, part of the decode path, follows GDN_DECODE_BACKEND).
+Status requested_backend(Op op, Backend asked, Backend* out) {
+  *out = asked;
+  if (asked != Backend::kAuto) return Status::Ok();
   const char* var = op == Op::kPrefill ? "GDN_PREFILL_BACKEND" : "GDN_DECODE_BACKEND";
   const char* env = std::getenv(var);
   if (env == nullptr || *env == '\0') return Status::Ok();
@@ -204,7 +205,7 @@ Status requested_backend(Op op, const Args& a, Backend* out) {
 
 Status plan(Op op, const Args& a, Call* call, Route* r, Backend* requested) {
   if (Status s = validate(op, a, call); !s.ok()) return s;
-  if (Status s = requested_backend(op, a, requested); !s.ok()) return s;
+  if (Status s = requested_backend(op, a.backend, requested); !s.ok()) return s;
   const Problem p = problem_of(*call, a);
   const DeviceInfo d = call->on_device ? device_info(call->device_ordinal) : DeviceInfo{};
   *r = route(*requested, a.strict, p, d, build_info());
@@ -247,6 +248,23 @@ Status decode(const Args& args) {
 }
 Status verify(const Args& args) {
   return run(Op::kVerify, args);
+}
+
+Status commit_states(const CommitArgs& args) {
+  return guarded([&] {
+    CommitCall call;
+    if (Status s = validate_commit(args, &call); !s.ok()) return s;
+    Backend requested;
+    if (Status s = requested_backend(Op::kDecode, args.backend, &requested); !s.ok()) return s;
+    const DeviceInfo d = call.on_device ? device_info(call.device_ordinal) : DeviceInfo{};
+    const Route r = route_commit(requested, args.strict, CommitProblem{call.on_device, call.device_ordinal},
+                                 d, build_info());
+    if (!r.status.ok()) return r.status;
+    if (r.fell_back)
+      notice_once(std::string("gdn: commit asked for backend '") + backend_name(requested) + "', running '" +
+                  backend_name(r.backend) + "' instead: " + r.reason);
+    return run_commit_backend(r.backend, call, args);
+  });
 }
 
 Status workspace_size(Op op, const Args& args, size_t* bytes) {

@@ -15,7 +15,22 @@ Status run_backend(Backend backend, const Call& call, const Args& args) {
       return cpu::run_cpu(call, args);
 #if GDN_WITH_CUDA_BACKEND
     case Backend::kCuda:
-      return cuda::run_cuda(call, args);
+      return call.op == Op::kPrefill ? cuda::run_cuda(call, args) : cuda::run_cuda_recurrent(call, args);
+#endif
+    default:
+      return Status(StatusCode::kInternal,
+                    std::string("backend ") + backend_name(backend) + " is not compiled in");
+  }
+}
+
+Status run_commit_backend(Backend backend, const CommitCall& call, const CommitArgs& args) {
+  switch (backend) {
+    case Backend::kReference:  // a copy is exact: the oracle runs the same one
+    case Backend::kCpu:
+      return cpu::run_commit(call, args);
+#if GDN_WITH_CUDA_BACKEND
+    case Backend::kCuda:
+      return cuda::run_cuda_commit(call, args);
 #endif
     default:
       return Status(StatusCode::kInternal,

@@ -9,6 +9,7 @@
 namespace gdn {
 
 Status run_backend(Backend backend, const Call& call, const Args& args);
+Status run_commit_backend(Backend backend, const CommitCall& call, const CommitArgs& args);
 size_t backend_workspace_size(Backend backend, const Call& call, const Args& args);
 
 }  // namespace gdn

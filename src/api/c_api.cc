@@ -57,13 +57,27 @@ Args to_cpp(const gdn_args_t& c) {
   return a;
 }
 
+CommitArgs to_cpp(const gdn_commit_args_t& c) {
+  CommitArgs a;
+  a.intermediate_states = to_cpp(c.intermediate_states);
+  a.accepted = to_cpp(c.accepted);
+  a.accepted_host = c.accepted_host;
+  a.state_indices = to_cpp(c.state_indices);
+  a.state_indices_host = c.state_indices_host;
+  a.pool = to_cpp(c.pool);
+  a.backend = static_cast<Backend>(c.backend);
+  a.strict = c.strict != 0;
+  a.stream = c.stream;
+  return a;
+}
+
 gdn_status_t report(const Status& s) {
   last_error = s.message();
   return static_cast<gdn_status_t>(s.code());
 }
 
-template <typename F>
-gdn_status_t call_with(const gdn_args_t* args, F&& f) {
+template <typename CArgs, typename F>
+gdn_status_t call_with(const CArgs* args, F&& f) {
   if (args == nullptr) return report(Status::Invalid("args: null pointer"));
   return report(f(to_cpp(*args)));
 }
@@ -87,6 +101,13 @@ gdn_status_t gdn_decode(const gdn_args_t* args) {
 }
 gdn_status_t gdn_verify(const gdn_args_t* args) {
   return gdn::call_with(args, [](const gdn::Args& a) { return gdn::verify(a); });
+}
+void gdn_commit_args_init(gdn_commit_args_t* args) {
+  if (args == nullptr) return;
+  *args = gdn_commit_args_t{};
+}
+gdn_status_t gdn_commit_states(const gdn_commit_args_t* args) {
+  return gdn::call_with(args, [](const gdn::CommitArgs& a) { return gdn::commit_states(a); });
 }
 gdn_status_t gdn_workspace_size(int32_t op, const gdn_args_t* args, size_t* bytes) {
   if (bytes == nullptr) return gdn::report(gdn::Status::Invalid("bytes: null pointer"));

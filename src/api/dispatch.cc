@@ -2,6 +2,7 @@
 // nothing here touches the CUDA runtime, so tests inject any device.
 #include "gdn/dispatch.h"
 
+#include <functional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -26,17 +27,17 @@ const char* op_verb(Op op) {
   }
 }
 
-Status host_backend(const char* name, const Problem& p) {
-  if (p.on_device)
+Status host_backend(const char* name, bool on_device, int device_ordinal) {
+  if (on_device)
     return Status::Unsupported(std::string(name) + " runs on host memory; the tensors are on GPU " +
-                               std::to_string(p.device_ordinal));
+                               std::to_string(device_ordinal));
   return Status::Ok();
 }
 
 // What every GPU backend needs of the data and the device.
-Status gpu_common(const char* name, const Problem& p, const DeviceInfo& d, int min_major, int exact_major) {
+Status gpu_device(const char* name, bool on_device, const DeviceInfo& d, int min_major, int exact_major) {
   const std::string n = name;
-  if (!p.on_device) return Status::Unsupported(n + " needs the tensors in GPU memory; they are on the host");
+  if (!on_device) return Status::Unsupported(n + " needs the tensors in GPU memory; they are on the host");
   if (!d.present) return Status::Unsupported(n + " needs a CUDA device; none is present");
   if (exact_major > 0 && d.cc_major != exact_major)
     return Status::Unsupported(n + " runs only on sm_" + std::to_string(exact_major) +
@@ -44,7 +45,13 @@ Status gpu_common(const char* name, const Problem& p, const DeviceInfo& d, int m
   if (d.cc_major < min_major)
     return Status::Unsupported(n + " needs compute capability " + std::to_string(min_major) +
                                ".0 or newer; the device is " + device_str(d));
-  if (!p.aligned16) return Status::Unsupported(n + " needs 16-byte aligned tensors and strides");
+  return Status::Ok();
+}
+
+Status gpu_common(const char* name, const Problem& p, const DeviceInfo& d, int min_major, int exact_major) {
+  if (Status s = gpu_device(name, p.on_device, d, min_major, exact_major); !s.ok()) return s;
+  if (!p.aligned16)
+    return Status::Unsupported(std::string(name) + " needs 16-byte aligned tensors and strides");
   return Status::Ok();
 }
 
@@ -67,17 +74,15 @@ std::vector<Backend> auto_order(const Problem& problem) {
 Status backend_supports(Backend backend, const Problem& p, const DeviceInfo& d, const BuildInfo& b) {
   switch (backend) {
     case Backend::kReference:
-      return host_backend("reference", p);
+      return host_backend("reference", p.on_device, p.device_ordinal);
     case Backend::kCpu:
-      return host_backend("cpu", p);
+      return host_backend("cpu", p.on_device, p.device_ordinal);
     case Backend::kCuda: {
       if (!b.cuda) return Status::Unsupported("cuda: this gdn was built without the cuda backend");
       if (Status s = gpu_common("cuda", p, d, 8, 0); !s.ok()) return s;
-      if (p.op != Op::kPrefill)
-        return Status::Unsupported(std::string("cuda runs prefill only so far; ") + op_verb(p.op) +
-                                   " on the GPU is not built yet");
-      if (p.K != p.V)
-        return Status::Unsupported("cuda needs K == V; got K = " + std::to_string(p.K) +
+      // Decode and verify take any K, V in {64, 128}; the prefill's tiles need them equal.
+      if (p.op == Op::kPrefill && p.K != p.V)
+        return Status::Unsupported("cuda prefill needs K == V; got K = " + std::to_string(p.K) +
                                    ", V = " + std::to_string(p.V));
       return head_dims("cuda", p);
     }
@@ -94,11 +99,19 @@ Status backend_supports(Backend backend, const Problem& p, const DeviceInfo& d, 
   return Status::Invalid("backend: unknown value " + std::to_string(static_cast<int>(backend)));
 }
 
-Route route(Backend requested, bool strict, const Problem& p, const DeviceInfo& d, const BuildInfo& b) {
+namespace {
+
+// The routing rule shared by every call: an explicit request that its
+// backend can serve runs there; one it cannot is an error when strict (or
+// when the request itself is invalid), else falls back to the first backend
+// of `order` that can; auto takes that first backend.
+Route route_among(Backend requested, bool strict, const std::string& verb, bool on_device,
+                  const DeviceInfo& d, const std::vector<Backend>& order,
+                  const std::function<Status(Backend)>& supports) {
   Route r;
   std::string why_not;
   if (requested != Backend::kAuto) {
-    Status s = backend_supports(requested, p, d, b);
+    Status s = supports(requested);
     if (s.ok()) {
       r.backend = requested;
       r.reason = std::string(backend_name(requested)) + " was requested";
@@ -106,33 +119,65 @@ Route route(Backend requested, bool strict, const Problem& p, const DeviceInfo& 
     }
     if (s.code() == StatusCode::kInvalidArgument || strict) {
       r.status = Status(s.code() == StatusCode::kInvalidArgument ? s.code() : StatusCode::kUnsupported,
-                        std::string("backend ") + backend_name(requested) + " cannot run this " +
-                            op_verb(p.op) + (strict ? " (strict)" : "") + ": " + s.message());
+                        std::string("backend ") + backend_name(requested) + " cannot run this " + verb +
+                            (strict ? " (strict)" : "") + ": " + s.message());
       return r;
     }
     why_not = s.message();
   }
   std::string refusals;
-  for (Backend c : auto_order(p)) {
+  for (Backend c : order) {
     if (c == requested) continue;  // already refused above
-    Status s = backend_supports(c, p, d, b);
+    Status s = supports(c);
     if (s.ok()) {
       r.backend = c;
       if (requested != Backend::kAuto) {
         r.fell_back = true;
         r.reason = why_not;
       } else {
-        r.reason = std::string(backend_name(c)) + " is the fastest backend that supports this " +
-                   op_verb(p.op) + (p.on_device ? " on " + device_str(d) : " on host memory");
+        r.reason = std::string(backend_name(c)) + " is the fastest backend that supports this " + verb +
+                   (on_device ? " on " + device_str(d) : " on host memory");
         if (!refusals.empty()) r.reason += " (" + refusals + ")";
       }
       return r;
     }
     refusals += (refusals.empty() ? "" : "; ") + s.message();
   }
-  r.status = Status::Unsupported(std::string("no backend can run this ") + op_verb(p.op) + ": " +
+  r.status = Status::Unsupported("no backend can run this " + verb + ": " +
                                  (why_not.empty() ? "" : why_not + "; ") + refusals);
   return r;
+}
+
+}  // namespace
+
+Route route(Backend requested, bool strict, const Problem& p, const DeviceInfo& d, const BuildInfo& b) {
+  return route_among(requested, strict, op_verb(p.op), p.on_device, d, auto_order(p),
+                     [&](Backend c) { return backend_supports(c, p, d, b); });
+}
+
+Status commit_supports(Backend backend, const CommitProblem& p, const DeviceInfo& d, const BuildInfo& b) {
+  switch (backend) {
+    case Backend::kReference:
+      return host_backend("reference", p.on_device, p.device_ordinal);
+    case Backend::kCpu:
+      return host_backend("cpu", p.on_device, p.device_ordinal);
+    case Backend::kCuda:
+      if (!b.cuda) return Status::Unsupported("cuda: this gdn was built without the cuda backend");
+      return gpu_device("cuda", p.on_device, d, 8, 0);
+    case Backend::kSm90:
+      return Status::Unsupported("sm90 runs prefill only; commit_states runs on cuda");
+    case Backend::kAuto:
+      break;
+  }
+  return Status::Invalid("backend: unknown value " + std::to_string(static_cast<int>(backend)));
+}
+
+Route route_commit(Backend requested, bool strict, const CommitProblem& p, const DeviceInfo& d,
+                   const BuildInfo& b) {
+  const std::vector<Backend> order =
+      p.on_device ? std::vector<Backend>{Backend::kCuda} : std::vector<Backend>{Backend::kCpu};
+  return route_among(requested, strict, "commit", p.on_device, d, order,
+                     [&](Backend c) { return commit_supports(c, p, d, b); });
 }
 
 }  // namespace gdn

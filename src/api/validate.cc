@@ -466,4 +466,91 @@ Status validate(Op op, const Args& a, Call* call) {
   return Status::Ok();
 }
 
+Status validate_commit(const CommitArgs& a, CommitCall* call) {
+  CommitCall c;
+  const Named inputs[] = {{"intermediate_states", &a.intermediate_states},
+                          {"accepted", &a.accepted},
+                          {"state_indices", &a.state_indices}};
+  for (const Named& n : inputs) {
+    if (!n.t->defined()) return invalid(n.name, ": required");
+    if (Status s = check_tensor(n.name, *n.t); !s.ok()) return s;
+  }
+  if (!a.pool.defined()) return invalid("pool: required (the state pool [P, HV, K, V], written in place)");
+  if (Status s = check_tensor("pool", a.pool); !s.ok()) return s;
+  if (Status s = check_no_self_overlap("pool", a.pool); !s.ok()) return s;
+
+  const Tensor& in = a.intermediate_states;
+  if (in.rank != 5)
+    return invalid("intermediate_states: must have rank 5 [N, L, HV, K, V] (or [N, L, HV, V, K]), got ",
+                   shape_str(in));
+  if (in.dtype != DType::kF32 && in.dtype != DType::kBF16)
+    return invalid("intermediate_states: state dtype must be fp32 or bf16");
+  const int64_t N = in.shape[0], L = in.shape[1], HV = in.shape[2];
+  const Tensor& pool = a.pool;
+  if (pool.rank != 4 || pool.shape[1] != HV || pool.shape[2] != in.shape[3] || pool.shape[3] != in.shape[4])
+    return invalid("pool: shape must be [P, ", HV, ", ", in.shape[3], ", ", in.shape[4],
+                   "] (the matrices of intermediate_states), got ", shape_str(pool));
+  if (pool.dtype != in.dtype)
+    return invalid("pool: dtype must equal intermediate_states' (", dtype_name(in.dtype), ")");
+  const Named index[] = {{"accepted", &a.accepted}, {"state_indices", &a.state_indices}};
+  for (const Named& n : index) {
+    if (n.t->rank != 1 || n.t->shape[0] != N)
+      return invalid(n.name, ": shape must be [N] = [", N, "], got ", shape_str(*n.t));
+    if (!is_int(n.t->dtype)) return invalid(n.name, ": dtype must be int32 or int64");
+  }
+
+  const Location where = locate(in.data);
+  for (const Named& n :
+       {Named{"accepted", &a.accepted}, Named{"state_indices", &a.state_indices}, Named{"pool", &a.pool}})
+    if (n.t->numel() > 0) {
+      const Location l = locate(n.t->data);
+      if (l.on_device != where.on_device || l.ordinal != where.ordinal)
+        return invalid(n.name,
+                       ": lives on another device than intermediate_states (all tensors must share one)");
+    }
+  c.on_device = where.on_device;
+  c.device_ordinal = where.ordinal;
+  c.N = N, c.slots = L, c.HV = HV, c.pool_rows = pool.shape[0];
+  c.state_dtype = in.dtype;
+
+  // Values, when readable here: every slot below L, every row below P, and
+  // no pool row named twice.
+  const void* slot_host = where.on_device ? a.accepted_host : a.accepted.data;
+  const void* row_host = where.on_device ? a.state_indices_host : a.state_indices.data;
+  std::unordered_set<int64_t> seen;
+  if (row_host != nullptr) {
+    for (int64_t n = 0; n < N; ++n) {
+      const int64_t r = load_int(row_host, a.state_indices.dtype, n * a.state_indices.stride[0]);
+      if (r >= c.pool_rows)
+        return invalid("state_indices: entry ", n, " is ", r, " but the pool has ", c.pool_rows,
+                       " rows (indices must be < P; negative = skip)");
+      if (r >= 0 && !seen.insert(r).second)
+        return invalid("state_indices: row ", r, " appears twice (indices must be unique)");
+      c.row.push_back(r < 0 ? -1 : r);
+    }
+  }
+  if (slot_host != nullptr) {
+    for (int64_t n = 0; n < N; ++n) {
+      const int64_t j = load_int(slot_host, a.accepted.dtype, n * a.accepted.stride[0]);
+      if (j >= L)
+        return invalid("accepted: entry ", n, " is ", j, " but intermediate_states has ", L,
+                       " slots (slots must be < L; negative = skip)");
+      c.slot.push_back(j < 0 ? -1 : j);
+    }
+  }
+  c.host_indexing = slot_host != nullptr && row_host != nullptr;
+  if (!c.host_indexing) {
+    c.slot.clear();
+    c.row.clear();
+  }
+
+  // The pool is written in place: it must not overlap any other tensor.
+  const Range rp = byte_range(pool);
+  for (const Named& n : inputs)
+    if (overlaps(rp, byte_range(*n.t)))
+      return invalid("pool: overlaps the memory of ", n.name, " (the pool is written in place)");
+  *call = std::move(c);
+  return Status::Ok();
+}
+
 }  // namespace gdn

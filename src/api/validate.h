@@ -9,5 +9,7 @@ namespace gdn {
 
 // Checks `args` for `op` and fills `call`. Nothing is written to any tensor.
 Status validate(Op op, const Args& args, Call* call);
+// The same for commit_states.
+Status validate_commit(const CommitArgs& args, CommitCall* call);
 
 }  // namespace gdn

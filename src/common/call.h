@@ -28,6 +28,17 @@ struct Call {
   std::vector<int64_t> ckpt_start;  // [N + 1] first checkpoint row of sequence n
 };
 
+// A validated commit_states call: sizes, where the data lives and, when
+// readable on the host, each sequence's slot and pool row (< 0: skip).
+struct CommitCall {
+  int64_t N = 0, slots = 0, HV = 0, pool_rows = 0;
+  DType state_dtype = DType::kF32;
+  bool on_device = false;
+  int device_ordinal = -1;
+  bool host_indexing = false;
+  std::vector<int64_t> slot, row;  // [N] when host_indexing
+};
+
 // Offsets (in elements) into the caller's strided tensors.
 inline int64_t offset2(const Tensor& t, int64_t i, int64_t j) {
   return i * t.stride[0] + j * t.stride[1];

@@ -16,4 +16,7 @@ Status run_reference(const Call& call, const Args& args, Float64Outputs* f64 = n
 // decode and verify.
 Status run_cpu(const Call& call, const Args& args);
 
+// commit_states on host memory (both host backends: a copy is exact).
+Status run_commit(const CommitCall& call, const CommitArgs& args);
+
 }  // namespace gdn::cpu

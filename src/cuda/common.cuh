@@ -77,19 +77,90 @@ __device__ __forceinline__ __half from_float<__half>(float x) {
   return __float2half_rn(x);
 }
 
-// Loads `n` consecutive io elements starting at p (16-byte aligned) as fp32.
+// Loads `n` consecutive io elements starting at p as fp32, in 16-byte units
+// (p 16-byte aligned), or 8-byte units when n elements are only 8 bytes.
 template <typename T, int n>
 __device__ __forceinline__ void load_vec(const T* p, float (&out)[n]) {
-  static_assert(n * sizeof(T) % 16 == 0, "vector loads move 16-byte units");
-  constexpr int kUnits = n * sizeof(T) / 16;
-  constexpr int kPer = 16 / sizeof(T);
+  static_assert(n * sizeof(T) % 8 == 0, "vector loads move 8- or 16-byte units");
+  if constexpr (n * sizeof(T) % 16 == 0) {
+    constexpr int kUnits = n * sizeof(T) / 16;
+    constexpr int kPer = 16 / sizeof(T);
 #pragma unroll
-  for (int u = 0; u < kUnits; ++u) {
-    const uint4 raw = *reinterpret_cast<const uint4*>(p + u * kPer);
+    for (int u = 0; u < kUnits; ++u) {
+      const uint4 raw = *reinterpret_cast<const uint4*>(p + u * kPer);
+      const T* e = reinterpret_cast<const T*>(&raw);
+#pragma unroll
+      for (int i = 0; i < kPer; ++i) out[u * kPer + i] = to_float<T>(e[i]);
+    }
+  } else {
+    static_assert(n * sizeof(T) == 8, "an 8-byte load");
+    const uint2 raw = *reinterpret_cast<const uint2*>(p);
     const T* e = reinterpret_cast<const T*>(&raw);
 #pragma unroll
-    for (int i = 0; i < kPer; ++i) out[u * kPer + i] = to_float<T>(e[i]);
+    for (int i = 0; i < n; ++i) out[i] = to_float<T>(e[i]);
   }
+}
+
+// The io dtype chosen at run time (one kernel serves bf16, fp16 and fp32
+// inputs; the branch is uniform across the grid). `i` counts elements.
+template <int n>
+__device__ __forceinline__ void load_io(const void* p, DType dtype, int64_t i, float (&out)[n]) {
+  switch (dtype) {
+    case DType::kBF16:
+      load_vec<__nv_bfloat16, n>(static_cast<const __nv_bfloat16*>(p) + i, out);
+      break;
+    case DType::kF16:
+      load_vec<__half, n>(static_cast<const __half*>(p) + i, out);
+      break;
+    default:
+      load_vec<float, n>(static_cast<const float*>(p) + i, out);
+      break;
+  }
+}
+
+__device__ __forceinline__ float load_io(const void* p, DType dtype, int64_t i) {
+  switch (dtype) {
+    case DType::kBF16:
+      return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
+    case DType::kF16:
+      return __half2float(static_cast<const __half*>(p)[i]);
+    default:
+      return static_cast<const float*>(p)[i];
+  }
+}
+
+__device__ __forceinline__ void store_io(void* p, DType dtype, int64_t i, float x) {
+  switch (dtype) {
+    case DType::kBF16:
+      static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(x);
+      break;
+    case DType::kF16:
+      static_cast<__half*>(p)[i] = __float2half_rn(x);
+      break;
+    default:
+      static_cast<float*>(p)[i] = x;
+      break;
+  }
+}
+
+// A gate input (g, beta, a or b: fp32, or bf16 where allowed).
+__device__ __forceinline__ float load_gate_input(const void* p, bool bf16, int64_t i) {
+  return bf16 ? __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]) : static_cast<const float*>(p)[i];
+}
+
+// The fused gate activation of GateMode::kFused:
+//   g = -exp(A_log) softplus(a + dt_bias),  beta = sigmoid(b).
+__device__ __forceinline__ void fused_gate(float a, float b, float a_log, float dt_bias, float* g,
+                                           float* beta) {
+  const float x = a + dt_bias;
+  const float softplus = x > 20.f ? x : log1pf(expf(x));
+  *g = -expf(a_log) * softplus;
+  *beta = 1.f / (1.f + expf(-b));
+}
+
+// An int32 or int64 index tensor's element i (cu_seqlens, state_indices).
+__device__ __forceinline__ int64_t load_index(const void* p, bool is64, int64_t i) {
+  return is64 ? static_cast<const int64_t*>(p)[i] : static_cast<const int32_t*>(p)[i];
 }
 
 // A state tensor as kernels address it: matrix (row, head) at
@@ -113,5 +184,23 @@ struct StateTensor {
       static_cast<float*>(data)[i] = x;
   }
 };
+
+// The StateTensor of a 4-D state tensor [rows, HV, K, V] ([rows, HV, V, K]
+// with kVK), or of a 5-D one [N, L, HV, ., .] whose slot dimension the
+// caller addresses itself (row = n; *slot_stride gets stride[1]). An
+// undefined tensor gives data == nullptr.
+inline StateTensor state_view(const Tensor& t, StateLayout layout, int64_t* slot_stride = nullptr) {
+  StateTensor s;
+  if (!t.defined()) return s;
+  const int d = t.rank == 5 ? 1 : 0;  // dimensions before the head
+  s.data = t.data;
+  s.row_stride = t.stride[0];
+  if (slot_stride != nullptr) *slot_stride = d == 1 ? t.stride[1] : 0;
+  s.head_stride = t.stride[d + 1];
+  s.k_stride = layout == StateLayout::kKV ? t.stride[d + 2] : t.stride[d + 3];
+  s.v_stride = layout == StateLayout::kKV ? t.stride[d + 3] : t.stride[d + 2];
+  s.bf16 = t.dtype == DType::kBF16;
+  return s;
+}
 
 }  // namespace gdn::cuda

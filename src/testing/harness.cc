@@ -97,10 +97,14 @@ Buffer from_values(DType dtype, std::vector<int64_t> shape, const std::vector<fl
   return b;
 }
 
-Buffer from_ints(std::vector<int64_t> values) {
-  Buffer b = make(DType::kI32, {static_cast<int64_t>(values.size())});
-  for (size_t i = 0; i < values.size(); ++i)
-    static_cast<int32_t*>(b.data())[i] = static_cast<int32_t>(values[i]);
+Buffer from_ints(std::vector<int64_t> values, bool int64) {
+  Buffer b = make(int64 ? DType::kI64 : DType::kI32, {static_cast<int64_t>(values.size())});
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (int64)
+      static_cast<int64_t*>(b.data())[i] = values[i];
+    else
+      static_cast<int32_t*>(b.data())[i] = static_cast<int32_t>(values[i]);
+  }
   return b;
 }
 
@@ -242,7 +246,7 @@ void build(const Case& c, const Inputs& in, bool oracle, CallBuffers& cb) {
     a.gate_mode = GateMode::kFused;
   }
   if (c.op == Op::kPrefill || (c.op == Op::kVerify && !c.fixed_len)) {
-    cb.cu = from_ints(in.cu);
+    cb.cu = from_ints(in.cu, c.int64_indices);
     a.cu_seqlens = cb.cu.view();
   } else if (c.op == Op::kVerify) {
     a.tokens_per_seq = in.L;
@@ -265,7 +269,7 @@ void build(const Case& c, const Inputs& in, bool oracle, CallBuffers& cb) {
     a.write_final_state = true;
   } else if (c.pool) {
     cb.state = from_values(st, {in.state_rows, c.HV, d2, d3}, in.state0);
-    cb.indices = from_ints(in.indices);
+    cb.indices = from_ints(in.indices, c.int64_indices);
     a.initial_state = cb.state.view();
     a.state_indices = cb.indices.view();
     a.write_final_state = c.write_final;
@@ -733,6 +737,51 @@ std::vector<Case> correctness_matrix() {
     c.seq_lens.assign(6, 4);
     c.fixed_len = true, c.write_final = true, c.io = DType::kF32, c.layout = StateLayout::kVK;
     c.tol_o = c.tol_state = 1e-5;
+    add(c);
+  }
+  // Decode and verify across the GPU kernel's variants: K = 64 and 128 in
+  // both layouts, K != V, every io dtype, fp32 and bf16 states, dense and
+  // pooled, int64 indices, an empty draft, and enough work for 4-warp CTAs.
+  {
+    Case c;
+    c.op = Op::kDecode;
+    c.seq_lens.assign(9, 1);
+    c.name = "decode fp16 k=64 v=128 gva4, dense, no initial state, no l2norm";
+    c.H = 1, c.HV = 4, c.K = 64, c.V = 128, c.io = DType::kF16, c.l2norm = false, c.initial_state = false;
+    add(c);
+    c.name = "decode fp32 k=v=64 pool, layout vk";
+    c.H = 2, c.HV = 4, c.V = 64, c.io = DType::kF32, c.l2norm = true, c.initial_state = true, c.pool = true;
+    c.layout = StateLayout::kVK, c.tol_o = c.tol_state = 1e-5;
+    add(c);
+    c.name = "decode bf16 k=128 v=64 layout vk, bf16 state, fused gates, int64 indices";
+    c.K = 128, c.io = DType::kBF16, c.state = DType::kBF16, c.gate = GateMode::kFused, c.int64_indices = true;
+    c.tol_o = 4e-3, c.tol_state = 8e-3;
+    add(c);
+    c.name = "decode bf16 k=v=128 64 sequences, pool";
+    c.seq_lens.assign(64, 1);
+    c.H = 4, c.HV = 8, c.V = 128, c.layout = StateLayout::kKV, c.state = DType::kF32;
+    c.gate = GateMode::kLogSpace, c.int64_indices = false, c.tol_state = 4e-3;
+    add(c);
+  }
+  {
+    Case c;
+    c.op = Op::kVerify;
+    c.name = "verify fp32 k=64 v=128 packed with an empty draft, intermediate states, pool written";
+    c.seq_lens = {3, 0, 16, 1, 9};
+    c.H = 2, c.HV = 4, c.K = 64, c.V = 128, c.io = DType::kF32, c.pool = true, c.intermediate = true;
+    c.tol_o = c.tol_state = 1e-5;
+    add(c);
+    c.name = "verify bf16 gva2 k=v=128 layout vk, bf16 state, fused gates, int64, pool untouched";
+    c.seq_lens = {5, 2, 8};
+    c.K = 128, c.io = DType::kBF16, c.state = DType::kBF16, c.layout = StateLayout::kVK;
+    c.gate = GateMode::kFused, c.int64_indices = true, c.write_final = false;
+    c.tol_o = 4e-3, c.tol_state = 8e-3;
+    add(c);
+    c.name = "verify fp16 dense, fixed length 3, k=v=64, no intermediate states";
+    c.seq_lens.assign(7, 3);
+    c.fixed_len = true, c.K = c.V = 64, c.io = DType::kF16, c.state = DType::kF32, c.pool = false;
+    c.layout = StateLayout::kKV, c.gate = GateMode::kLogSpace, c.int64_indices = false, c.write_final = true;
+    c.intermediate = false, c.tol_o = c.tol_state = 4e-3;
     add(c);
   }
   return m;

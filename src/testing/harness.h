@@ -33,6 +33,7 @@ struct Case {
   bool intermediate = false;       // verify: keep every intermediate state
   bool fixed_len = false;          // verify: tokens_per_seq instead of cu_seqlens
   bool adversarial_gates = false;  // g down to -60 per token, chunk sums below -3000
+  bool int64_indices = false;      // cu_seqlens and state_indices as int64 (else int32)
   uint64_t seed = 1;
   double tol_o = 4e-3;      // relative RMS bound on out
   double tol_state = 4e-3;  // relative RMS bound on every state output

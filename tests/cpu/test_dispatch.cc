@@ -34,17 +34,21 @@ Problem problem(Op op, bool on_device, int64_t k = 128) {
 struct Expect {
   const char* device;
   DeviceInfo info;
-  // Backend auto picks for device-resident prefill; "" = none. Decode and
-  // verify do not run on the GPU yet, so device-resident ones have none.
+  // Backends auto picks for device-resident prefill and for device-resident
+  // decode and verify; "" = none.
   const char* prefill;
+  const char* decode;
 };
 
 TEST(Routing, InjectedDevicesWithEveryBackendBuilt) {
   const BuildInfo all{true, true};
   const std::vector<Expect> table = {
-      {"none", DeviceInfo{}, ""},           {"sm_75", gpu(7, 5, "T4"), ""},
-      {"sm_80", gpu(8, 0, "A100"), "cuda"}, {"sm_89", gpu(8, 9, "L40S"), "cuda"},
-      {"sm_90", gpu(9, 0, "H100"), "sm90"}, {"sm_100", gpu(10, 0, "B200"), "cuda"},
+      {"none", DeviceInfo{}, "", ""},
+      {"sm_75", gpu(7, 5, "T4"), "", ""},
+      {"sm_80", gpu(8, 0, "A100"), "cuda", "cuda"},
+      {"sm_89", gpu(8, 9, "L40S"), "cuda", "cuda"},
+      {"sm_90", gpu(9, 0, "H100"), "sm90", "cuda"},
+      {"sm_100", gpu(10, 0, "B200"), "cuda", "cuda"},
   };
   for (const Expect& e : table) {
     SCOPED_TRACE(e.device);
@@ -55,18 +59,20 @@ TEST(Routing, InjectedDevicesWithEveryBackendBuilt) {
       EXPECT_EQ(r.backend, Backend::kCpu);
       EXPECT_FALSE(r.fell_back);
     }
-    const Route rp = route(Backend::kAuto, false, problem(Op::kPrefill, true), e.info, all);
-    const Route rd = route(Backend::kAuto, false, problem(Op::kDecode, true), e.info, all);
-    EXPECT_EQ(rd.status.code(), StatusCode::kUnsupported);
-    EXPECT_NE(rd.status.message().find("no backend can run this decode"), std::string::npos)
-        << rd.status.message();
-    if (std::string(e.prefill).empty()) {
-      EXPECT_EQ(rp.status.code(), StatusCode::kUnsupported);
-      EXPECT_NE(rp.status.message().find("no backend can run this prefill"), std::string::npos)
-          << rp.status.message();
-    } else {
-      ASSERT_TRUE(rp.status.ok()) << rp.status.message();
-      EXPECT_STREQ(backend_name(rp.backend), e.prefill);
+    for (Op op : {Op::kPrefill, Op::kDecode, Op::kVerify}) {
+      SCOPED_TRACE(op_name(op));
+      const char* expect = op == Op::kPrefill ? e.prefill : e.decode;
+      const Route r = route(Backend::kAuto, false, problem(op, true), e.info, all);
+      if (std::string(expect).empty()) {
+        EXPECT_EQ(r.status.code(), StatusCode::kUnsupported);
+        EXPECT_NE(r.status.message().find(std::string("no backend can run this ") + op_name(op)),
+                  std::string::npos)
+            << r.status.message();
+      } else {
+        ASSERT_TRUE(r.status.ok()) << r.status.message();
+        EXPECT_STREQ(backend_name(r.backend), expect);
+        EXPECT_FALSE(r.fell_back);
+      }
     }
   }
 }
@@ -89,14 +95,20 @@ TEST(Routing, ReasonsNameTheRule) {
                 .message()
                 .find("prefill only"),
             std::string::npos);
-  EXPECT_NE(backend_supports(Backend::kCuda, problem(Op::kVerify, true), gpu(9, 0, "H100"), all)
+  EXPECT_NE(backend_supports(Backend::kCuda, problem(Op::kVerify, true, 96), gpu(9, 0, "H100"), all)
                 .message()
-                .find("verify on the GPU is not built yet"),
+                .find("K, V in {64, 128}"),
             std::string::npos);
+  // The prefill's tiles need K == V; decode and verify take K != V.
   Problem kv = problem(Op::kPrefill, true);
   kv.V = 64;
   EXPECT_NE(backend_supports(Backend::kCuda, kv, gpu(9, 0, "H100"), all).message().find("K == V"),
             std::string::npos);
+  for (Op op : {Op::kDecode, Op::kVerify}) {
+    Problem d = problem(op, true);
+    d.V = 64;
+    EXPECT_TRUE(backend_supports(Backend::kCuda, d, gpu(8, 0, "A100"), all).ok()) << op_name(op);
+  }
   EXPECT_NE(backend_supports(Backend::kCpu, problem(Op::kPrefill, true), gpu(9, 0, "H100"), all)
                 .message()
                 .find("host memory"),
@@ -141,6 +153,46 @@ TEST(Routing, ExplicitRequests) {
   r = route(Backend::kReference, true, problem(Op::kPrefill, false), DeviceInfo{}, BuildInfo{});
   ASSERT_TRUE(r.status.ok());
   EXPECT_EQ(r.backend, Backend::kReference);
+}
+
+TEST(Routing, CommitGoesWhereTheDataIs) {
+  const BuildInfo all{true, true};
+  const CommitProblem host{false, -1}, device{true, 0};
+  const DeviceInfo h100 = gpu(9, 0, "H100");
+  Route r = route_commit(Backend::kAuto, false, host, h100, all);
+  ASSERT_TRUE(r.status.ok()) << r.status.message();
+  EXPECT_EQ(r.backend, Backend::kCpu);
+  r = route_commit(Backend::kAuto, false, device, h100, all);
+  ASSERT_TRUE(r.status.ok()) << r.status.message();
+  EXPECT_EQ(r.backend, Backend::kCuda);
+  EXPECT_FALSE(r.fell_back);
+  // The reference runs the same copy on host data when asked.
+  r = route_commit(Backend::kReference, true, host, DeviceInfo{}, BuildInfo{});
+  ASSERT_TRUE(r.status.ok()) << r.status.message();
+  EXPECT_EQ(r.backend, Backend::kReference);
+  // sm90 does not commit: cuda runs it, saying why; strict makes it an error.
+  r = route_commit(Backend::kSm90, false, device, h100, all);
+  ASSERT_TRUE(r.status.ok()) << r.status.message();
+  EXPECT_EQ(r.backend, Backend::kCuda);
+  EXPECT_TRUE(r.fell_back);
+  EXPECT_NE(r.reason.find("commit_states runs on cuda"), std::string::npos) << r.reason;
+  r = route_commit(Backend::kSm90, true, device, h100, all);
+  EXPECT_EQ(r.status.code(), StatusCode::kUnsupported);
+  EXPECT_NE(r.status.message().find("backend sm90 cannot run this commit (strict)"), std::string::npos)
+      << r.status.message();
+  // Host backends on device data fall back to cuda; a GPU older than sm_80
+  // or a build without cuda leaves nothing for device data.
+  r = route_commit(Backend::kCpu, false, device, h100, all);
+  ASSERT_TRUE(r.status.ok());
+  EXPECT_EQ(r.backend, Backend::kCuda);
+  EXPECT_TRUE(r.fell_back);
+  r = route_commit(Backend::kAuto, false, device, gpu(7, 5, "T4"), all);
+  EXPECT_EQ(r.status.code(), StatusCode::kUnsupported);
+  EXPECT_NE(r.status.message().find("no backend can run this commit"), std::string::npos)
+      << r.status.message();
+  EXPECT_NE(commit_supports(Backend::kCuda, device, h100, BuildInfo{}).message().find("built without"),
+            std::string::npos);
+  EXPECT_EQ(commit_supports(static_cast<Backend>(9), host, h100, all).code(), StatusCode::kInvalidArgument);
 }
 
 std::vector<std::string> captured;

@@ -1,14 +1,21 @@
 // The GPU suite (label gpu): the correctness matrix on the cuda backend
 // against the float64 reference, plus determinism, CUDA-graph capture,
-// non-default streams and strided outputs. Skipped, with the reason, on a
-// machine without a CUDA device; scripts/device-check.sh runs it on one.
+// non-default streams and strided outputs; for decode and verify also
+// decode against prefill, verify's intermediate states against stepwise
+// decode, untouched pool rows, every output written on every call, the bf16
+// state's error, the device-side index checks and commit_states. Skipped,
+// with the reason, on a machine without a CUDA device;
+// scripts/device-check.sh runs it on one.
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
+#include <iostream>
 #include <string>
 #include <vector>
 
+#include "common/convert.h"
 #include "gdn/dispatch.h"
 #include "support/expect_case.h"
 #include "testing/harness.h"
@@ -23,12 +30,15 @@ namespace {
 #define CUDA_OK(expr) \
   ASSERT_EQ(cudaSuccess, (expr)) << #expr << ": " << cudaGetErrorString(cudaGetLastError())
 
-// Products run in tf32 (10-bit mantissa, unit roundoff 2^-11) on the GPU, so
-// the fp32-input cases of the matrix, which hold the fp32 cpu backend to
-// 1e-5, are held to this bound here; bf16 cases keep their 4e-3.
+// The prefill's products run in tf32 (10-bit mantissa, unit roundoff 2^-11)
+// on the GPU, so the fp32-input prefill cases of the matrix, which hold the
+// fp32 cpu backend to 1e-5, are held to this bound here; bf16 cases keep
+// their 4e-3. Decode and verify run fp32 arithmetic on the GPU as on the
+// CPU and keep the cpu backend's bounds.
 constexpr double kTf32Tolerance = 2e-3;
 
 Case for_gpu(Case c) {
+  if (c.op != Op::kPrefill) return c;
   c.tol_o = std::max(c.tol_o, kTf32Tolerance);
   c.tol_state = std::max(c.tol_state, kTf32Tolerance);
   return c;
@@ -190,6 +200,608 @@ TEST(CudaProperties, UnsupportedProblemsSayWhy) {
   const Status s = prefill(w.args());  // auto: nothing on the GPU serves K = 96
   EXPECT_EQ(s.code(), StatusCode::kUnsupported);
   EXPECT_NE(s.message().find("K, V in {64, 128}"), std::string::npos) << s.message();
+}
+
+// ---- Decode, verify and commit_states ----
+
+std::vector<float> values_of(const std::vector<uint8_t>& bytes, DType dtype) {
+  std::vector<float> v(bytes.size() / dtype_size(dtype));
+  for (size_t i = 0; i < v.size(); ++i) v[i] = load_float(bytes.data(), dtype, static_cast<int64_t>(i));
+  return v;
+}
+
+std::vector<float> device_values(const Tensor& t) {
+  return values_of(device_bytes(t), t.dtype);
+}
+
+std::vector<float> host_values(const Tensor& t) {
+  const auto* p = static_cast<const uint8_t*>(t.data);
+  return values_of({p, p + t.numel() * static_cast<int64_t>(dtype_size(t.dtype))}, t.dtype);
+}
+
+double rel_rms(const std::vector<float>& x, const std::vector<float>& r) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    num += (double(x[i]) - r[i]) * (double(x[i]) - r[i]);
+    den += double(r[i]) * r[i];
+  }
+  return std::sqrt(num / den);
+}
+
+// Whether element i of a byte image holds the 0xFF poison in every byte.
+bool poisoned(const std::vector<uint8_t>& b, size_t es, int64_t i) {
+  for (size_t k = 0; k < es; ++k)
+    if (b[static_cast<size_t>(i) * es + k] != 0xFF) return false;
+  return true;
+}
+
+void poison_device(const Tensor& t) {
+  if (!t.defined()) return;
+  CUDA_OK(cudaMemset(t.data, 0xFF, static_cast<size_t>(t.numel()) * dtype_size(t.dtype)));
+}
+
+// Token j of every sequence of a [N * L, ...] tensor, as an [N, ...] view.
+Tensor token_slice(Tensor t, int64_t j, int64_t L) {
+  t.data = static_cast<char*>(t.data) + j * t.stride[0] * static_cast<int64_t>(dtype_size(t.dtype));
+  t.shape[0] /= L;
+  t.stride[0] *= L;
+  return t;
+}
+
+Args on_cuda(Args a) {
+  a.backend = Backend::kCuda;
+  a.strict = true;
+  return a;
+}
+
+const int32_t* host_indices(const Args& a) {
+  return static_cast<const int32_t*>(a.state_indices_host);
+}
+
+struct DecodeVsPrefill {
+  const char* name;
+  DType io;
+  StateLayout layout;
+  int64_t K;
+  double tol;  // decode against the float64 prefill
+};
+
+void PrintTo(const DecodeVsPrefill& v, std::ostream* os) {
+  *os << v.name;
+}
+
+class CudaDecodeVsPrefill : public ::testing::TestWithParam<DecodeVsPrefill> {};
+
+// One token per sequence: decode on cuda equals the prefill of those tokens,
+// on the reference (to the fp32 bound) and on cuda (to the prefill's tf32 bound).
+TEST_P(CudaDecodeVsPrefill, DecodeEqualsPrefillOfOneTokenPerSequence) {
+  REQUIRE_GPU();
+  const DecodeVsPrefill& v = GetParam();
+  Case c;
+  c.name = v.name;
+  c.seq_lens.assign(12, 1);
+  c.H = 2, c.HV = 8, c.K = c.V = v.K;
+  c.io = v.io;
+  c.layout = v.layout;
+  Workload w(c, true);
+  ASSERT_TRUE(w.status().ok()) << w.status().message();
+  const Args pre = on_cuda(w.args());
+  ASSERT_TRUE(prefill(pre).ok());
+  CUDA_OK(cudaDeviceSynchronize());
+  const std::vector<float> out_pre = device_values(pre.out), state_pre = device_values(pre.final_state);
+  poison_device(pre.out);
+  poison_device(pre.final_state);
+  Args dec = pre;
+  dec.cu_seqlens = Tensor{};
+  dec.cu_seqlens_host = nullptr;
+  const Status s = decode(dec);
+  ASSERT_TRUE(s.ok()) << s.message();
+  CUDA_OK(cudaDeviceSynchronize());
+  const std::vector<float> out_dec = device_values(dec.out), state_dec = device_values(dec.final_state);
+
+  Workload ref(c);
+  Args r = ref.args();
+  r.backend = Backend::kReference;
+  ASSERT_TRUE(prefill(r).ok());
+  const std::vector<float> out_ref = host_values(r.out), state_ref = host_values(r.final_state);
+  for (const auto* x : {&out_dec, &state_dec})
+    for (float e : *x) ASSERT_TRUE(std::isfinite(e)) << "an element was left unwritten (poison is NaN)";
+  const double eo = rel_rms(out_dec, out_ref), es = rel_rms(state_dec, state_ref);
+  std::cout << "  decode vs reference prefill: out " << eo << ", state " << es << "; vs cuda prefill: out "
+            << rel_rms(out_dec, out_pre) << ", state " << rel_rms(state_dec, state_pre) << std::endl;
+  EXPECT_LE(eo, v.tol);
+  EXPECT_LE(es, v.tol);
+  EXPECT_LE(rel_rms(out_dec, out_pre), kTf32Tolerance + v.tol);
+  EXPECT_LE(rel_rms(state_dec, state_pre), kTf32Tolerance);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Variants, CudaDecodeVsPrefill,
+    ::testing::Values(DecodeVsPrefill{"fp32_kv_k128", DType::kF32, StateLayout::kKV, 128, 1e-5},
+                      DecodeVsPrefill{"bf16_vk_k64", DType::kBF16, StateLayout::kVK, 64, 4e-3}),
+    [](const ::testing::TestParamInfo<DecodeVsPrefill>& i) { return std::string(i.param.name); });
+
+struct Shape {
+  const char* name;
+  StateLayout layout;
+  int64_t K, V;
+};
+
+void PrintTo(const Shape& v, std::ostream* os) {
+  *os << v.name;
+}
+
+class CudaVerifyVsDecode : public ::testing::TestWithParam<Shape> {};
+
+// Verify keeps the state in registers across its tokens; decode reads and
+// writes it each token. With an fp32 state the two must agree bitwise.
+TEST_P(CudaVerifyVsDecode, IntermediateStatesEqualStepwiseDecodeBitwise) {
+  REQUIRE_GPU();
+  const Shape& sh = GetParam();
+  const int64_t N = 6, L = 5;
+  Case c;
+  c.op = Op::kVerify;
+  c.seq_lens.assign(N, L);
+  c.fixed_len = true;
+  c.H = 2, c.HV = 4, c.K = sh.K, c.V = sh.V;
+  c.layout = sh.layout;
+  c.pool = true;  // sequences 2 and 5 are padding
+  c.write_final = false;
+  c.intermediate = true;
+  Workload ver(c, true), dec(c, true);
+  ASSERT_TRUE(ver.status().ok() && dec.status().ok());
+  const Args va = on_cuda(ver.args());
+  ASSERT_TRUE(verify(va).ok());
+  CUDA_OK(cudaDeviceSynchronize());
+  const std::vector<uint8_t> inter = device_bytes(va.intermediate_states), vout = device_bytes(va.out);
+
+  const Args whole = on_cuda(dec.args());
+  const int32_t* idx = host_indices(whole);
+  const size_t mat = static_cast<size_t>(c.HV * c.K * c.V) * sizeof(float);
+  for (int64_t j = 0; j < L; ++j) {
+    Args step = whole;
+    step.tokens_per_seq = 0;
+    step.intermediate_states = Tensor{};
+    step.write_final_state = true;
+    step.q = token_slice(whole.q, j, L);
+    step.k = token_slice(whole.k, j, L);
+    step.v = token_slice(whole.v, j, L);
+    step.g = token_slice(whole.g, j, L);
+    step.beta = token_slice(whole.beta, j, L);
+    step.out = token_slice(whole.out, j, L);
+    const Status s = decode(step);
+    ASSERT_TRUE(s.ok()) << s.message();
+    CUDA_OK(cudaDeviceSynchronize());
+    const std::vector<uint8_t> pool = device_bytes(whole.initial_state);
+    for (int64_t n = 0; n < N; ++n) {
+      if (idx[n] < 0) continue;  // padding: each decode step restarts from zero
+      EXPECT_EQ(0, std::memcmp(&pool[idx[n] * mat], &inter[(n * L + j) * mat], mat))
+          << "sequence " << n << " token " << j;
+    }
+  }
+  EXPECT_NE(0, std::memcmp(&inter[0], &inter[(L - 1) * mat], mat)) << "the state did not move";
+  const std::vector<uint8_t> dout = device_bytes(whole.out);
+  const size_t row = static_cast<size_t>(c.HV * c.V) * dtype_size(c.io);
+  for (int64_t n = 0; n < N; ++n)
+    if (idx[n] >= 0) {
+      EXPECT_EQ(0, std::memcmp(&vout[n * L * row], &dout[n * L * row], L * row)) << n;
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, CudaVerifyVsDecode,
+                         ::testing::Values(Shape{"kv_k128_v128", StateLayout::kKV, 128, 128},
+                                           Shape{"vk_k128_v64", StateLayout::kVK, 128, 64},
+                                           Shape{"kv_k64_v128", StateLayout::kKV, 64, 128},
+                                           Shape{"vk_k64_v64", StateLayout::kVK, 64, 64}),
+                         [](const ::testing::TestParamInfo<Shape>& i) { return std::string(i.param.name); });
+
+TEST(CudaDecode, PoolRowsItMustNotWriteStayBytewiseUnchanged) {
+  REQUIRE_GPU();
+  for (Op op : {Op::kDecode, Op::kVerify}) {
+    SCOPED_TRACE(op_name(op));
+    Case c;
+    c.op = op;
+    c.seq_lens.assign(10, op == Op::kDecode ? 1 : 3);
+    c.fixed_len = true;
+    c.H = 2, c.HV = 4, c.K = c.V = 128;
+    c.pool = true;  // every third sequence is padding
+    c.pool_rows = 40;
+    c.intermediate = op == Op::kVerify;
+    Workload w(c, true);
+    ASSERT_TRUE(w.status().ok());
+    Args a = on_cuda(w.args());
+    const std::vector<uint8_t> before = device_bytes(a.initial_state);
+    ASSERT_TRUE(run(op, a).ok());
+    CUDA_OK(cudaDeviceSynchronize());
+    const std::vector<uint8_t> after = device_bytes(a.initial_state);
+    std::vector<bool> named(40, false);
+    for (int64_t n = 0; n < 10; ++n)
+      if (host_indices(a)[n] >= 0) named[static_cast<size_t>(host_indices(a)[n])] = true;
+    const size_t mat = static_cast<size_t>(c.HV * c.K * c.V) * sizeof(float);
+    int written = 0;
+    for (size_t row = 0; row < 40; ++row) {
+      const bool same = std::memcmp(&before[row * mat], &after[row * mat], mat) == 0;
+      EXPECT_EQ(same, !named[row]) << "row " << row << (named[row] ? " was not written" : " was written");
+      written += !same;
+    }
+    EXPECT_EQ(written, 7);  // 10 sequences, 3 of them padding
+    // With write_final_state clear no row changes.
+    a.write_final_state = false;
+    ASSERT_TRUE(run(op, a).ok());
+    CUDA_OK(cudaDeviceSynchronize());
+    EXPECT_EQ(after, device_bytes(a.initial_state));
+  }
+}
+
+// Outputs are poisoned (NaN) before every call; every element the call owes
+// must be written, the slots past a draft left alone, and the bytes must
+// repeat call after call.
+TEST(CudaDecode, EveryOutputIsWrittenOnEveryCallAndRepeatsBitwise) {
+  REQUIRE_GPU();
+  Case d;
+  d.name = "decode dense, separate final state";
+  d.op = Op::kDecode;
+  d.seq_lens.assign(33, 1);
+  d.H = 2, d.HV = 8, d.K = 128, d.V = 64;
+  Case v;
+  v.name = "verify packed with an empty draft, vk, bf16 state, pool untouched";
+  v.op = Op::kVerify;
+  v.seq_lens = {7, 0, 16, 2, 5, 1};
+  v.H = 1, v.HV = 4, v.K = 64, v.V = 128;
+  v.layout = StateLayout::kVK;
+  v.state = DType::kBF16;
+  v.pool = true;
+  v.write_final = false;
+  v.intermediate = true;
+  for (const Case& c : {d, v}) {
+    SCOPED_TRACE(c.name);
+    Workload w(c, true);
+    ASSERT_TRUE(w.status().ok());
+    const Args a = on_cuda(w.args());
+    std::vector<uint8_t> first_out, first_fin, first_inter;
+    for (int rep = 0; rep < 3; ++rep) {
+      poison_device(a.out);
+      poison_device(a.final_state);
+      poison_device(a.intermediate_states);
+      ASSERT_TRUE(run(c.op, a).ok());
+      CUDA_OK(cudaDeviceSynchronize());
+      const std::vector<uint8_t> out = device_bytes(a.out);
+      for (int64_t i = 0; i < a.out.numel(); ++i)
+        ASSERT_FALSE(poisoned(out, dtype_size(c.io), i)) << "out " << i;
+      std::vector<uint8_t> fin, inter;
+      if (a.final_state.defined()) {
+        fin = device_bytes(a.final_state);
+        for (int64_t i = 0; i < a.final_state.numel(); ++i)
+          ASSERT_FALSE(poisoned(fin, dtype_size(c.state), i)) << "final_state " << i;
+      }
+      if (a.intermediate_states.defined()) {
+        inter = device_bytes(a.intermediate_states);
+        const int64_t slots = a.intermediate_states.shape[1], mat = c.HV * c.K * c.V;
+        for (size_t n = 0; n < c.seq_lens.size(); ++n)
+          for (int64_t j = 0; j < slots; ++j)
+            for (int64_t e = 0; e < mat; ++e) {
+              const int64_t i = (static_cast<int64_t>(n) * slots + j) * mat + e;
+              ASSERT_EQ(poisoned(inter, dtype_size(c.state), i), j >= c.seq_lens[n])
+                  << "sequence " << n << " slot " << j << " element " << e;
+            }
+      }
+      if (rep == 0) {
+        first_out = out, first_fin = fin, first_inter = inter;
+      } else {
+        EXPECT_EQ(first_out, out) << "call " << rep;
+        EXPECT_EQ(first_fin, fin) << "call " << rep;
+        EXPECT_EQ(first_inter, inter) << "call " << rep;
+      }
+    }
+  }
+}
+
+// A bf16 state is opt-in and its error is reported: each decode and verify
+// case with a bf16 state prints its error next to the same case's with an
+// fp32 state; the bf16 one is larger (the rounding is real) and in bounds.
+TEST(CudaDecode, Bf16StateErrorIsReported) {
+  REQUIRE_GPU();
+  for (Op op : {Op::kDecode, Op::kVerify}) {
+    Case c;
+    c.name = std::string(op_name(op)) + " state error";
+    c.op = op;
+    c.seq_lens.assign(16, op == Op::kDecode ? 1 : 8);
+    c.fixed_len = true;
+    c.H = 4, c.HV = 8, c.K = c.V = 128;
+    c.pool = true;
+    c.intermediate = op == Op::kVerify;
+    const CaseResult f32 = run_case(c, Backend::kCuda);
+    c.state = DType::kBF16;
+    c.tol_state = 8e-3;
+    const CaseResult b16 = run_case(c, Backend::kCuda);
+    ASSERT_TRUE(f32.status.ok() && b16.status.ok()) << f32.status.message() << b16.status.message();
+    std::cout << "  " << op_name(op) << " final state rel_rms: fp32 state " << f32.state.rel_rms
+              << ", bf16 state " << b16.state.rel_rms;
+    if (op == Op::kVerify)
+      std::cout << "; intermediate: fp32 " << f32.intermediate.rel_rms << ", bf16 "
+                << b16.intermediate.rel_rms;
+    std::cout << "; out: fp32 state " << f32.out.rel_rms << ", bf16 state " << b16.out.rel_rms << std::endl;
+    RecordProperty(std::string(op_name(op)) + "_bf16_state_rel_rms", std::to_string(b16.state.rel_rms));
+    expect_case_passes(c, b16);
+    EXPECT_GT(b16.state.rel_rms, 4 * f32.state.rel_rms);
+  }
+}
+
+TEST(CudaDecode, GraphReplayMatchesEagerCalls) {
+  REQUIRE_GPU();
+  // Decode updating the pool in place: two eager calls from the starting
+  // pool against two replays of a captured call from the same pool.
+  Case c;
+  c.op = Op::kDecode;
+  c.seq_lens.assign(16, 1);
+  c.H = 4, c.HV = 8, c.K = c.V = 128;
+  c.pool = true;
+  Workload w(c, true);
+  ASSERT_TRUE(w.status().ok());
+  Args a = on_cuda(w.args());
+  const std::vector<uint8_t> pool0 = device_bytes(a.initial_state);
+  ASSERT_TRUE(decode(a).ok());
+  ASSERT_TRUE(decode(a).ok());
+  CUDA_OK(cudaDeviceSynchronize());
+  const std::vector<uint8_t> eager_pool = device_bytes(a.initial_state), eager_out = device_bytes(a.out);
+  ASSERT_NE(pool0, eager_pool);
+  CUDA_OK(cudaMemcpy(a.initial_state.data, pool0.data(), pool0.size(), cudaMemcpyHostToDevice));
+  poison_device(a.out);
+
+  cudaStream_t stream;
+  CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  a.stream = stream;
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  // Global mode: any synchronising or allocating call inside the capture fails it.
+  CUDA_OK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+  const Status s = decode(a);
+  CUDA_OK(cudaStreamEndCapture(stream, &graph));
+  ASSERT_TRUE(s.ok()) << s.message();
+  CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
+  CUDA_OK(cudaGraphLaunch(exec, stream));
+  CUDA_OK(cudaGraphLaunch(exec, stream));
+  CUDA_OK(cudaStreamSynchronize(stream));
+  EXPECT_EQ(eager_pool, device_bytes(a.initial_state));
+  EXPECT_EQ(eager_out, device_bytes(a.out));
+  CUDA_OK(cudaGraphExecDestroy(exec));
+  CUDA_OK(cudaGraphDestroy(graph));
+
+  // Verify with intermediate states, pool untouched: every replay equals
+  // the eager call.
+  Case v = c;
+  v.op = Op::kVerify;
+  v.seq_lens = {4, 1, 16, 3};
+  v.layout = StateLayout::kVK;
+  v.write_final = false;
+  v.intermediate = true;
+  Workload wv(v, true);
+  ASSERT_TRUE(wv.status().ok());
+  Args b = on_cuda(wv.args());
+  ASSERT_TRUE(verify(b).ok());
+  CUDA_OK(cudaDeviceSynchronize());
+  const std::vector<uint8_t> out_v = device_bytes(b.out), inter_v = device_bytes(b.intermediate_states);
+  b.stream = stream;
+  CUDA_OK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+  const Status sv = verify(b);
+  CUDA_OK(cudaStreamEndCapture(stream, &graph));
+  ASSERT_TRUE(sv.ok()) << sv.message();
+  CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
+  for (int i = 0; i < 3; ++i) {
+    CUDA_OK(cudaMemsetAsync(b.out.data, 0xFF, out_v.size(), stream));
+    CUDA_OK(cudaMemsetAsync(b.intermediate_states.data, 0xFF, inter_v.size(), stream));
+    CUDA_OK(cudaGraphLaunch(exec, stream));
+    CUDA_OK(cudaStreamSynchronize(stream));
+    EXPECT_EQ(out_v, device_bytes(b.out)) << "replay " << i;
+    EXPECT_EQ(inter_v, device_bytes(b.intermediate_states)) << "replay " << i;
+  }
+  CUDA_OK(cudaGraphExecDestroy(exec));
+  CUDA_OK(cudaGraphDestroy(graph));
+  CUDA_OK(cudaStreamDestroy(stream));
+}
+
+// Without host copies of state_indices the call cannot be rejected before
+// it runs; each sequence checks its own row on the device, and one whose row
+// is out of range or shared writes nothing. With the host copy the same
+// indices are rejected and nothing is written.
+TEST(CudaDecode, BadRowsWithoutAHostCopyWriteNothing) {
+  REQUIRE_GPU();
+  Case c;
+  c.op = Op::kDecode;
+  c.seq_lens.assign(8, 1);
+  c.H = 2, c.HV = 4, c.K = c.V = 64;
+  c.pool = true;
+  c.pool_padding = false;
+  c.pool_rows = 12;
+  Workload w(c, true);
+  ASSERT_TRUE(w.status().ok());
+  Args a = on_cuda(w.args());
+  const std::vector<uint8_t> pool0 = device_bytes(a.initial_state);
+  ASSERT_TRUE(decode(a).ok());
+  CUDA_OK(cudaDeviceSynchronize());
+  const std::vector<uint8_t> good_pool = device_bytes(a.initial_state), good_out = device_bytes(a.out);
+  CUDA_OK(cudaMemcpy(a.initial_state.data, pool0.data(), pool0.size(), cudaMemcpyHostToDevice));
+
+  std::vector<int32_t> bad(host_indices(a), host_indices(a) + 8);
+  const int32_t shared = bad[5], orphan = bad[1], dropped = bad[3];
+  bad[1] = shared;  // sequences 1 and 5 name one row
+  bad[3] = 12;      // out of range
+  void* dbad = nullptr;
+  CUDA_OK(cudaMalloc(&dbad, sizeof(int32_t) * 8));
+  CUDA_OK(cudaMemcpy(dbad, bad.data(), sizeof(int32_t) * 8, cudaMemcpyHostToDevice));
+  Args b = a;
+  b.state_indices.data = dbad;
+
+  b.state_indices_host = bad.data();  // with the host copy: rejected, nothing written
+  poison_device(b.out);
+  const std::vector<uint8_t> out_poison = device_bytes(b.out);
+  const Status rejected = decode(b);
+  EXPECT_EQ(rejected.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(rejected.message().find("state_indices: entry 3 is 12"), std::string::npos) << rejected.message();
+  CUDA_OK(cudaDeviceSynchronize());
+  EXPECT_EQ(pool0, device_bytes(b.initial_state));
+  EXPECT_EQ(out_poison, device_bytes(b.out));
+
+  b.state_indices_host = nullptr;  // device-side checks
+  ASSERT_TRUE(decode(b).ok());
+  CUDA_OK(cudaDeviceSynchronize());
+  const std::vector<uint8_t> pool = device_bytes(b.initial_state), out = device_bytes(b.out);
+  const size_t mat = static_cast<size_t>(c.HV * c.K * c.V) * sizeof(float);
+  const size_t row = static_cast<size_t>(c.HV * c.V) * dtype_size(c.io);
+  for (int n = 0; n < 8; ++n) {
+    const bool refused = n == 1 || n == 3 || n == 5;
+    if (refused) {
+      for (size_t e = 0; e < row; ++e) ASSERT_EQ(out[n * row + e], 0xFF) << "sequence " << n;
+    } else {
+      EXPECT_EQ(0, std::memcmp(&out[n * row], &good_out[n * row], row)) << "sequence " << n;
+      EXPECT_EQ(0, std::memcmp(&pool[bad[n] * mat], &good_pool[bad[n] * mat], mat)) << "sequence " << n;
+    }
+  }
+  for (int32_t r : {shared, orphan, dropped})
+    EXPECT_EQ(0, std::memcmp(&pool[r * mat], &pool0[r * mat], mat)) << "row " << r << " was written";
+  CUDA_OK(cudaFree(dbad));
+}
+
+// The same for verify's sequence bounds: without a host copy of
+// cu_seqlens, a 17-token draft (more than 16) writes nothing; the others run.
+TEST(CudaDecode, AnOverlongDraftWithoutAHostCopyWritesNothing) {
+  REQUIRE_GPU();
+  Case c;
+  c.op = Op::kVerify;
+  c.seq_lens = {3, 17, 2};
+  c.H = 2, c.HV = 4, c.K = c.V = 64;
+  c.pool = true;
+  c.pool_padding = false;
+  c.intermediate = true;  // 17 slots
+  Workload w(c, true);
+  ASSERT_TRUE(w.status().ok());
+  Args a = on_cuda(w.args());
+  const std::vector<uint8_t> pool0 = device_bytes(a.initial_state), out0 = device_bytes(a.out),
+                             inter0 = device_bytes(a.intermediate_states);
+  const Status rejected = verify(a);  // with the host copy
+  EXPECT_EQ(rejected.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(rejected.message().find("verify takes at most 16 tokens per sequence"), std::string::npos)
+      << rejected.message();
+  CUDA_OK(cudaDeviceSynchronize());
+  EXPECT_EQ(pool0, device_bytes(a.initial_state));
+  EXPECT_EQ(out0, device_bytes(a.out));
+
+  a.cu_seqlens_host = nullptr;
+  ASSERT_TRUE(verify(a).ok());
+  CUDA_OK(cudaDeviceSynchronize());
+  const std::vector<uint8_t> pool = device_bytes(a.initial_state), out = device_bytes(a.out),
+                             inter = device_bytes(a.intermediate_states);
+  const size_t es = dtype_size(c.io), row = static_cast<size_t>(c.HV * c.V);
+  for (int64_t t = 0; t < 22; ++t)
+    for (size_t e = 0; e < row; ++e) {
+      const bool refused = t >= 3 && t < 20;  // sequence 1's tokens
+      ASSERT_EQ(poisoned(out, es, static_cast<int64_t>(t * row + e)), refused) << "token " << t;
+    }
+  const size_t mat = static_cast<size_t>(c.HV * c.K * c.V) * sizeof(float), slot = mat;
+  EXPECT_EQ(0, std::memcmp(&inter[17 * slot], &inter0[17 * slot], 17 * slot)) << "sequence 1's slots changed";
+  EXPECT_NE(0, std::memcmp(&inter[0], &inter0[0], 3 * slot));
+  const int32_t* idx = host_indices(a);
+  EXPECT_EQ(0, std::memcmp(&pool[idx[1] * mat], &pool0[idx[1] * mat], mat)) << "sequence 1's row changed";
+  EXPECT_NE(0, std::memcmp(&pool[idx[0] * mat], &pool0[idx[0] * mat], mat));
+  EXPECT_NE(0, std::memcmp(&pool[idx[2] * mat], &pool0[idx[2] * mat], mat));
+}
+
+// Commit on the GPU against commit on the CPU on the same bytes, with and
+// without host copies of the indices, in a graph, and into a pool view whose
+// rows are only 2-byte aligned (the narrowest copy unit).
+TEST(CudaCommit, MatchesTheCpuCommit) {
+  REQUIRE_GPU();
+  for (DType state : {DType::kF32, DType::kBF16}) {
+    SCOPED_TRACE(dtype_name(state));
+    Case c;
+    c.op = Op::kVerify;
+    c.seq_lens.assign(8, 4);
+    c.fixed_len = true;
+    c.H = 2, c.HV = 4, c.K = c.V = 128;
+    c.layout = StateLayout::kVK;
+    c.state = state;
+    c.pool = true;  // sequences 2 and 5 are padding
+    c.pool_rows = 20;
+    c.write_final = false;
+    c.intermediate = true;
+    Workload w(c, true);
+    ASSERT_TRUE(w.status().ok());
+    const Args a = on_cuda(w.args());
+    ASSERT_TRUE(verify(a).ok());
+    CUDA_OK(cudaDeviceSynchronize());
+    std::vector<uint8_t> inter = device_bytes(a.intermediate_states);
+    const std::vector<uint8_t> pool0 = device_bytes(a.initial_state);
+
+    std::vector<int32_t> accepted = {3, -1, 0, 2, 1, 3, 0, 2};
+    void* dacc = nullptr;
+    CUDA_OK(cudaMalloc(&dacc, sizeof(int32_t) * 8));
+    CUDA_OK(cudaMemcpy(dacc, accepted.data(), sizeof(int32_t) * 8, cudaMemcpyHostToDevice));
+    CommitArgs g;
+    g.intermediate_states = a.intermediate_states;
+    g.accepted = make_tensor(dacc, DType::kI32, {8});
+    g.accepted_host = accepted.data();
+    g.state_indices = a.state_indices;
+    g.state_indices_host = a.state_indices_host;
+    g.pool = a.initial_state;
+    g.backend = Backend::kCuda;
+    g.strict = true;
+    Status s = commit_states(g);
+    ASSERT_TRUE(s.ok()) << s.message();
+    CUDA_OK(cudaDeviceSynchronize());
+    const std::vector<uint8_t> pool_gpu = device_bytes(a.initial_state);
+
+    std::vector<uint8_t> pool_cpu = pool0;
+    std::vector<int32_t> rows(host_indices(a), host_indices(a) + 8);
+    CommitArgs h;
+    h.intermediate_states = a.intermediate_states;
+    h.intermediate_states.data = inter.data();
+    h.accepted = make_tensor(accepted.data(), DType::kI32, {8});
+    h.state_indices = make_tensor(rows.data(), DType::kI32, {8});
+    h.pool = a.initial_state;
+    h.pool.data = pool_cpu.data();
+    h.backend = Backend::kCpu;
+    h.strict = true;
+    ASSERT_TRUE(commit_states(h).ok());
+    EXPECT_EQ(pool_cpu, pool_gpu);
+    EXPECT_NE(pool0, pool_gpu);
+
+    // Device-side checks, in a graph: the same bytes.
+    CUDA_OK(cudaMemcpy(a.initial_state.data, pool0.data(), pool0.size(), cudaMemcpyHostToDevice));
+    g.accepted_host = nullptr;
+    g.state_indices_host = nullptr;
+    cudaStream_t stream;
+    CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    g.stream = stream;
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+    CUDA_OK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+    s = commit_states(g);
+    CUDA_OK(cudaStreamEndCapture(stream, &graph));
+    ASSERT_TRUE(s.ok()) << s.message();
+    CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
+    CUDA_OK(cudaGraphLaunch(exec, stream));
+    CUDA_OK(cudaStreamSynchronize(stream));
+    EXPECT_EQ(pool_gpu, device_bytes(a.initial_state));
+    CUDA_OK(cudaGraphExecDestroy(exec));
+    CUDA_OK(cudaGraphDestroy(graph));
+    CUDA_OK(cudaStreamDestroy(stream));
+    g.stream = nullptr;
+
+    // A pool view one element into its buffer: rows 2- or 4-byte aligned.
+    const size_t es = dtype_size(state), bytes = pool0.size() + es;
+    void* buffer = nullptr;
+    CUDA_OK(cudaMalloc(&buffer, bytes));
+    char* shifted = static_cast<char*>(buffer);
+    CUDA_OK(cudaMemcpy(shifted + es, pool0.data(), pool0.size(), cudaMemcpyHostToDevice));
+    g.pool.data = shifted + es;
+    ASSERT_TRUE(commit_states(g).ok());
+    CUDA_OK(cudaDeviceSynchronize());
+    std::vector<uint8_t> got(pool0.size());
+    CUDA_OK(cudaMemcpy(got.data(), shifted + es, got.size(), cudaMemcpyDeviceToHost));
+    EXPECT_EQ(pool_cpu, got);
+    CUDA_OK(cudaFree(buffer));
+    CUDA_OK(cudaFree(dacc));
+  }
 }
 
 }  // namespace

@@ -111,6 +111,35 @@ def test_decode_steps_equal_prefill_and_verify_keeps_every_state():
     assert rel(pool[idx], ht) < 1e-5
 
 
+def test_commit_after_verify_keeps_each_accepted_prefix():
+    N, L = 4, 5
+    q, k, v, g, beta, _, _ = inputs([L] * N)
+    q4, k4, v4 = (x.reshape(N, L, *x.shape[2:]) for x in (q, k, v))
+    g4, b4 = g.reshape(N, L, -1), beta.reshape(N, L, -1)
+    pool = (0.1 * RNG.standard_normal((7, 4, 48, 32))).astype(np.float32)  # [P, HV, V, K]
+    idx = np.array([5, -1, 0, 3], dtype=np.int64)
+    before = pool.copy()
+    _, states = gdn.verify(q4, k4, v4, g4, b4, pool, state_indices=idx, state_v_first=True,
+                           use_qk_l2norm_in_kernel=True)
+    accepted = np.array([2, 0, -1, 4], dtype=np.int32)  # sequence 2 accepts nothing; 1 is padding
+    assert gdn.commit_states(states, accepted, pool, idx) is pool
+    expected = before.copy()
+    expected[5], expected[3] = states[0, 2], states[3, 4]
+    assert np.array_equal(pool, expected)
+    # The committed state is the recurrence's after the accepted tokens.
+    for n, row in ((0, 5), (3, 3)):
+        n_tok = accepted[n] + 1
+        t0 = n * L
+        _, rs = recurrence(q[0, t0:t0 + n_tok], k[0, t0:t0 + n_tok], v[0, t0:t0 + n_tok], g[0, t0:t0 + n_tok],
+                           beta[0, t0:t0 + n_tok], [0, n_tok], before[row:row + 1].transpose(0, 1, 3, 2))
+        assert rel(pool[row].transpose(0, 2, 1), rs[0]) < 1e-5
+    with pytest.raises(ValueError, match="state_indices: row 3 appears twice"):
+        gdn.commit_states(states, accepted, pool, np.array([3, -1, 0, 3]))
+    with pytest.raises(ValueError, match="accepted: entry 1 is 5 but intermediate_states has 5 slots"):
+        gdn.commit_states(states, np.array([0, 5, 0, 0], dtype=np.int32), pool, idx)
+    assert np.array_equal(pool, expected)  # the rejected calls wrote nothing
+
+
 def test_errors_carry_the_library_message():
     q, k, v, g, beta, cu, h0 = inputs([10])
     with pytest.raises(ValueError, match=r"multiple of q/k heads H \(3\)"):

@@ -79,6 +79,43 @@ def test_cuda_graph_replay_equals_eager():
         assert torch.equal(o, o_eager) and torch.equal(ht, h_eager)
 
 
+def test_decode_verify_and_commit_on_the_gpu():
+    N, L = 4, 3
+    q, k, v, g, beta, _, _ = make([L] * N)
+    q4, k4, v4 = (x.reshape(N, L, *x.shape[2:]).to(DEV) for x in (q, k, v))
+    g4, b4 = g.reshape(N, L, -1).to(DEV), beta.reshape(N, L, -1).to(DEV)
+    pool = (0.1 * torch.randn(N + 3, 4, 128, 128)).to(DEV)
+    idx = torch.tensor([5, -1, 0, 2], dtype=torch.int32, device=DEV)
+    before = pool.clone()
+    o_ver, inter = gt.verify(q4, k4, v4, g4, b4, pool, state_indices=idx, use_qk_l2norm_in_kernel=True)
+    torch.cuda.synchronize()
+    assert torch.equal(pool, before)
+    # Stepwise decode equals verify bitwise (fp32 state); the padding
+    # sequence restarts from zero at every step, so it is left out.
+    for j in range(L):
+        o = gt.recurrent_update(q4[:, j], k4[:, j], v4[:, j], g4[:, j], b4[:, j], pool, state_indices=idx,
+                                use_qk_l2norm_in_kernel=True)
+        torch.cuda.synchronize()
+        for n in (0, 2, 3):
+            assert torch.equal(o[n], o_ver[n, j])
+            assert torch.equal(pool[idx[n]], inter[n, j])
+    # Commit the accepted prefixes into the starting pool, also inside a CUDA graph.
+    accepted = torch.tensor([0, 2, -1, 1], dtype=torch.int32, device=DEV)
+    expected = before.clone()
+    expected[5], expected[2] = inter[0, 0], inter[3, 1]
+    pool.copy_(before)
+    gt.commit_states(inter, accepted, pool, idx)
+    torch.cuda.synchronize()
+    assert torch.equal(pool, expected)
+    pool.copy_(before)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        gt.commit_states(inter, accepted, pool, idx)
+    graph.replay()
+    torch.cuda.synchronize()
+    assert torch.equal(pool, expected)
+
+
 def test_torch_compile_on_cuda_tensors():
     q, k, v, g, beta, cu, h0 = to_dev(*make([20, 45]))
 

@@ -66,7 +66,22 @@ def test_pool_decode_and_verify_mutate_in_place():
         assert torch.equal(pool[idx.long()], inter[:, j])
 
 
-@pytest.mark.parametrize("name", ["prefill", "prefill_into_pool", "recurrent_update", "verify"])
+def test_commit_states_op_mutates_the_pool():
+    N, L = 3, 4
+    q, k, v, g, beta, _, _ = make([L] * N)
+    q4, k4, v4 = (x.reshape(N, L, *x.shape[2:]) for x in (q, k, v))
+    g4, b4 = g.reshape(N, L, -1), beta.reshape(N, L, -1)
+    pool = 0.1 * torch.randn(N + 2, 4, 32, 32)
+    idx = torch.tensor([3, 0, 4], dtype=torch.int32)
+    _, inter = gt.verify(q4, k4, v4, g4, b4, pool, state_indices=idx)
+    accepted = torch.tensor([1, -1, 3], dtype=torch.int64)
+    expected = pool.clone()
+    expected[3], expected[4] = inter[0, 1], inter[2, 3]
+    assert gt.commit_states(inter, accepted, pool, idx) is pool
+    assert torch.equal(pool, expected)
+
+
+@pytest.mark.parametrize("name", ["prefill", "prefill_into_pool", "recurrent_update", "verify", "commit_states"])
 def test_opcheck(name):
     q, k, v, g, beta, cu, h0 = make([5, 9])
     pool = 0.1 * torch.randn(4, 4, 32, 32)
@@ -81,6 +96,8 @@ def test_opcheck(name):
         "verify": (torch.ops.gdn.verify,
                    (q.reshape(2, 7, 2, 32), k.reshape(2, 7, 2, 32), v.reshape(2, 7, 4, 32), g.reshape(2, 7, 4),
                     beta.reshape(2, 7, 4), pool, idx, None, None, None, 0.0, True, False, True, False)),
+        "commit_states": (torch.ops.gdn.commit_states,
+                          (0.1 * torch.randn(2, 7, 4, 32, 32), torch.tensor([6, 0], dtype=torch.int32), pool, idx)),
     }
     op, args = cases[name]
     torch.library.opcheck(op, args, test_utils=("test_schema", "test_faketensor"))

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -33,9 +34,10 @@ constexpr const char* kHelp =
     "usage: gdn bench --suite FILE [--rows NAME,NAME,...] [--backend B] [--json OUT]\n"
     "                 [--reps N] [--max-seconds S] [--threads N] [--baseline FILE]\n"
     "\n"
-    "Times each row of the suite (prefill and decode entries) after a warm-up call and\n"
-    "prints the median time, GFLOP/s, GB/s, the fraction of the roofline floor measured\n"
-    "on this machine, and the speedup over the baseline when its device matches.\n"
+    "Times each row of the suite (prefill and decode entries; a decode entry with\n"
+    "tokens_per_seq > 1 runs verify) after a warm-up call and prints the median time,\n"
+    "GFLOP/s, GB/s, the fraction of the roofline floor measured on this machine, and the\n"
+    "speedup over the baseline when its device matches.\n"
     "Progress goes to stderr.\n"
     "  --rows         comma-separated row names (default: every row)\n"
     "  --reps N       timed calls per row (default 5 on the host, 50 on a GPU)\n"
@@ -90,7 +92,14 @@ bool load_rows(const std::string& path, std::vector<Row>* rows, std::string* err
       row.shape.K = r.at("k").get<int64_t>();
       row.shape.V = r.at("v").get<int64_t>();
       row.shape.seq_lens.assign(static_cast<size_t>(batch), tps);
+      row.shape.write_state = r.value("write_final_state", true);
+      row.shape.intermediate_states = r.value("intermediate_states", false);
+      if (row.shape.intermediate_states && tps < 2)
+        throw std::runtime_error("row '" + row.name +
+                                 "': intermediate_states needs tokens_per_seq >= 2 (verify)");
       row.spec.pool_rows = r.at("pool_slots").get<int64_t>();
+      row.spec.write_final = row.shape.write_state;
+      row.spec.intermediate = row.shape.intermediate_states;
       rows->push_back(row);
     }
   } catch (const std::exception& e) {
@@ -200,13 +209,12 @@ int cmd_bench(int argc, char** argv) {
   std::cerr << "  copy " << ceil.copy_gbps << " GB/s, fp32 matmul " << ceil.matmul_gflops << " GFLOP/s\n";
 
   json out_rows = json::array();
-  std::printf("%-24s %-9s %10s %10s %10s %9s %7s %9s\n", "row", "backend", "ms", "ms_graph", "GFLOP/s",
+  std::printf("%-30s %-9s %10s %10s %10s %9s %7s %9s\n", "row", "backend", "ms", "ms_graph", "GFLOP/s",
               "GB/s", "floor", "speedup");
   for (size_t i = 0; i < rows.size(); ++i) {
     Row& row = rows[i];
     std::cerr << "[" << i + 1 << "/" << rows.size() << "] " << row.name << "..." << std::flush;
-    Shape sh = row.shape;
-    sh.write_state = true;
+    const Shape& sh = row.shape;
     double t = 0.0, t_graph = -1.0;
     std::string backend_used;
     std::vector<double> ms;
@@ -225,7 +233,7 @@ int cmd_bench(int argc, char** argv) {
       Choice choice;
       if (Status s = choose_backend(row.shape.op, *sets[0], &choice); !s.ok()) {
         std::cerr << " skipped: " << s.message() << "\n";
-        std::printf("%-24s %-9s %s\n", row.name.c_str(), "-", ("skipped: " + s.message()).c_str());
+        std::printf("%-30s %-9s %s\n", row.name.c_str(), "-", ("skipped: " + s.message()).c_str());
         out_rows.push_back({{"name", row.name}, {"skipped", s.message()}});
         continue;
       }
@@ -284,7 +292,7 @@ int cmd_bench(int argc, char** argv) {
               << "\n";
     char graph[32] = "-";
     if (t_graph > 0) std::snprintf(graph, sizeof graph, "%.4f", t_graph);
-    std::printf("%-24s %-9s %10.4f %10s %10.1f %9.1f %6.1f%% %9s\n", row.name.c_str(), backend_used.c_str(),
+    std::printf("%-30s %-9s %10.4f %10s %10.1f %9.1f %6.1f%% %9s\n", row.name.c_str(), backend_used.c_str(),
                 t, graph, gflops, gbps, 100.0 * floor, speedup.c_str());
     std::fflush(stdout);
   }

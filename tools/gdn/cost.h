@@ -18,6 +18,7 @@ struct Shape {
   size_t state_bytes = 4;  // per state element
   size_t beta_bytes = 4;
   bool read_state = true, write_state = true;
+  bool intermediate_states = false;  // verify: the state after every token written too
 };
 
 inline int64_t total_tokens(const Shape& s) {
@@ -36,7 +37,8 @@ inline double flops(const Shape& s) {
   return per * static_cast<double>(total_tokens(s)) * static_cast<double>(s.HV);
 }
 
-// q and k, v and o, g and beta, plus each sequence's state read and written once.
+// q and k, v and o, g and beta, plus each sequence's state read and written
+// once, plus (verify) the state after every token.
 inline double bytes(const Shape& s) {
   const double T = static_cast<double>(total_tokens(s));
   const double N = static_cast<double>(s.seq_lens.size());
@@ -44,6 +46,7 @@ inline double bytes(const Shape& s) {
   b += T * 2.0 * s.HV * s.V * s.io_bytes;
   b += T * s.HV * (4.0 + s.beta_bytes);
   b += N * s.HV * s.K * s.V * s.state_bytes * ((s.read_state ? 1.0 : 0.0) + (s.write_state ? 1.0 : 0.0));
+  if (s.intermediate_states) b += T * s.HV * s.K * s.V * s.state_bytes;
   return b;
 }
 

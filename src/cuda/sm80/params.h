@@ -59,8 +59,4 @@ struct PrefillParams {
 constexpr int kFactorSq = 0, kFactorSx = 64, kFactorSk = 128, kFactorDecay = 192;
 constexpr int kFactorStride = 200;  // floats; 800 bytes, a multiple of 16
 
-__device__ __forceinline__ int64_t load_index(const void* p, bool is64, int64_t i) {
-  return is64 ? static_cast<const int64_t*>(p)[i] : static_cast<const int32_t*>(p)[i];
-}
-
 }  // namespace gdn::cuda

@@ -1,0 +1,413 @@
+// Decode and speculative verify on the GPU (sm_80+): the token recurrence of
+// DESIGN section 1 in fp32, one warp per (sequence, value head, 16 value
+// columns of the state), the warp's part of the state in registers across
+// all of the sequence's tokens.
+//
+// Per token, from the state S entering it:
+//   sk = S^T k,  sq = S^T q              (one pass over the registers)
+//   u  = beta (v - exp(g) sk)
+//   o  = exp(g) sq + (k . q) u           (= S'^T q)
+//   S' = exp(g) S + k u^T
+// Columns of S are independent, so splitting V over warps needs no
+// communication, and a batch-1 decode still has HV * V / 16 warps to spread
+// its state reads over the GPU.
+//
+// A warp's tile is 16 value columns by all K rows, 4 consecutive elements
+// of R = K / 8 rows per lane (64 registers at K = 128), read and written
+// with one 16-byte access per row (8 bytes for a bf16 state):
+//   layout kv ([K, V], V contiguous): lane = 4 rg + cg holds K rows
+//     R rg .. R rg + R - 1, value columns v0 + 4 cg .. + 3. A warp access
+//     covers 8 rows x 64 contiguous bytes.
+//   layout vk ([V, K], K contiguous): lane = (K / 4) rv + kl holds value
+//     rows v0 + R rv .. + R - 1, K elements 4 kl .. 4 kl + 3. A warp access
+//     covers whole rows of K contiguous elements.
+// The sums over K finish inside the warp: each lane forms its partial sums
+// (kv: 4 columns x {k, q} over its R rows; vk: R rows x {k, q} over its 4
+// elements), a reduce-scatter across the lanes sharing those columns
+// leaves every lane one finished sum, lane pairs swap to hold (sk, sq) of
+// one column, compute u and o for it, and u is gathered back for the
+// update: no shared memory and no block barrier.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <string>
+#include <type_traits>
+
+#include "cuda/backend.h"
+#include "cuda/sm80/recurrent.h"
+
+namespace gdn::cuda {
+namespace {
+
+constexpr unsigned kFull = 0xffffffffu;
+// Warps (tiles) per CTA: one while the grid is small, so that a batch-1
+// decode spreads over as many SMs as it has warps; four on large grids
+// (fewer, larger CTAs to schedule).
+constexpr int kMaxWarpsPerCta = 4;
+constexpr int64_t kManyTiles = 2048;
+// Registers: at most 170 per thread, 12 warps (3 CTAs of 4) per SM. A warp
+// issues all of its 8 KB of state reads at once, and an SM's share of the
+// copy bandwidth (~23 B/ns on an H100) times the loaded memory latency
+// (~2 us) is ~45 KB, so about 6 warps waiting on their reads keep the
+// memory busy. (A 128-register cap for 16 warps spills at K = 128.)
+constexpr int kMinCtasPerSm = 3;
+
+// Four consecutive state elements as fp32.
+template <bool kBF16>
+__device__ __forceinline__ void load4(const void* base, int64_t i, float (&x)[4]) {
+  if constexpr (kBF16) {
+    const uint2 raw = *reinterpret_cast<const uint2*>(static_cast<const __nv_bfloat16*>(base) + i);
+    const float2 lo = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw.x));
+    const float2 hi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw.y));
+    x[0] = lo.x, x[1] = lo.y, x[2] = hi.x, x[3] = hi.y;
+  } else {
+    const float4 f = *reinterpret_cast<const float4*>(static_cast<const float*>(base) + i);
+    x[0] = f.x, x[1] = f.y, x[2] = f.z, x[3] = f.w;
+  }
+}
+
+template <bool kBF16>
+__device__ __forceinline__ void store4(void* base, int64_t i, const float (&x)[4]) {
+  if constexpr (kBF16) {
+    const __nv_bfloat162 lo = __floats2bfloat162_rn(x[0], x[1]), hi = __floats2bfloat162_rn(x[2], x[3]);
+    uint2 raw;
+    raw.x = *reinterpret_cast<const uint32_t*>(&lo);
+    raw.y = *reinterpret_cast<const uint32_t*>(&hi);
+    *reinterpret_cast<uint2*>(static_cast<__nv_bfloat16*>(base) + i) = raw;
+  } else {
+    *reinterpret_cast<float4*>(static_cast<float*>(base) + i) = make_float4(x[0], x[1], x[2], x[3]);
+  }
+}
+
+// The lane's R rows of four: the first at element `first`, the next ones
+// `rs` elements apart (the pointer steps, so no per-row offset stays live).
+template <bool kBF16, int R>
+__device__ __forceinline__ void load_rows(const void* data, int64_t first, int64_t rs, float (&s)[R][4]) {
+  using T = std::conditional_t<kBF16, __nv_bfloat16, float>;
+  const T* ptr = static_cast<const T*>(data) + first;
+#pragma unroll
+  for (int r = 0; r < R; ++r, ptr += rs) load4<kBF16>(ptr, 0, s[r]);
+}
+
+template <bool kBF16, int R>
+__device__ __forceinline__ void store_rows(void* data, int64_t first, int64_t rs, const float (&s)[R][4]) {
+  using T = std::conditional_t<kBF16, __nv_bfloat16, float>;
+  T* ptr = static_cast<T*>(data) + first;
+#pragma unroll
+  for (int r = 0; r < R; ++r, ptr += rs) store4<kBF16>(ptr, 0, s[r]);
+}
+
+// Reduce-scatter over the lanes that differ in the bits kOff, kOff / 2, ...,
+// kLast of the lane index. Each step halves the live sums x[0, kActive):
+// a lane keeps the half its bit selects (the upper half moving down), adds
+// its partner's copy of that half, and sends the other half. At the end x[0]
+// of a lane holds the complete sum of element sum_b bit_b(lane) * (step's
+// kActive / 2), i.e. the element whose index spells the lane's bits.
+template <int kActive, int kOff, int kLast, int N>
+__device__ __forceinline__ void reduce_scatter(float (&x)[N], int lane) {
+  static_assert(kActive <= N && kActive >= 2, "live sums fit the array");
+  const bool upper = (lane & kOff) != 0;
+#pragma unroll
+  for (int i = 0; i < kActive / 2; ++i) {
+    const float send = upper ? x[i] : x[i + kActive / 2];
+    const float keep = upper ? x[i + kActive / 2] : x[i];
+    x[i] = keep + __shfl_xor_sync(kFull, send, kOff);
+  }
+  if constexpr (kOff > kLast) reduce_scatter<kActive / 2, kOff / 2, kLast>(x, lane);
+}
+
+// Sum over the lanes that differ in bits kOff .. kLast; every lane gets the
+// same bits (each step adds two equal pairs in either order).
+template <int kOff, int kLast>
+__device__ __forceinline__ float sum_lanes(float x) {
+#pragma unroll
+  for (int off = kOff; off >= kLast; off >>= 1) x += __shfl_xor_sync(kFull, x, off);
+  return x;
+}
+
+__device__ __forceinline__ void prefetch_l2(const void* p) {
+  asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
+}
+
+template <int K, bool kVK, bool kBF16>
+__global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
+    recurrent_kernel(const __grid_constant__ RecurrentParams p) {
+  static_assert(K == 64 || K == 128, "K / 8 rows per lane, K / 4 lanes per vk row");
+  constexpr int R = K / 8;          // state rows per lane
+  constexpr int kRowLanes = K / 4;  // vk: lanes along one row of K elements
+  constexpr int kIn = kVK ? 4 : R;  // q and k elements per lane
+  constexpr int kSums = kVK ? 2 * R : 8;
+  const int lane = threadIdx.x & 31;
+  // 32-bit index arithmetic (the host keeps tiles below 2^31): 64-bit
+  // division is a long software sequence, on the path to the first load.
+  const uint32_t tile = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+  if (tile >= static_cast<uint32_t>(p.tiles)) return;
+  const uint32_t slices = static_cast<uint32_t>(p.slices), heads = static_cast<uint32_t>(p.HV);
+  const uint32_t item = tile / slices;
+  const int v0 = static_cast<int>(tile - item * slices) * kTileColumns;
+  const int64_t n = item / heads;
+  const int hv = static_cast<int>(item - static_cast<uint32_t>(n) * heads);
+  const int h = hv / static_cast<int>(p.group);
+
+  // The sequence's tokens and state row; bounds and rows without a host
+  // copy are checked here, and a sequence that fails writes nothing.
+  int64_t t0 = n * p.tokens_per_seq;
+  int len = static_cast<int>(p.tokens_per_seq);
+  if (p.cu_seqlens != nullptr) {
+    t0 = load_index(p.cu_seqlens, p.cu64, n * p.cu_s);
+    const int64_t end = load_index(p.cu_seqlens, p.cu64, (n + 1) * p.cu_s);
+    if (p.check_seqs && (t0 < 0 || end < t0 || end > p.T || end - t0 > p.max_len)) return;
+    len = static_cast<int>(end - t0);  // validated (host copy) or just checked: at most 16
+  }
+  int64_t row = n;
+  if (p.indices != nullptr) {
+    row = load_index(p.indices, p.idx64, n * p.idx_s);
+    if (p.check_rows && row >= 0) {
+      bool bad = row >= p.pool_rows;
+      for (int64_t m = lane; m < p.N && !bad; m += 32)
+        bad = m != n && load_index(p.indices, p.idx64, m * p.idx_s) == row;
+      if (__any_sync(kFull, bad)) return;
+    }
+  }
+
+  // This lane's elements: rows a0 .. a0 + R - 1 of the state matrix, four
+  // consecutive from b0 in each (kv: a = K row, b = value column; vk: the
+  // reverse). `own` indexes the finished sum the reduce-scatter leaves on
+  // the lane: 2 c + {0: sk, 1: sq} of the lane's column c (kv) or row (vk).
+  int a0, b0, own;
+  if constexpr (kVK) {
+    a0 = v0 + R * (lane / kRowLanes), b0 = 4 * (lane % kRowLanes), own = lane % kRowLanes;
+  } else {
+    a0 = R * (lane >> 2), b0 = v0 + 4 * (lane & 3), own = lane >> 2;
+  }
+  const int kin0 = kVK ? b0 : a0;                  // the lane's first q, k element
+  const int v_own = (kVK ? a0 : b0) + (own >> 1);  // the value column it finishes
+  const bool own_k = (own & 1) == 0;
+  auto mat_stride = [](const StateTensor& s) { return kVK ? s.v_stride : s.k_stride; };
+
+  // Verify: pull the later tokens' inputs toward L2 while the state loads.
+  if (len > 1 && lane + 1 < len) {
+    const int64_t t = t0 + lane + 1, es = p.io == DType::kF32 ? 4 : 2, bytes = K * es;
+    const char* q = static_cast<const char*>(p.q) + (t * p.q_s0 + h * p.q_s1) * es;
+    const char* k = static_cast<const char*>(p.k) + (t * p.k_s0 + h * p.k_s1) * es;
+    for (int64_t off = 0; off < bytes; off += 128) {
+      prefetch_l2(q + off);
+      prefetch_l2(k + off);
+    }
+    prefetch_l2(q + bytes - 1);
+    prefetch_l2(k + bytes - 1);
+    prefetch_l2(static_cast<const char*>(p.v) + (t * p.v_s0 + hv * p.v_s1 + v0) * es);
+  }
+
+  // Gates of every token up front, token j's on lane j (verify's at most 16
+  // tokens fit a warp): their loads overlap the state's, and the loop
+  // fetches them with one shuffle each.
+  static_assert(kMaxVerifyTokens <= 32, "one token's gates per lane");
+  float lane_decay = 1.f, lane_beta = 0.f;
+  if (lane < len) {
+    const int64_t t = t0 + lane;
+    float g = load_gate_input(p.gate_a, p.gate_a_bf16, t * p.ga_s0 + hv * p.ga_s1);
+    lane_beta = load_gate_input(p.gate_b, p.gate_b_bf16, t * p.gb_s0 + hv * p.gb_s1);
+    if (p.fused)
+      fused_gate(g, lane_beta, p.a_log[hv * p.a_log_s], p.dt_bias[hv * p.dt_bias_s], &g, &lane_beta);
+    lane_decay = expf(g);
+  }
+
+  float s[R][4];
+  if (p.init.data != nullptr && row >= 0) {
+    const int64_t rs = mat_stride(p.init);
+    load_rows<kBF16>(p.init.data, row * p.init.row_stride + hv * p.init.head_stride + a0 * rs + b0, rs, s);
+  } else {
+#pragma unroll
+    for (int r = 0; r < R; ++r) s[r][0] = s[r][1] = s[r][2] = s[r][3] = 0.f;
+  }
+
+  for (int j = 0; j < len; ++j) {
+    const int64_t t = t0 + j;
+    float kx[kIn], qx[kIn];
+    load_io<kIn>(p.k, p.io, t * p.k_s0 + h * p.k_s1 + kin0, kx);
+    load_io<kIn>(p.q, p.io, t * p.q_s0 + h * p.q_s1 + kin0, qx);
+    const float vx = load_io(p.v, p.io, t * p.v_s0 + hv * p.v_s1 + v_own);
+    const float decay = __shfl_sync(kFull, lane_decay, j);
+    const float beta = __shfl_sync(kFull, lane_beta, j);
+
+    // |q|^2, |k|^2, q . k and the partial sums of S^T k and S^T q over the
+    // lane's elements (raw q and k: the norms scale the finished sums); then
+    // the reduce-scatter of the partial sums, and the norms' sums across the
+    // lanes that hold the rest of K (kv: the 8 row groups; vk: the row's lanes).
+    float qq = 0.f, kk = 0.f, qk = 0.f;
+#pragma unroll
+    for (int i = 0; i < kIn; ++i) {
+      qq = fmaf(qx[i], qx[i], qq);
+      kk = fmaf(kx[i], kx[i], kk);
+      qk = fmaf(qx[i], kx[i], qk);
+    }
+    float x[kSums];
+    if constexpr (kVK) {
+      // The reduce-scatter's first step pairs rows r and r + R / 2; taking
+      // it as each pair is formed keeps R live sums instead of 2 R.
+      const bool upper = (lane & (kRowLanes / 2)) != 0;
+#pragma unroll
+      for (int r = 0; r < R / 2; ++r) {
+        float sum[2][2] = {};
+#pragma unroll
+        for (int half = 0; half < 2; ++half)
+#pragma unroll
+          for (int c = 0; c < 4; ++c) {
+            sum[half][0] = fmaf(s[r + half * R / 2][c], kx[c], sum[half][0]);
+            sum[half][1] = fmaf(s[r + half * R / 2][c], qx[c], sum[half][1]);
+          }
+#pragma unroll
+        for (int w = 0; w < 2; ++w) {
+          const float keep = upper ? sum[1][w] : sum[0][w], send = upper ? sum[0][w] : sum[1][w];
+          x[2 * r + w] = keep + __shfl_xor_sync(kFull, send, kRowLanes / 2);
+        }
+      }
+      reduce_scatter<R, kRowLanes / 4, 1>(x, lane);
+    } else {
+#pragma unroll
+      for (int c = 0; c < 4; ++c) x[2 * c] = x[2 * c + 1] = 0.f;
+#pragma unroll
+      for (int r = 0; r < R; ++r)
+#pragma unroll
+        for (int c = 0; c < 4; ++c) {
+          x[2 * c] = fmaf(s[r][c], kx[r], x[2 * c]);
+          x[2 * c + 1] = fmaf(s[r][c], qx[r], x[2 * c + 1]);
+        }
+      reduce_scatter<8, 16, 4>(x, lane);
+    }
+    constexpr int kFirst = kVK ? kRowLanes / 2 : 16, kLast = kVK ? 1 : 4;
+    qq = sum_lanes<kFirst, kLast>(qq);
+    kk = sum_lanes<kFirst, kLast>(kk);
+    qk = sum_lanes<kFirst, kLast>(qk);
+    // q scaled by scale / |q|, k by 1 / |k| (CPU: token_io.h).
+    const float qs = (p.l2norm ? 1.f / sqrtf(qq + 1e-6f) : 1.f) * p.scale;
+    const float ks = p.l2norm ? 1.f / sqrtf(kk + 1e-6f) : 1.f;
+    const float other = __shfl_xor_sync(kFull, x[0], kVK ? 1 : 4);
+    const float sk = ks * (own_k ? x[0] : other), sq = qs * (own_k ? other : x[0]);
+    const float u = beta * (vx - decay * sk);
+    if (own_k) store_io(p.out, p.io, t * p.o_s0 + hv * p.o_s1 + v_own, fmaf(qk * qs * ks, u, decay * sq));
+    const float uk = u * ks;  // k u^T with raw k
+
+    // S' = exp(g) S + k u^T, with u gathered from the lanes that own it.
+    if constexpr (kVK) {
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        // Lane 2 r of the row's kRowLanes-wide segment (a constant source lane).
+        const float ur = __shfl_sync(kFull, uk, 2 * r, kRowLanes);
+#pragma unroll
+        for (int c = 0; c < 4; ++c) s[r][c] = fmaf(kx[c], ur, decay * s[r][c]);
+      }
+    } else {
+      float uc[4];
+#pragma unroll
+      for (int c = 0; c < 4; ++c) uc[c] = __shfl_sync(kFull, uk, 8 * c + (lane & 3));
+#pragma unroll
+      for (int r = 0; r < R; ++r)
+#pragma unroll
+        for (int c = 0; c < 4; ++c) s[r][c] = fmaf(kx[r], uc[c], decay * s[r][c]);
+    }
+    if (p.inter.data != nullptr) {
+      const int64_t rs = mat_stride(p.inter);
+      store_rows<kBF16>(
+          p.inter.data,
+          n * p.inter.row_stride + j * p.inter_slot_stride + hv * p.inter.head_stride + a0 * rs + b0, rs, s);
+    }
+  }
+
+  if (p.fin.data != nullptr && row >= 0) {
+    const int64_t rs = mat_stride(p.fin);
+    store_rows<kBF16>(p.fin.data, row * p.fin.row_stride + hv * p.fin.head_stride + a0 * rs + b0, rs, s);
+  }
+}
+
+template <int K, bool kVK, bool kBF16>
+Status launch(const RecurrentParams& p, cudaStream_t stream) {
+  if (p.tiles > 0x7fffffff)
+    return Status::Unsupported("cuda: N * HV * V / 16 (" + std::to_string(p.tiles) +
+                               ") exceeds 2^31 - 1 warps for one decode or verify launch");
+  const int warps = p.tiles >= kManyTiles ? kMaxWarpsPerCta : 1;
+  const int64_t ctas = (p.tiles + warps - 1) / warps;
+  recurrent_kernel<K, kVK, kBF16><<<static_cast<unsigned>(ctas), 32 * warps, 0, stream>>>(p);
+  return cuda_status(cudaGetLastError(), "recurrent_kernel launch");
+}
+
+template <int K>
+Status launch_k(const RecurrentParams& p, StateLayout layout, bool bf16, cudaStream_t stream) {
+  if (layout == StateLayout::kVK)
+    return bf16 ? launch<K, true, true>(p, stream) : launch<K, true, false>(p, stream);
+  return bf16 ? launch<K, false, true>(p, stream) : launch<K, false, false>(p, stream);
+}
+
+}  // namespace
+
+Status launch_recurrent(const RecurrentParams& p, int64_t K, StateLayout layout, DType state,
+                        cudaStream_t stream) {
+  if (p.tiles == 0) return Status::Ok();
+  const bool bf16 = state == DType::kBF16;
+  switch (K) {
+    case 64:
+      return launch_k<64>(p, layout, bf16, stream);
+    case 128:
+      return launch_k<128>(p, layout, bf16, stream);
+    default:
+      return Status::Unsupported("cuda: decode and verify support K in {64, 128}, got K = " +
+                                 std::to_string(K));
+  }
+}
+
+Status run_cuda_recurrent(const Call& c, const Args& a) {
+  if (c.V % kTileColumns != 0)
+    return Status::Unsupported("cuda: decode and verify need V to be a multiple of " +
+                               std::to_string(kTileColumns) + ", got V = " + std::to_string(c.V));
+  RecurrentParams p;
+  p.N = c.N, p.T = c.T, p.HV = c.HV, p.group = c.HV / c.H;
+  p.slices = c.V / kTileColumns;
+  p.tiles = c.N * c.HV * p.slices;
+  p.q = a.q.data, p.k = a.k.data, p.v = a.v.data;
+  p.q_s0 = a.q.stride[0], p.q_s1 = a.q.stride[1];
+  p.k_s0 = a.k.stride[0], p.k_s1 = a.k.stride[1];
+  p.v_s0 = a.v.stride[0], p.v_s1 = a.v.stride[1];
+  p.io = c.io_dtype;
+  p.fused = a.gate_mode == GateMode::kFused;
+  const Tensor& ga = p.fused ? a.a : a.g;
+  const Tensor& gb = p.fused ? a.b : a.beta;
+  p.gate_a = ga.data, p.gate_b = gb.data;
+  p.gate_a_bf16 = ga.dtype == DType::kBF16, p.gate_b_bf16 = gb.dtype == DType::kBF16;
+  p.ga_s0 = ga.stride[0], p.ga_s1 = ga.stride[1], p.gb_s0 = gb.stride[0], p.gb_s1 = gb.stride[1];
+  if (p.fused) {
+    p.a_log = static_cast<const float*>(a.a_log.data);
+    p.dt_bias = static_cast<const float*>(a.dt_bias.data);
+    p.a_log_s = a.a_log.stride[0], p.dt_bias_s = a.dt_bias.stride[0];
+  }
+  if (a.cu_seqlens.defined()) {
+    p.cu_seqlens = a.cu_seqlens.data;
+    p.cu64 = a.cu_seqlens.dtype == DType::kI64;
+    p.cu_s = a.cu_seqlens.stride[0];
+    p.check_seqs = a.cu_seqlens_host == nullptr;
+  }
+  p.tokens_per_seq = c.op == Op::kDecode ? 1 : a.tokens_per_seq;
+  p.max_len = kMaxVerifyTokens;
+  if (a.intermediate_states.defined()) p.max_len = std::min(p.max_len, c.intermediate_slots);
+  p.init = state_view(a.initial_state, a.state_layout);
+  if (c.pool) {
+    p.indices = a.state_indices.data;
+    p.idx64 = a.state_indices.dtype == DType::kI64;
+    p.idx_s = a.state_indices.stride[0];
+    p.pool_rows = c.pool_rows;
+    p.check_rows = a.state_indices_host == nullptr;
+    if (a.write_final_state) p.fin = p.init;
+  } else if (a.write_final_state) {
+    p.fin = state_view(a.final_state, a.state_layout);
+  }
+  p.inter = state_view(a.intermediate_states, a.state_layout, &p.inter_slot_stride);
+  p.out = a.out.data, p.o_s0 = a.out.stride[0], p.o_s1 = a.out.stride[1];
+  p.scale = c.scale;
+  p.l2norm = a.l2norm_qk;
+
+  DeviceGuard guard;
+  GDN_CUDA_RETURN(guard.set(c.device_ordinal));
+  return launch_recurrent(p, c.K, a.state_layout, c.state_dtype, static_cast<cudaStream_t>(a.stream));
+}
+
+}  // namespace gdn::cuda
