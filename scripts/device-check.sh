@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: GPU tests, compute-sanitizer (memcheck,
 # racecheck, synccheck) on a reduced set, the benchmark suite on the cuda
-# backend, SASS facts, the Python package's tests (CUDA tensors included), and
-# flash-linear-attention side by side (compare), and a short summary table
-# printed last. GDN_STEPS picks steps. Uses the
+# backend, SASS facts, the Python package's tests (CUDA tensors included),
+# where a Python call's time goes (overhead), flash-linear-attention side by
+# side (compare), and a short summary table printed last. GDN_STEPS picks steps. Uses the
 # binaries scripts/build-device.sh put in .deps/device-bin (carry it).
 # Every log lands in $OUT as it is written.
 set -u
 cd "$(dirname "$0")/.."
 BIN=${GDN_DEVICE_BIN:-.deps/device-bin}
 OUT=${OUT:-/tmp/gdn-device-out}
-STEPS=${GDN_STEPS:-"tests sanitize bench sass python compare"}
+STEPS=${GDN_STEPS:-"tests sanitize bench sass python overhead compare"}
 ROWS=${GDN_ROWS:-}
 mkdir -p "$OUT"
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
@@ -69,6 +69,11 @@ for step in $STEPS; do
       (cd tests/python && timeout 300 python3 -X faulthandler -m pytest -q -rs >"$OUT/python-tests.log" 2>&1)
       note "python tests: rc=$?, $(tail -1 "$OUT/python-tests.log")"
       ;;
+    overhead)
+      # Where a plain Python call's time goes (needs the python step first).
+      timeout 120 python3 scripts/py_overhead.py >"$OUT/py-overhead.txt" 2>&1
+      note "python call overhead: rc=$?"
+      ;;
     compare)
       # gdn and flash-linear-attention side by side (needs the python step first
       # and flash-linear-attention's fla/ folder carried in .peers, see README).
@@ -87,5 +92,6 @@ for step in $STEPS; do
 done
 [ -f "$OUT/bench-cuda.txt" ] && cat "$OUT/bench-cuda.txt"
 [ -f "$OUT/compare-fla.txt" ] && tail -25 "$OUT/compare-fla.txt"
+[ -f "$OUT/py-overhead.txt" ] && cat "$OUT/py-overhead.txt"
 echo "---"
 cat "$summary"

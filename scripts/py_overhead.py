@@ -1,0 +1,73 @@
+"""Where a plain (eager) Python prefill call spends its time, on a GPU:
+the gdn.torch custom op, the gdn package function it wraps, and the
+extension call alone with a prebuilt argument dict; each end to end (through
+torch.cuda.synchronize()) and as host time only (no synchronisation).
+
+    python3 scripts/py_overhead.py [--row "q3n-tp1 1x64"] [--reps 200]
+"""
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+
+import gdn
+import gdn.torch as gt
+from gdn import _gdn
+
+
+def median_us(fn, reps, sync=True):
+    for _ in range(10):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        if sync:
+            torch.cuda.synchronize()
+        times.append((time.perf_counter() - t0) * 1e6)
+    return statistics.median(times)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--suite", default="bench/suite.json")
+    ap.add_argument("--row", default="q3n-tp1 1x64")
+    ap.add_argument("--reps", type=int, default=200)
+    args = ap.parse_args()
+    row = next(r for r in json.load(open(args.suite))["prefill"] if r["name"] == args.row)
+    T, H, HV, K, V = sum(row["seq_lens"]), row["h"], row["hv"], row["k"], row["v"]
+    dev = "cuda"
+    q = torch.randn(1, T, H, K, device=dev).bfloat16()
+    k = torch.randn(1, T, H, K, device=dev).bfloat16()
+    v = torch.randn(1, T, HV, V, device=dev).bfloat16()
+    g = torch.nn.functional.logsigmoid(torch.randn(1, T, HV, device=dev) + 4.0)
+    beta = torch.sigmoid(torch.randn(1, T, HV, device=dev))
+    lens = row["seq_lens"]
+    cu = torch.tensor([0] + [sum(lens[: i + 1]) for i in range(len(lens))], dtype=torch.int32, device=dev)
+    h0 = 0.1 * torch.randn(len(lens), HV, K, V, device=dev)
+
+    op = lambda: gt.chunk_gated_delta_rule(q, k, v, g, beta, initial_state=h0, output_final_state=True,  # noqa: E731
+                                           use_qk_l2norm_in_kernel=True, cu_seqlens=cu)
+    pkg = lambda: gdn.chunk_gated_delta_rule(q, k, v, g, beta, initial_state=h0,  # noqa: E731
+                                             output_final_state=True, use_qk_l2norm_in_kernel=True,
+                                             cu_seqlens=cu, _host_checks=False)
+    o = torch.empty(T, HV, V, device=dev, dtype=torch.bfloat16)
+    ht = torch.empty_like(h0)
+    t = {"q": q[0], "k": k[0], "v": v[0], "g": g[0], "beta": beta[0], "cu_seqlens": cu, "initial_state": h0,
+         "final_state": ht, "out": o}
+    stream = torch.cuda.current_stream().cuda_stream
+    ext = lambda: _gdn.run(0, t, 0.0, True, False, False, True, 0, 0, "auto", False, stream, None, None)  # noqa: E731
+    print(f"row {args.row}: median of {args.reps} plain calls, each through torch.cuda.synchronize()")
+    for name, fn in (("gdn.torch custom op", op), ("gdn package function", pkg), ("extension call", ext)):
+        print(f"  {name:24s} {median_us(fn, args.reps):8.1f} us   (host part, no sync: "
+              f"{median_us(fn, args.reps, sync=False):8.1f} us)")
+    empty = lambda: torch.cuda.synchronize()  # noqa: E731
+    print(f"  {'synchronize alone':24s} {median_us(empty, args.reps):8.1f} us")
+
+
+if __name__ == "__main__":
+    main()
