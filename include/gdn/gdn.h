@@ -178,8 +178,10 @@ Status workspace_size(Op op, const Args& args, size_t* bytes);
 
 // Owns the device scratch GPU calls need. prepare() sizes it for a call,
 // growing it (cudaMalloc on the call's device) only when the call needs more
-// than it holds, and points args->workspace at it. Grow it before a CUDA-graph
-// capture: an allocation cannot happen inside one.
+// than it holds, and points args->workspace at it. run() does the same and
+// runs the call, validating its arguments once (prepare() and then
+// gdn::run() validate twice). Grow it before a CUDA-graph capture: an
+// allocation cannot happen inside one.
 class Workspace {
  public:
   Workspace() = default;
@@ -190,9 +192,13 @@ class Workspace {
   Workspace& operator=(Workspace&& other) noexcept;
 
   Status prepare(Op op, Args* args);
+  Status run(Op op, const Args& args);
   size_t bytes() const { return bytes_; }
 
  private:
+  friend class WorkspaceAccess;
+  // At least `bytes` on GPU `device` (reallocated when smaller or elsewhere).
+  Status reserve(size_t bytes, int device);
   void release();
   void* data_ = nullptr;
   size_t bytes_ = 0;

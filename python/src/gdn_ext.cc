@@ -120,8 +120,7 @@ void run(int op_code, const nb::dict& t, float scale, bool l2norm, bool fused, b
   gdn::Status s;
   {
     nb::gil_scoped_release release;
-    if (on_gpu) s = workspace_for(q_array.device_id()).prepare(op, &a);
-    if (s.ok()) s = gdn::run(op, a);
+    s = on_gpu ? workspace_for(q_array.device_id()).run(op, a) : gdn::run(op, a);
   }
   if (!s.ok()) raise(s);
 }

@@ -227,7 +227,22 @@ Status guarded(F&& f) {
 
 }  // namespace
 
-Status run(Op op, const Args& args) {
+// The scratch-owning side of Workspace::run.
+class WorkspaceAccess {
+ public:
+  static Status reserve(Workspace& w, size_t need, int device, Args* args) {
+    if (Status s = w.reserve(need, device); !s.ok()) return s;
+    args->workspace = w.data_;
+    args->workspace_bytes = w.bytes_;
+    return Status::Ok();
+  }
+};
+
+namespace {
+
+// Validates and routes (op, args) once, then, with `workspace`, gives the call
+// the device scratch its backend needs before running it.
+Status run_planned(Op op, const Args& args, Workspace* workspace) {
   return guarded([&] {
     Call call;
     Route r;
@@ -236,8 +251,23 @@ Status run(Op op, const Args& args) {
     if (r.fell_back)
       notice_once(std::string("gdn: ") + op_name(op) + " asked for backend '" + backend_name(requested) +
                   "', running '" + backend_name(r.backend) + "' instead: " + r.reason);
-    return run_backend(r.backend, call, args);
+    if (workspace == nullptr) return run_backend(r.backend, call, args);
+    const size_t need = backend_workspace_size(r.backend, call, args);
+    if (need == 0) return run_backend(r.backend, call, args);
+    Args with = args;
+    if (Status s = WorkspaceAccess::reserve(*workspace, need, call.device_ordinal, &with); !s.ok()) return s;
+    return run_backend(r.backend, call, with);
   });
+}
+
+}  // namespace
+
+Status run(Op op, const Args& args) {
+  return run_planned(op, args, nullptr);
+}
+
+Status Workspace::run(Op op, const Args& args) {
+  return run_planned(op, args, this);
 }
 
 Status prefill(const Args& args) {

@@ -43,30 +43,34 @@ Status Workspace::prepare(Op op, Args* args) {
   size_t need = 0;
   if (Status s = workspace_size(op, *args, &need); !s.ok()) return s;
   if (need == 0) return Status::Ok();
-#if GDN_WITH_CUDA
-  const int device = describe(op, *args).device_ordinal;
-  if (need > bytes_ || device != device_) {
-    release();
-    int previous = 0;
-    if (cudaGetDevice(&previous) != cudaSuccess || cudaSetDevice(device) != cudaSuccess) {
-      cudaGetLastError();
-      return Status(StatusCode::kDeviceError, "workspace: cannot select GPU " + std::to_string(device));
-    }
-    const cudaError_t e = cudaMalloc(&data_, need);
-    cudaSetDevice(previous);
-    if (e != cudaSuccess) {
-      cudaGetLastError();
-      data_ = nullptr;
-      return Status(StatusCode::kDeviceError, "workspace: cudaMalloc of " + std::to_string(need) +
-                                                  " bytes failed: " + cudaGetErrorString(e));
-    }
-    bytes_ = need;
-    device_ = device;
-  }
+  if (Status s = reserve(need, describe(op, *args).device_ordinal); !s.ok()) return s;
   args->workspace = data_;
   args->workspace_bytes = bytes_;
   return Status::Ok();
+}
+
+Status Workspace::reserve(size_t need, int device) {
+  if (need <= bytes_ && device == device_) return Status::Ok();
+#if GDN_WITH_CUDA
+  release();
+  int previous = 0;
+  if (cudaGetDevice(&previous) != cudaSuccess || cudaSetDevice(device) != cudaSuccess) {
+    cudaGetLastError();
+    return Status(StatusCode::kDeviceError, "workspace: cannot select GPU " + std::to_string(device));
+  }
+  const cudaError_t e = cudaMalloc(&data_, need);
+  cudaSetDevice(previous);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    data_ = nullptr;
+    return Status(StatusCode::kDeviceError, "workspace: cudaMalloc of " + std::to_string(need) +
+                                                " bytes failed: " + cudaGetErrorString(e));
+  }
+  bytes_ = need;
+  device_ = device;
+  return Status::Ok();
 #else
+  (void)device;
   return Status(StatusCode::kInternal,
                 "workspace: this build has no CUDA, yet the call needs device scratch");
 #endif

@@ -4,6 +4,7 @@
 // results as contiguous ones.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -214,6 +215,16 @@ TEST(Workspace, HostCallsNeedNoScratch) {
   bad.q.rank = 2;
   const Status s = ws.prepare(Op::kPrefill, &bad);
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(ws.bytes(), 0u);
+  EXPECT_EQ(ws.run(Op::kPrefill, bad).code(), StatusCode::kInvalidArgument);
+  // run() on host data: the call itself, the same bytes as gdn::prefill.
+  const Tensor out = w.host_out();
+  const size_t n = static_cast<size_t>(out.numel()) * dtype_size(out.dtype);
+  auto* p = static_cast<uint8_t*>(out.data);
+  const std::vector<uint8_t> before(p, p + n);
+  std::fill(p, p + n, uint8_t{0xAB});
+  ASSERT_TRUE(ws.run(Op::kPrefill, w.args()).ok());
+  EXPECT_EQ(before, std::vector<uint8_t>(p, p + n));
   EXPECT_EQ(ws.bytes(), 0u);
 }
 

@@ -104,6 +104,37 @@ TEST(CudaProperties, RepeatedCallsAreBitwiseIdentical) {
   }
 }
 
+// Workspace::run (one validation, scratch from the helper) gives the bytes a
+// call with separately prepared scratch gives; a rejected call writes nothing
+// and allocates nothing.
+TEST(CudaProperties, WorkspaceRunMatchesAPreparedCall) {
+  REQUIRE_GPU();
+  Workload w(suite_like(), true);
+  ASSERT_TRUE(w.status().ok()) << w.status().message();
+  Args a = w.args();
+  a.backend = Backend::kCuda;
+  a.strict = true;
+  a.write_final_state = false;
+  ASSERT_TRUE(prefill(a).ok());
+  CUDA_OK(cudaDeviceSynchronize());
+  const auto prepared = device_bytes(a.out);
+  Args b = a;
+  b.workspace = nullptr;
+  b.workspace_bytes = 0;
+  Workspace ws;
+  Args bad = b;
+  bad.v.shape[1] += 1;  // HV no longer a multiple of H
+  CUDA_OK(cudaMemset(b.out.data, 0xFF, prepared.size()));
+  const auto poisoned = device_bytes(b.out);
+  EXPECT_EQ(ws.run(Op::kPrefill, bad).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(ws.bytes(), 0u);
+  EXPECT_EQ(poisoned, device_bytes(b.out));
+  ASSERT_TRUE(ws.run(Op::kPrefill, b).ok());
+  CUDA_OK(cudaDeviceSynchronize());
+  EXPECT_GT(ws.bytes(), 0u);
+  EXPECT_EQ(prepared, device_bytes(b.out));
+}
+
 TEST(CudaProperties, GraphCaptureReplaysTheSameResult) {
   REQUIRE_GPU();
   Workload w(suite_like(), true);

@@ -72,7 +72,8 @@ __device__ __forceinline__ uint32_t io_bits(T x) {
 // k-permuted A fragment (rows row0.., reduction columns k0..) from a
 // row-major io tile.
 template <typename T>
-__device__ __forceinline__ void load_a_io(uint32_t (&a)[4], const T* m, int stride, int row0, int k0, int lane) {
+__device__ __forceinline__ void load_a_io(uint32_t (&a)[4], const T* m, int stride, int row0, int k0,
+                                          int lane) {
   const int g = lane >> 2, t = lane & 3;
   io_pair<T>(m + (row0 + g) * stride + k0 + 2 * t, a[0], a[2]);
   io_pair<T>(m + (row0 + g + 8) * stride + k0 + 2 * t, a[1], a[3]);
@@ -90,8 +91,8 @@ __device__ __forceinline__ void load_b_io_transposed(uint32_t (&b)[2], const T* 
 // k-permuted A fragment of the transpose of a row-major io tile:
 // A(r, k) = m[k][r].
 template <typename T>
-__device__ __forceinline__ void load_a_io_transposed(uint32_t (&a)[4], const T* m, int stride, int row0, int k0,
-                                                     int lane) {
+__device__ __forceinline__ void load_a_io_transposed(uint32_t (&a)[4], const T* m, int stride, int row0,
+                                                     int k0, int lane) {
   const int g = lane >> 2, t = lane & 3;
   const T* r0 = m + (k0 + 2 * t) * stride + row0 + g;
   const T* r1 = r0 + stride;
@@ -104,8 +105,8 @@ __device__ __forceinline__ void load_a_io_transposed(uint32_t (&a)[4], const T* 
 // A fragments of two consecutive k-steps (k0 and k0 + 8) from a row-major
 // io tile: one ldmatrix for 16-bit io (rows 16-byte aligned), else load_a_io.
 template <typename T>
-__device__ __forceinline__ void load_a_io_x2(uint32_t (&a0)[4], uint32_t (&a1)[4], const T* m, int stride, int row0,
-                                             int k0, int lane) {
+__device__ __forceinline__ void load_a_io_x2(uint32_t (&a0)[4], uint32_t (&a1)[4], const T* m, int stride,
+                                             int row0, int k0, int lane) {
   if constexpr (sizeof(T) == 2) {
     // Matrix i: rows row0 + (i % 2) * 8.., columns k0 + (i / 2) * 8..
     const int mi = lane >> 3;
@@ -123,8 +124,8 @@ __device__ __forceinline__ void load_a_io_x2(uint32_t (&a0)[4], uint32_t (&a1)[4
 
 // The same for the transpose, A(r, k) = m[k][r].
 template <typename T>
-__device__ __forceinline__ void load_a_io_transposed_x2(uint32_t (&a0)[4], uint32_t (&a1)[4], const T* m, int stride,
-                                                        int row0, int k0, int lane) {
+__device__ __forceinline__ void load_a_io_transposed_x2(uint32_t (&a0)[4], uint32_t (&a1)[4], const T* m,
+                                                        int stride, int row0, int k0, int lane) {
   if constexpr (sizeof(T) == 2) {
     // Matrix i: stored rows k0 + (i / 2) * 8.., columns row0 + (i % 2) * 8..
     const int mi = lane >> 3;

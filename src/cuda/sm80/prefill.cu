@@ -119,8 +119,8 @@ template <typename T, int KV, int VT>
 Status launch_state(PrefillParams p, int64_t items, const DeviceLimits& dev, cudaStream_t stream) {
   p.stages = ring_stages<T, KV, VT>(items * (KV / VT), dev);
   if (prefill_state_smem<T, KV, KV, VT>(p.stages) > dev.smem_optin)
-    return Status::Unsupported("cuda: the device's shared memory per block (" + std::to_string(dev.smem_optin) +
-                               " bytes) is too small for the state pass");
+    return Status::Unsupported("cuda: the device's shared memory per block (" +
+                               std::to_string(dev.smem_optin) + " bytes) is too small for the state pass");
   return launch_prefill_state<T, KV, KV, VT>(p, stream);
 }
 
@@ -139,7 +139,8 @@ Status launch(PrefillParams p, int64_t checkpoint_rows, const DeviceLimits& dev,
   const int64_t items = p.N * p.HV;
   int columns = forced_state_columns();
   if (columns == 0)
-    columns = 2 * items * (KV / 32) >= dev.sms && prefill_state_smem<T, KV, KV, 32>(1) <= dev.smem_optin ? 32 : 16;
+    columns =
+        2 * items * (KV / 32) >= dev.sms && prefill_state_smem<T, KV, KV, 32>(1) <= dev.smem_optin ? 32 : 16;
   return columns == 32 ? launch_state<T, KV, 32>(p, items, dev, stream)
                        : launch_state<T, KV, 16>(p, items, dev, stream);
 }

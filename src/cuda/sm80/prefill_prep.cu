@@ -59,8 +59,8 @@ __global__ void __launch_bounds__(kPrepThreads) prefill_prep_kernel(const __grid
   extern __shared__ __align__(16) unsigned char smem_raw[];
   using Smem = PrepSmem<T, K>;
   Smem& s = *reinterpret_cast<Smem*>(smem_raw);
-  static_assert(offsetof(Smem, qraw) % 16 == 0 && offsetof(Smem, inv) % 16 == 0 && offsetof(Smem, m) % 16 == 0 &&
-                    offsetof(Smem, beta) % 16 == 0 && sizeof(s.kraw) % 16 == 0,
+  static_assert(offsetof(Smem, qraw) % 16 == 0 && offsetof(Smem, inv) % 16 == 0 &&
+                    offsetof(Smem, m) % 16 == 0 && offsetof(Smem, beta) % 16 == 0 && sizeof(s.kraw) % 16 == 0,
                 "float4 access to inv, m and beta");
   launch_dependents();       // the state pass may launch; it waits for this kernel's results
   wait_for_prerequisites();  // chunk_meta's offsets and error flag
@@ -86,10 +86,10 @@ __global__ void __launch_bounds__(kPrepThreads) prefill_prep_kernel(const __grid
 
   // Raw q and k rows in one round of asynchronous copies (rows past the
   // chunk's end zero), overlapped with the gate loads below.
-  copy_rows_async<T, K, kChunk, kPrepThreads>(&s.qraw[0][0], Smem::kStride, q + t0 * p.q_s0 + h * p.q_s1, p.q_s0,
-                                              len, tid);
-  copy_rows_async<T, K, kChunk, kPrepThreads>(&s.kraw[0][0], Smem::kStride, k + t0 * p.k_s0 + h * p.k_s1, p.k_s0,
-                                              len, tid);
+  copy_rows_async<T, K, kChunk, kPrepThreads>(&s.qraw[0][0], Smem::kStride, q + t0 * p.q_s0 + h * p.q_s1,
+                                              p.q_s0, len, tid);
+  copy_rows_async<T, K, kChunk, kPrepThreads>(&s.kraw[0][0], Smem::kStride, k + t0 * p.k_s0 + h * p.k_s1,
+                                              p.k_s0, len, tid);
   cp_async_commit();
   // Gates (padding rows: g = 0, beta = 0).
   if (tid < kChunk) {
@@ -321,9 +321,9 @@ Status launch_prefill_prep(const PrefillParams& p, cudaStream_t stream) {
   static const bool programmatic = kernel_waits_for_prerequisites(prefill_prep_kernel<T, K, V>);
   if (p.max_chunks == 0) return Status::Ok();
   const dim3 grid(static_cast<unsigned>(p.max_chunks), static_cast<unsigned>(p.HV));
-  return cuda_status(launch_kernel(prefill_prep_kernel<T, K, V>, grid, dim3(kPrepThreads), kSmem, stream,
-                                   programmatic, p),
-                     "prefill_prep_kernel launch");
+  return cuda_status(
+      launch_kernel(prefill_prep_kernel<T, K, V>, grid, dim3(kPrepThreads), kSmem, stream, programmatic, p),
+      "prefill_prep_kernel launch");
 }
 
 #define GDN_INSTANTIATE_PREP(T, KV) \

@@ -73,13 +73,13 @@ __device__ __forceinline__ void load_chunk(const PrefillParams& p, unsigned char
                                                tid);
   copy_rows_async<T, K, kChunk, kStateThreads>(sk, Plan::kQkStride, k + t0 * p.k_s0 + h * p.k_s1, p.k_s0, len,
                                                tid);
-  copy_rows_async<T, VT, kChunk, kStateThreads>(sv, Plan::kVStride, v + t0 * p.v_s0 + hv * p.v_s1 + v0, p.v_s0,
-                                                len, tid);
+  copy_rows_async<T, VT, kChunk, kStateThreads>(sv, Plan::kVStride, v + t0 * p.v_s0 + hv * p.v_s1 + v0,
+                                                p.v_s0, len, tid);
   const int64_t item = int64_t{c} * p.HV + hv;
   float* sau = reinterpret_cast<float*>(slot + Plan::kAu);
   float* sl = reinterpret_cast<float*>(slot + Plan::kL);
-  copy_rows_async<float, kChunk, kChunk, kStateThreads>(sau, kMatStride, p.Au + item * kChunk * kChunk, kChunk,
-                                                        kChunk, tid);
+  copy_rows_async<float, kChunk, kChunk, kStateThreads>(sau, kMatStride, p.Au + item * kChunk * kChunk,
+                                                        kChunk, kChunk, tid);
   copy_rows_async<float, kChunk, kChunk, kStateThreads>(sl, kMatStride, p.L + item * kChunk * kChunk, kChunk,
                                                         kChunk, tid);
   static_assert(kFactorStride / 4 <= kStateThreads, "one 16-byte unit of F per thread");
