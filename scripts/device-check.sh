@@ -63,7 +63,8 @@ for step in $STEPS; do
       # (numpy and torch load the shared libstdc++ into the same process).
       cxx=$(command -v /usr/bin/g++ || command -v g++)
       rm -rf build-python
-      CXX=$cxx CUDAHOSTCXX=$cxx CMAKE_ARGS="-DCMAKE_CUDA_ARCHITECTURES=90-real" \
+      GDN_SOURCE_COMMIT=$(cat "$BIN/COMMIT" 2>/dev/null) CXX=$cxx CUDAHOSTCXX=$cxx \
+        CMAKE_ARGS="-DCMAKE_CUDA_ARCHITECTURES=90-real" \
         timeout 400 python3 -m pip install -q --no-build-isolation . >"$OUT/python-build.log" 2>&1
       note "python build: rc=$?"
       (cd tests/python && timeout 300 python3 -X faulthandler -m pytest -q -rs >"$OUT/python-tests.log" 2>&1)
