@@ -26,7 +26,16 @@
 // elements), a reduce-scatter across the lanes sharing those columns
 // leaves every lane one finished sum, lane pairs swap to hold (sk, sq) of
 // one column, compute u and o for it, and u is gathered back for the
-// update: no shared memory and no block barrier.
+// update: no block barrier, and the state never leaves the registers.
+//
+// Latency (a batch-1 decode is a chain of dependent memory round trips):
+// every global load is issued before any math that waits on one. The pool
+// row's index goes first, then the token inputs (gates into registers; q, k
+// and the tile's v of all of the sequence's tokens into the warp's slice of
+// shared memory with cp.async), then, once the row is known, the state; the
+// gate math and the device-side row checks come after. The round trips on
+// the path are the index's and the state's; a verify's later tokens wait
+// on no memory in the token loop.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -34,6 +43,7 @@
 #include <type_traits>
 
 #include "cuda/backend.h"
+#include "cuda/ptx/cp_async.cuh"
 #include "cuda/sm80/recurrent.h"
 
 namespace gdn::cuda {
@@ -51,6 +61,8 @@ constexpr int64_t kManyTiles = 2048;
 // (~2 us) is ~45 KB, so about 6 warps waiting on their reads keep the
 // memory busy. (A 128-register cap for 16 warps spills at K = 128.)
 constexpr int kMinCtasPerSm = 3;
+// Dynamic shared memory per CTA that needs no opt-in.
+constexpr int64_t kMaxStageBytes = 48 * 1024;
 
 // Four consecutive state elements as fp32.
 template <bool kBF16>
@@ -125,10 +137,6 @@ __device__ __forceinline__ float sum_lanes(float x) {
   return x;
 }
 
-__device__ __forceinline__ void prefetch_l2(const void* p) {
-  asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
-}
-
 template <int K, bool kVK, bool kBF16>
 __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
     recurrent_kernel(const __grid_constant__ RecurrentParams p) {
@@ -149,27 +157,6 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
   const int hv = static_cast<int>(item - static_cast<uint32_t>(n) * heads);
   const int h = hv / static_cast<int>(p.group);
 
-  // The sequence's tokens and state row; bounds and rows without a host
-  // copy are checked here, and a sequence that fails writes nothing.
-  int64_t t0 = n * p.tokens_per_seq;
-  int len = static_cast<int>(p.tokens_per_seq);
-  if (p.cu_seqlens != nullptr) {
-    t0 = load_index(p.cu_seqlens, p.cu64, n * p.cu_s);
-    const int64_t end = load_index(p.cu_seqlens, p.cu64, (n + 1) * p.cu_s);
-    if (p.check_seqs && (t0 < 0 || end < t0 || end > p.T || end - t0 > p.max_len)) return;
-    len = static_cast<int>(end - t0);  // validated (host copy) or just checked: at most 16
-  }
-  int64_t row = n;
-  if (p.indices != nullptr) {
-    row = load_index(p.indices, p.idx64, n * p.idx_s);
-    if (p.check_rows && row >= 0) {
-      bool bad = row >= p.pool_rows;
-      for (int64_t m = lane; m < p.N && !bad; m += 32)
-        bad = m != n && load_index(p.indices, p.idx64, m * p.idx_s) == row;
-      if (__any_sync(kFull, bad)) return;
-    }
-  }
-
   // This lane's elements: rows a0 .. a0 + R - 1 of the state matrix, four
   // consecutive from b0 in each (kv: a = K row, b = value column; vk: the
   // reverse). `own` indexes the finished sum the reduce-scatter leaves on
@@ -185,49 +172,88 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
   const bool own_k = (own & 1) == 0;
   auto mat_stride = [](const StateTensor& s) { return kVK ? s.v_stride : s.k_stride; };
 
-  // Verify: pull the later tokens' inputs toward L2 while the state loads.
-  if (len > 1 && lane + 1 < len) {
-    const int64_t t = t0 + lane + 1, es = p.io == DType::kF32 ? 4 : 2, bytes = K * es;
-    const char* q = static_cast<const char*>(p.q) + (t * p.q_s0 + h * p.q_s1) * es;
-    const char* k = static_cast<const char*>(p.k) + (t * p.k_s0 + h * p.k_s1) * es;
-    for (int64_t off = 0; off < bytes; off += 128) {
-      prefetch_l2(q + off);
-      prefetch_l2(k + off);
-    }
-    prefetch_l2(q + bytes - 1);
-    prefetch_l2(k + bytes - 1);
-    prefetch_l2(static_cast<const char*>(p.v) + (t * p.v_s0 + hv * p.v_s1 + v0) * es);
+  // Every global load of the warp is issued before any math that waits on
+  // one: the pool row and the sequence bounds first, then the token inputs
+  // (the gates into registers, q, k and v of all of the sequence's tokens
+  // into shared memory), then, once the row is known, the state. Bounds and
+  // rows without a host copy are checked on the way (before the load they
+  // guard, or before any store); a sequence that fails writes nothing.
+  int64_t row = n;
+  if (p.indices != nullptr) row = load_index(p.indices, p.idx64, n * p.idx_s);
+  int64_t t0 = n * p.tokens_per_seq;
+  int len = static_cast<int>(p.tokens_per_seq);
+  if (p.cu_seqlens != nullptr) {
+    t0 = load_index(p.cu_seqlens, p.cu64, n * p.cu_s);
+    const int64_t end = load_index(p.cu_seqlens, p.cu64, (n + 1) * p.cu_s);
+    if (p.check_seqs && (t0 < 0 || end < t0 || end > p.T)) return;
+    if (end - t0 > p.max_len) return;  // validated on the host unless check_seqs
+    len = static_cast<int>(end - t0);
   }
 
-  // Gates of every token up front, token j's on lane j (verify's at most 16
-  // tokens fit a warp): their loads overlap the state's, and the loop
-  // fetches them with one shuffle each.
+  // Gates of every token, token j's on lane j (verify's at most 16 tokens
+  // fit a warp); the loop fetches them with one shuffle each.
   static_assert(kMaxVerifyTokens <= 32, "one token's gates per lane");
-  float lane_decay = 1.f, lane_beta = 0.f;
+  float gate_a = 0.f, gate_b = 0.f, a_log = 0.f, dt_bias = 0.f;
   if (lane < len) {
     const int64_t t = t0 + lane;
-    float g = load_gate_input(p.gate_a, p.gate_a_bf16, t * p.ga_s0 + hv * p.ga_s1);
-    lane_beta = load_gate_input(p.gate_b, p.gate_b_bf16, t * p.gb_s0 + hv * p.gb_s1);
-    if (p.fused)
-      fused_gate(g, lane_beta, p.a_log[hv * p.a_log_s], p.dt_bias[hv * p.dt_bias_s], &g, &lane_beta);
-    lane_decay = expf(g);
+    gate_a = load_gate_input(p.gate_a, p.gate_a_bf16, t * p.ga_s0 + hv * p.ga_s1);
+    gate_b = load_gate_input(p.gate_b, p.gate_b_bf16, t * p.gb_s0 + hv * p.gb_s1);
+    if (p.fused) a_log = p.a_log[hv * p.a_log_s], dt_bias = p.dt_bias[hv * p.dt_bias_s];
   }
 
+  // q, k and the tile's 16 values of v of each token, in 16-byte copies:
+  // token j at stage + j * tok_bytes as [q: K][k: K][v: 16] io elements.
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  const int es_log = p.io == DType::kF32 ? 2 : 1, es = 1 << es_log;  // bytes per io element
+  const int row_units = K * es / 16, tok_bytes = (2 * K + kTileColumns) * es;
+  unsigned char* stage = smem_raw + (threadIdx.x >> 5) * static_cast<int>(p.max_len) * tok_bytes;
+  for (int j = 0; j < len; ++j) {
+    const int64_t t = t0 + j;
+    const char* q = static_cast<const char*>(p.q) + (t * p.q_s0 + h * p.q_s1) * es;
+    const char* k = static_cast<const char*>(p.k) + (t * p.k_s0 + h * p.k_s1) * es;
+    for (int u = lane; u < 2 * row_units; u += 32)
+      cp_async_16(stage + j * tok_bytes + 16 * u, u < row_units ? q + 16 * u : k + 16 * (u - row_units),
+                  true);
+  }
+  for (int c = lane; c < len << es_log; c += 32) {  // es 16-byte units of v per token
+    const int j = c >> es_log, u = c & (es - 1);
+    const char* v = static_cast<const char*>(p.v) + ((t0 + j) * p.v_s0 + hv * p.v_s1 + v0) * es;
+    cp_async_16(stage + j * tok_bytes + 2 * K * es + 16 * u, v + 16 * u, true);
+  }
+  cp_async_commit();
+
   float s[R][4];
-  if (p.init.data != nullptr && row >= 0) {
+  bool bad = p.check_rows && row >= p.pool_rows;  // not read
+  if (p.init.data != nullptr && row >= 0 && !bad) {
     const int64_t rs = mat_stride(p.init);
     load_rows<kBF16>(p.init.data, row * p.init.row_stride + hv * p.init.head_stride + a0 * rs + b0, rs, s);
   } else {
 #pragma unroll
     for (int r = 0; r < R; ++r) s[r][0] = s[r][1] = s[r][2] = s[r][3] = 0.f;
   }
+  // A row named by another sequence: the state is read, nothing written.
+  if (p.check_rows && row >= 0)
+    for (int64_t m = lane; m < p.N && !bad; m += 32)
+      bad = m != n && load_index(p.indices, p.idx64, m * p.idx_s) == row;
+
+  float lane_decay = 1.f, lane_beta = 0.f;
+  if (lane < len) {
+    float g = gate_a;
+    lane_beta = gate_b;
+    if (p.fused) fused_gate(g, lane_beta, a_log, dt_bias, &g, &lane_beta);
+    lane_decay = expf(g);
+  }
+  cp_async_wait<0>();
+  __syncwarp();
+  if (__any_sync(kFull, bad)) return;
 
   for (int j = 0; j < len; ++j) {
     const int64_t t = t0 + j;
+    const unsigned char* tok = stage + j * tok_bytes;
     float kx[kIn], qx[kIn];
-    load_io<kIn>(p.k, p.io, t * p.k_s0 + h * p.k_s1 + kin0, kx);
-    load_io<kIn>(p.q, p.io, t * p.q_s0 + h * p.q_s1 + kin0, qx);
-    const float vx = load_io(p.v, p.io, t * p.v_s0 + hv * p.v_s1 + v_own);
+    load_io<kIn>(tok + K * es, p.io, kin0, kx);
+    load_io<kIn>(tok, p.io, kin0, qx);
+    const float vx = load_io(tok + 2 * K * es, p.io, v_own - v0);
     const float decay = __shfl_sync(kFull, lane_decay, j);
     const float beta = __shfl_sync(kFull, lane_beta, j);
 
@@ -321,14 +347,32 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
   }
 }
 
+// The launch shape: warps per CTA and the shared memory that stages the
+// token inputs (max_len tokens of q, k and 16 values of v per warp). One
+// warp per CTA while the grid is small, so that a batch-1 decode spreads
+// over as many SMs as it has warps; four from kManyTiles warps up (fewer,
+// larger CTAs to schedule), fewer where the staging would pass the 48 KB a
+// launch gets without opting in (only 16-token fp32 verifies).
+struct Shape {
+  int warps;
+  size_t smem;
+};
+Shape launch_shape(const RecurrentParams& p, int64_t K) {
+  const int64_t es = p.io == DType::kF32 ? 4 : 2;
+  const int64_t warp_bytes = p.max_len * (2 * K + kTileColumns) * es;
+  int warps = p.tiles >= kManyTiles ? kMaxWarpsPerCta : 1;
+  while (warps > 1 && warps * warp_bytes > kMaxStageBytes) warps /= 2;
+  return {warps, static_cast<size_t>(warps * warp_bytes)};
+}
+
 template <int K, bool kVK, bool kBF16>
 Status launch(const RecurrentParams& p, cudaStream_t stream) {
   if (p.tiles > 0x7fffffff)
     return Status::Unsupported("cuda: N * HV * V / 16 (" + std::to_string(p.tiles) +
                                ") exceeds 2^31 - 1 warps for one decode or verify launch");
-  const int warps = p.tiles >= kManyTiles ? kMaxWarpsPerCta : 1;
-  const int64_t ctas = (p.tiles + warps - 1) / warps;
-  recurrent_kernel<K, kVK, kBF16><<<static_cast<unsigned>(ctas), 32 * warps, 0, stream>>>(p);
+  const Shape shape = launch_shape(p, K);
+  const int64_t ctas = (p.tiles + shape.warps - 1) / shape.warps;
+  recurrent_kernel<K, kVK, kBF16><<<static_cast<unsigned>(ctas), 32 * shape.warps, shape.smem, stream>>>(p);
   return cuda_status(cudaGetLastError(), "recurrent_kernel launch");
 }
 
@@ -387,8 +431,19 @@ Status run_cuda_recurrent(const Call& c, const Args& a) {
     p.check_seqs = a.cu_seqlens_host == nullptr;
   }
   p.tokens_per_seq = c.op == Op::kDecode ? 1 : a.tokens_per_seq;
-  p.max_len = kMaxVerifyTokens;
-  if (a.intermediate_states.defined()) p.max_len = std::min(p.max_len, c.intermediate_slots);
+  if (a.cu_seqlens.defined()) {
+    // The staging area holds max_len tokens: the longest sequence when the
+    // host has cu_seqlens, else the most the device check lets through.
+    p.max_len = 0;
+    if (!c.seq_start.empty()) {
+      for (int64_t n = 0; n < c.N; ++n) p.max_len = std::max(p.max_len, c.seq_start[n + 1] - c.seq_start[n]);
+    } else {
+      p.max_len = kMaxVerifyTokens;
+      if (a.intermediate_states.defined()) p.max_len = std::min(p.max_len, c.intermediate_slots);
+    }
+  } else {
+    p.max_len = p.tokens_per_seq;
+  }
   p.init = state_view(a.initial_state, a.state_layout);
   if (c.pool) {
     p.indices = a.state_indices.data;

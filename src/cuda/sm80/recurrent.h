@@ -33,8 +33,10 @@ struct RecurrentParams {
   int64_t a_log_s = 0, dt_bias_s = 0;
   // Sequences: cu_seqlens (verify), else tokens_per_seq tokens each (1 for
   // decode). check_seqs: cu_seqlens had no host copy, so each sequence's
-  // bounds are checked on the device (0 <= start <= end <= T, at most
-  // max_len tokens); a sequence that fails writes nothing.
+  // bounds are checked on the device (0 <= start <= end <= T); a sequence
+  // that fails writes nothing. max_len: the most tokens of one sequence
+  // (the shared memory stages this many per warp); a longer one, possible
+  // only under check_seqs, also writes nothing.
   const void* cu_seqlens = nullptr;
   bool cu64 = false;
   int64_t cu_s = 0;
