@@ -35,7 +35,11 @@
 // shared memory with cp.async), then, once the row is known, the state; the
 // gate math and the device-side row checks come after. The round trips on
 // the path are the index's and the state's; a verify's later tokens wait
-// on no memory in the token loop.
+// on no memory in the token loop. The per-token scalars (exp(g), beta, the
+// q and k norms, q . k) of all tokens are formed while the state is in
+// flight, eight lanes per token, and the loop fetches each with a shuffle,
+// so it holds only the state's chain: sums, reduce-scatter, u, gather,
+// update.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -247,6 +251,48 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
   __syncwarp();
   if (__any_sync(kFull, bad)) return;
 
+  // The per-token scalars, for all tokens before the first state read
+  // (they wait only on the inputs, which arrive first): eight lanes per
+  // token, four tokens per round, each lane over K / 8 elements, then on
+  // lane j token j's q scale (scale / |q|), k scale (1 / |k|) and output
+  // coefficient (q . k)(q scale)(k scale). Out of the token loop they leave
+  // it only the state's dependency chain.
+  float lane_qs = 1.f, lane_ks = 1.f, lane_qk = 0.f;
+  {
+    constexpr int kPart = K / 8;
+    const int group = lane >> 3, part = (lane & 7) * kPart;
+    for (int first = 0; first < len; first += 4) {
+      const int j = first + group;
+      float qv[kPart], kv[kPart];
+      if (j < len) {
+        load_io<kPart>(stage + j * tok_bytes, p.io, part, qv);
+        load_io<kPart>(stage + j * tok_bytes + K * es, p.io, part, kv);
+      } else {
+#pragma unroll
+        for (int i = 0; i < kPart; ++i) qv[i] = kv[i] = 0.f;
+      }
+      float qq = 0.f, kk = 0.f, qk = 0.f;
+#pragma unroll
+      for (int i = 0; i < kPart; ++i) {
+        qq = fmaf(qv[i], qv[i], qq);
+        kk = fmaf(kv[i], kv[i], kk);
+        qk = fmaf(qv[i], kv[i], qk);
+      }
+      qq = sum_lanes<4, 1>(qq);
+      kk = sum_lanes<4, 1>(kk);
+      qk = sum_lanes<4, 1>(qk);
+      // q scaled by scale / |q|, k by 1 / |k| (CPU: token_io.h).
+      const float qs = (p.l2norm ? 1.f / sqrtf(qq + 1e-6f) : 1.f) * p.scale;
+      const float ks = p.l2norm ? 1.f / sqrtf(kk + 1e-6f) : 1.f;
+      const float c = qk * qs * ks;
+      // Token first + l sits on lane 8 l; lane j takes token j's.
+      const int src = 8 * (lane - first);
+      const float got_qs = __shfl_sync(kFull, qs, src & 31), got_ks = __shfl_sync(kFull, ks, src & 31);
+      const float got_qk = __shfl_sync(kFull, c, src & 31);
+      if (lane >= first && lane < first + 4) lane_qs = got_qs, lane_ks = got_ks, lane_qk = got_qk;
+    }
+  }
+
   for (int j = 0; j < len; ++j) {
     const int64_t t = t0 + j;
     const unsigned char* tok = stage + j * tok_bytes;
@@ -256,18 +302,11 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
     const float vx = load_io(tok + 2 * K * es, p.io, v_own - v0);
     const float decay = __shfl_sync(kFull, lane_decay, j);
     const float beta = __shfl_sync(kFull, lane_beta, j);
+    const float qs = __shfl_sync(kFull, lane_qs, j), ks = __shfl_sync(kFull, lane_ks, j);
+    const float qkc = __shfl_sync(kFull, lane_qk, j);
 
-    // |q|^2, |k|^2, q . k and the partial sums of S^T k and S^T q over the
-    // lane's elements (raw q and k: the norms scale the finished sums); then
-    // the reduce-scatter of the partial sums, and the norms' sums across the
-    // lanes that hold the rest of K (kv: the 8 row groups; vk: the row's lanes).
-    float qq = 0.f, kk = 0.f, qk = 0.f;
-#pragma unroll
-    for (int i = 0; i < kIn; ++i) {
-      qq = fmaf(qx[i], qx[i], qq);
-      kk = fmaf(kx[i], kx[i], kk);
-      qk = fmaf(qx[i], kx[i], qk);
-    }
+    // The partial sums of S^T k and S^T q over the lane's elements (raw q
+    // and k: the norms scale the finished sums), then their reduce-scatter.
     float x[kSums];
     if constexpr (kVK) {
       // The reduce-scatter's first step pairs rows r and r + R / 2; taking
@@ -302,17 +341,10 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
         }
       reduce_scatter<8, 16, 4>(x, lane);
     }
-    constexpr int kFirst = kVK ? kRowLanes / 2 : 16, kLast = kVK ? 1 : 4;
-    qq = sum_lanes<kFirst, kLast>(qq);
-    kk = sum_lanes<kFirst, kLast>(kk);
-    qk = sum_lanes<kFirst, kLast>(qk);
-    // q scaled by scale / |q|, k by 1 / |k| (CPU: token_io.h).
-    const float qs = (p.l2norm ? 1.f / sqrtf(qq + 1e-6f) : 1.f) * p.scale;
-    const float ks = p.l2norm ? 1.f / sqrtf(kk + 1e-6f) : 1.f;
     const float other = __shfl_xor_sync(kFull, x[0], kVK ? 1 : 4);
     const float sk = ks * (own_k ? x[0] : other), sq = qs * (own_k ? other : x[0]);
     const float u = beta * (vx - decay * sk);
-    if (own_k) store_io(p.out, p.io, t * p.o_s0 + hv * p.o_s1 + v_own, fmaf(qk * qs * ks, u, decay * sq));
+    if (own_k) store_io(p.out, p.io, t * p.o_s0 + hv * p.o_s1 + v_own, fmaf(qkc, u, decay * sq));
     const float uk = u * ks;  // k u^T with raw k
 
     // S' = exp(g) S + k u^T, with u gathered from the lanes that own it.
