@@ -39,7 +39,12 @@
 // q and k norms, q . k) of all tokens are formed while the state is in
 // flight, eight lanes per token, and the loop fetches each with a shuffle,
 // so it holds only the state's chain: sums, reduce-scatter, u, gather,
-// update.
+// update. On sm_90+ the launch is programmatic (ptx/griddep.cuh): the grid
+// lets the next kernel launch at once, and before it waits for the kernel
+// before to complete (any input may be that kernel's output) it prefetches
+// its state tile to L2 by the pool index as it reads then, a hint only:
+// after the wait everything is read again. The launch latency and, when
+// the row is right, the state's DRAM round trip overlap the kernel before.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -48,6 +53,7 @@
 
 #include "cuda/backend.h"
 #include "cuda/ptx/cp_async.cuh"
+#include "cuda/ptx/griddep.cuh"
 #include "cuda/sm80/recurrent.h"
 
 namespace gdn::cuda {
@@ -113,6 +119,29 @@ __device__ __forceinline__ void store_rows(void* data, int64_t first, int64_t rs
   for (int r = 0; r < R; ++r, ptr += rs) store4<kBF16>(ptr, 0, s[r]);
 }
 
+// L2 prefetches of the rows load_rows would read.
+template <bool kBF16, int R>
+__device__ __forceinline__ void prefetch_rows(const void* data, int64_t first, int64_t rs) {
+  using T = std::conditional_t<kBF16, __nv_bfloat16, float>;
+  const T* ptr = static_cast<const T*>(data) + first;
+#pragma unroll
+  for (int r = 0; r < R; ++r, ptr += rs) asm volatile("prefetch.global.L2 [%0];" ::"l"(ptr));
+}
+
+// An index read before the grid dependency wait, as a hint only (the kernel
+// before may still be writing it): relaxed at GPU scope, so it is served
+// from L2 and leaves no L1 line that the real read after the wait could hit.
+__device__ __forceinline__ int64_t peek_index(const void* p, bool is64, int64_t i) {
+  if (is64) {
+    long long x;
+    asm volatile("ld.relaxed.gpu.global.s64 %0, [%1];" : "=l"(x) : "l"(static_cast<const long long*>(p) + i));
+    return x;
+  }
+  int x;
+  asm volatile("ld.relaxed.gpu.global.s32 %0, [%1];" : "=r"(x) : "l"(static_cast<const int*>(p) + i));
+  return x;
+}
+
 // Reduce-scatter over the lanes that differ in the bits kOff, kOff / 2, ...,
 // kLast of the lane index. Each step halves the live sums x[0, kActive):
 // a lane keeps the half its bit selects (the upper half moving down), adds
@@ -149,6 +178,9 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
   constexpr int kRowLanes = K / 4;  // vk: lanes along one row of K elements
   constexpr int kIn = kVK ? 4 : R;  // q and k elements per lane
   constexpr int kSums = kVK ? 2 * R : 8;
+  // The next kernel in the stream may launch now (programmatic launch): it
+  // waits for this grid's completion before it reads what this one writes.
+  launch_dependents();
   const int lane = threadIdx.x & 31;
   // 32-bit index arithmetic (the host keeps tiles below 2^31): 64-bit
   // division is a long software sequence, on the path to the first load.
@@ -182,6 +214,22 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
   // into shared memory), then, once the row is known, the state. Bounds and
   // rows without a host copy are checked on the way (before the load they
   // guard, or before any store); a sequence that fails writes nothing.
+  // Launched programmatically, this grid may start while the kernel before
+  // it runs, and nothing of the caller's may be read until it completes:
+  // any input may be its output. Until then, pull the state tile toward L2
+  // by a guess at its row (the index as it reads now; the state rarely
+  // comes from the kernel just before). Prefetches change no value, so a
+  // wrong guess costs only bandwidth; everything is read again below.
+  if (p.prefetch_state && p.init.data != nullptr) {
+    const int64_t guess = p.indices != nullptr ? peek_index(p.indices, p.idx64, n * p.idx_s) : n;
+    if (guess >= 0 && (p.indices == nullptr || guess < p.pool_rows)) {
+      const int64_t rs = mat_stride(p.init);
+      prefetch_rows<kBF16, R>(p.init.data, guess * p.init.row_stride + hv * p.init.head_stride + a0 * rs + b0,
+                              rs);
+    }
+  }
+  wait_for_prerequisites();
+
   int64_t row = n;
   if (p.indices != nullptr) row = load_index(p.indices, p.idx64, n * p.idx_s);
   int64_t t0 = n * p.tokens_per_seq;
@@ -402,10 +450,17 @@ Status launch(const RecurrentParams& p, cudaStream_t stream) {
   if (p.tiles > 0x7fffffff)
     return Status::Unsupported("cuda: N * HV * V / 16 (" + std::to_string(p.tiles) +
                                ") exceeds 2^31 - 1 warps for one decode or verify launch");
-  const Shape shape = launch_shape(p, K);
-  const int64_t ctas = (p.tiles + shape.warps - 1) / shape.warps;
-  recurrent_kernel<K, kVK, kBF16><<<static_cast<unsigned>(ctas), 32 * shape.warps, shape.smem, stream>>>(p);
-  return cuda_status(cudaGetLastError(), "recurrent_kernel launch");
+  // Programmatic launch where the machine code has the grid dependency wait
+  // (sm_90+): the launch latency and the state prefetch overlap the kernel
+  // before in the stream.
+  static const bool programmatic = kernel_waits_for_prerequisites(recurrent_kernel<K, kVK, kBF16>);
+  RecurrentParams q = p;
+  q.prefetch_state = programmatic;
+  const Shape shape = launch_shape(q, K);
+  const int64_t ctas = (q.tiles + shape.warps - 1) / shape.warps;
+  return cuda_status(launch_kernel(recurrent_kernel<K, kVK, kBF16>, dim3(static_cast<unsigned>(ctas)),
+                                   dim3(32 * shape.warps), shape.smem, stream, programmatic, q),
+                     "recurrent_kernel launch");
 }
 
 template <int K>
