@@ -119,13 +119,23 @@ __device__ __forceinline__ void store_rows(void* data, int64_t first, int64_t rs
   for (int r = 0; r < R; ++r, ptr += rs) store4<kBF16>(ptr, 0, s[r]);
 }
 
+__device__ __forceinline__ void prefetch_l2(const void* p) {
+  asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
+}
+
+// L2 prefetches of the 128-byte lines of bytes [p, p + bytes).
+__device__ __forceinline__ void prefetch_span(const char* p, int bytes) {
+  for (int off = 0; off < bytes; off += 128) prefetch_l2(p + off);
+  prefetch_l2(p + bytes - 1);
+}
+
 // L2 prefetches of the rows load_rows would read.
 template <bool kBF16, int R>
 __device__ __forceinline__ void prefetch_rows(const void* data, int64_t first, int64_t rs) {
   using T = std::conditional_t<kBF16, __nv_bfloat16, float>;
   const T* ptr = static_cast<const T*>(data) + first;
 #pragma unroll
-  for (int r = 0; r < R; ++r, ptr += rs) asm volatile("prefetch.global.L2 [%0];" ::"l"(ptr));
+  for (int r = 0; r < R; ++r, ptr += rs) prefetch_l2(ptr);
 }
 
 // An index read before the grid dependency wait, as a hint only (the kernel
@@ -208,30 +218,73 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
   const bool own_k = (own & 1) == 0;
   auto mat_stride = [](const StateTensor& s) { return kVK ? s.v_stride : s.k_stride; };
 
-  // Every global load of the warp is issued before any math that waits on
-  // one: the pool row and the sequence bounds first, then the token inputs
-  // (the gates into registers, q, k and v of all of the sequence's tokens
-  // into shared memory), then, once the row is known, the state. Bounds and
-  // rows without a host copy are checked on the way (before the load they
-  // guard, or before any store); a sequence that fails writes nothing.
   // Launched programmatically, this grid may start while the kernel before
-  // it runs, and nothing of the caller's may be read until it completes:
-  // any input may be its output. Until then, pull the state tile toward L2
-  // by a guess at its row (the index as it reads now; the state rarely
-  // comes from the kernel just before). Prefetches change no value, so a
-  // wrong guess costs only bandwidth; everything is read again below.
-  if (p.prefetch_state && p.init.data != nullptr) {
-    const int64_t guess = p.indices != nullptr ? peek_index(p.indices, p.idx64, n * p.idx_s) : n;
-    if (guess >= 0 && (p.indices == nullptr || guess < p.pool_rows)) {
+  // it still runs, and nothing of the caller's may be read until that one
+  // completes: any input may be its output. Until then, pull the token
+  // inputs and the state tile toward L2 at the addresses the indices give
+  // as they read now, and keep that pool row as a guess (the state rarely
+  // comes from the kernel just before). A prefetch changes no value, so a
+  // stale index costs only bandwidth; everything is read again after the
+  // wait.
+  int64_t guess = -1;
+  if (p.programmatic) {
+    // The reads first (one round trip for all), then the prefetches.
+    if (p.init.data != nullptr)
+      guess = p.indices != nullptr ? peek_index(p.indices, p.idx64, n * p.idx_s) : n;
+    int64_t t0 = n * p.tokens_per_seq, len = p.tokens_per_seq;
+    if (p.cu_seqlens != nullptr) {
+      t0 = peek_index(p.cu_seqlens, p.cu64, n * p.cu_s);
+      const int64_t end = peek_index(p.cu_seqlens, p.cu64, (n + 1) * p.cu_s);
+      len = t0 >= 0 && end >= t0 && end <= p.T && end - t0 <= p.max_len ? end - t0 : 0;
+    }
+    if (p.indices != nullptr && guess >= p.pool_rows) guess = -1;
+    if (guess >= 0) {
       const int64_t rs = mat_stride(p.init);
       prefetch_rows<kBF16, R>(p.init.data, guess * p.init.row_stride + hv * p.init.head_stride + a0 * rs + b0,
                               rs);
     }
+    if (lane < len) {
+      const int64_t t = t0 + lane;
+      const int es = p.io == DType::kF32 ? 4 : 2;
+      prefetch_span(static_cast<const char*>(p.q) + (t * p.q_s0 + h * p.q_s1) * es, K * es);
+      prefetch_span(static_cast<const char*>(p.k) + (t * p.k_s0 + h * p.k_s1) * es, K * es);
+      prefetch_span(static_cast<const char*>(p.v) + (t * p.v_s0 + hv * p.v_s1 + v0) * es, kTileColumns * es);
+      prefetch_span(
+          static_cast<const char*>(p.gate_a) + (t * p.ga_s0 + hv * p.ga_s1) * (p.gate_a_bf16 ? 2 : 4), 1);
+      prefetch_span(
+          static_cast<const char*>(p.gate_b) + (t * p.gb_s0 + hv * p.gb_s1) * (p.gate_b_bf16 ? 2 : 4), 1);
+    }
   }
   wait_for_prerequisites();
 
+  // Every global load of the warp is issued before any math that waits on
+  // one: the pool row's index; the state, where its row is known without
+  // the index (dense, or the guess); the sequence bounds; the token inputs
+  // (the gates into registers, q, k and v of all of the sequence's tokens
+  // into shared memory); then the state at the row the index names, unless
+  // read already. Reading at the guess (after the wait, so the data are
+  // final) lets the state's round trip overlap the index's instead of
+  // following it. Bounds and rows without a host copy are checked on the
+  // way (before the load they guard, or before any store); a sequence that
+  // fails writes nothing.
   int64_t row = n;
   if (p.indices != nullptr) row = load_index(p.indices, p.idx64, n * p.idx_s);
+
+  // The state of pool row r (r < 0 or no initial state: zero).
+  float s[R][4];
+  auto read_state = [&](int64_t r) {
+    if (p.init.data != nullptr && r >= 0) {
+      const int64_t rs = mat_stride(p.init);
+      load_rows<kBF16>(p.init.data, r * p.init.row_stride + hv * p.init.head_stride + a0 * rs + b0, rs, s);
+    } else {
+#pragma unroll
+      for (int i = 0; i < R; ++i) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.f;
+    }
+  };
+  const bool early = p.indices == nullptr || p.programmatic;
+  const int64_t first = p.indices == nullptr ? n : guess;
+  if (early) read_state(first);
+
   int64_t t0 = n * p.tokens_per_seq;
   int len = static_cast<int>(p.tokens_per_seq);
   if (p.cu_seqlens != nullptr) {
@@ -274,15 +327,8 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
   }
   cp_async_commit();
 
-  float s[R][4];
   bool bad = p.check_rows && row >= p.pool_rows;  // not read
-  if (p.init.data != nullptr && row >= 0 && !bad) {
-    const int64_t rs = mat_stride(p.init);
-    load_rows<kBF16>(p.init.data, row * p.init.row_stride + hv * p.init.head_stride + a0 * rs + b0, rs, s);
-  } else {
-#pragma unroll
-    for (int r = 0; r < R; ++r) s[r][0] = s[r][1] = s[r][2] = s[r][3] = 0.f;
-  }
+  if (!early || row != first) read_state(bad ? -1 : row);
   // A row named by another sequence: the state is read, nothing written.
   if (p.check_rows && row >= 0)
     for (int64_t m = lane; m < p.N && !bad; m += 32)
@@ -455,7 +501,7 @@ Status launch(const RecurrentParams& p, cudaStream_t stream) {
   // before in the stream.
   static const bool programmatic = kernel_waits_for_prerequisites(recurrent_kernel<K, kVK, kBF16>);
   RecurrentParams q = p;
-  q.prefetch_state = programmatic;
+  q.programmatic = programmatic;
   const Shape shape = launch_shape(q, K);
   const int64_t ctas = (q.tiles + shape.warps - 1) / shape.warps;
   return cuda_status(launch_kernel(recurrent_kernel<K, kVK, kBF16>, dim3(static_cast<unsigned>(ctas)),

@@ -62,9 +62,10 @@ struct RecurrentParams {
   int64_t o_s0 = 0, o_s1 = 0;
   float scale = 1.0f;
   bool l2norm = false;
-  // Set by the launcher under a programmatic launch: prefetch the state
-  // tile to L2 before the grid dependency wait (recurrent.cu).
-  bool prefetch_state = false;
+  // Set by the launcher under a programmatic launch: prefetch the inputs
+  // and the state tile before the grid dependency wait, and read the state
+  // at the pool row the index named then (recurrent.cu).
+  bool programmatic = false;
 };
 
 // Launches decode or verify: K in {64, 128}, V a multiple of kTileColumns,
