@@ -345,18 +345,18 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
   __syncwarp();
   if (__any_sync(kFull, bad)) return;
 
-  // The per-token scalars, for all tokens before the first state read
-  // (they wait only on the inputs, which arrive first): eight lanes per
-  // token, four tokens per round, each lane over K / 8 elements, then on
-  // lane j token j's q scale (scale / |q|), k scale (1 / |k|) and output
-  // coefficient (q . k)(q scale)(k scale). Out of the token loop they leave
-  // it only the state's dependency chain.
+  // The per-token scalars of all tokens before the token loop (they wait
+  // only on the inputs, not on the state): eight lanes per token, four
+  // tokens per round, each lane over K / 8 elements, then on lane j token
+  // j's q scale (scale / |q|), k scale (1 / |k|) and output coefficient
+  // (q . k)(q scale)(k scale). Out of the loop they leave it only the
+  // state's dependency chain.
   float lane_qs = 1.f, lane_ks = 1.f, lane_qk = 0.f;
   {
     constexpr int kPart = K / 8;
     const int group = lane >> 3, part = (lane & 7) * kPart;
-    for (int first = 0; first < len; first += 4) {
-      const int j = first + group;
+    for (int j0 = 0; j0 < len; j0 += 4) {
+      const int j = j0 + group;
       float qv[kPart], kv[kPart];
       if (j < len) {
         load_io<kPart>(stage + j * tok_bytes, p.io, part, qv);
@@ -379,11 +379,11 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
       const float qs = (p.l2norm ? 1.f / sqrtf(qq + 1e-6f) : 1.f) * p.scale;
       const float ks = p.l2norm ? 1.f / sqrtf(kk + 1e-6f) : 1.f;
       const float c = qk * qs * ks;
-      // Token first + l sits on lane 8 l; lane j takes token j's.
-      const int src = 8 * (lane - first);
+      // Token j0 + l sits on lane 8 l; lane j takes token j's.
+      const int src = 8 * (lane - j0);
       const float got_qs = __shfl_sync(kFull, qs, src & 31), got_ks = __shfl_sync(kFull, ks, src & 31);
       const float got_qk = __shfl_sync(kFull, c, src & 31);
-      if (lane >= first && lane < first + 4) lane_qs = got_qs, lane_ks = got_ks, lane_qk = got_qk;
+      if (lane >= j0 && lane < j0 + 4) lane_qs = got_qs, lane_ks = got_ks, lane_qk = got_qk;
     }
   }
 
@@ -479,6 +479,12 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
 // over as many SMs as it has warps; four from kManyTiles warps up (fewer,
 // larger CTAs to schedule), fewer where the staging would pass the 48 KB a
 // launch gets without opting in (only 16-token fp32 verifies).
+// Not done: splitting a tile's K rows over 2-4 warps of a CTA on small
+// grids (partial sums reduced through shared memory). A batch-1 decode's
+// time is its round trips (index, state) plus the state's bytes over the
+// memory bandwidth, the same however the tiles are cut; a split shortens
+// only the math after the last state row arrives (~350 -> ~200 cycles, about
+// 0.1 us), for a second code path and a block barrier.
 struct Shape {
   int warps;
   size_t smem;
