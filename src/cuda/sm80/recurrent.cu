@@ -29,22 +29,24 @@
 // update: no block barrier, and the state never leaves the registers.
 //
 // Latency (a batch-1 decode is a chain of dependent memory round trips):
-// every global load is issued before any math that waits on one. The pool
-// row's index goes first, then the token inputs (gates into registers; q, k
-// and the tile's v of all of the sequence's tokens into the warp's slice of
-// shared memory with cp.async), then, once the row is known, the state; the
-// gate math and the device-side row checks come after. The round trips on
-// the path are the index's and the state's; a verify's later tokens wait
-// on no memory in the token loop. The per-token scalars (exp(g), beta, the
-// q and k norms, q . k) of all tokens are formed while the state is in
-// flight, eight lanes per token, and the loop fetches each with a shuffle,
-// so it holds only the state's chain: sums, reduce-scatter, u, gather,
-// update. On sm_90+ the launch is programmatic (ptx/griddep.cuh): the grid
-// lets the next kernel launch at once, and before it waits for the kernel
-// before to complete (any input may be that kernel's output) it prefetches
-// its state tile to L2 by the pool index as it reads then, a hint only:
-// after the wait everything is read again. The launch latency and, when
-// the row is right, the state's DRAM round trip overlap the kernel before.
+// every global load is issued before any math that waits on one: the pool
+// row's index, the token inputs (gates into registers; q, k and the tile's
+// v of all of the sequence's tokens into the warp's slice of shared memory
+// with cp.async), the state; the gate math and the device-side row checks
+// come after, and a verify's later tokens wait on no memory in the token
+// loop. The per-token scalars (exp(g), beta, the q and k norms, q . k) of
+// all tokens are formed before the loop, eight lanes per token, and the
+// loop fetches each with a shuffle, so it holds only the state's chain:
+// sums, reduce-scatter, u, gather, update.
+// On sm_90+ the launch is programmatic (ptx/griddep.cuh): the grid lets the
+// next kernel launch at once, and before it waits for the kernel before to
+// complete (any input may be that kernel's output) it reads the pool index
+// and cu_seqlens as they are then and prefetches the state tile and the
+// token inputs to L2 there. After the wait it reads the state at that
+// guessed row first, beside the real index read, and again only if the
+// index names another row; what is read after the wait is final either
+// way. The launch and the DRAM round trips overlap the kernel before, and
+// the index's and the state's round trips overlap each other.
 #include <cuda_runtime.h>
 
 #include <algorithm>
