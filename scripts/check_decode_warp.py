@@ -4,8 +4,9 @@
 Emulates one warp of the decode/verify kernel lane by lane with NumPy (the
 32 lanes are array rows, shuffles are permutations): the lane geometry of
 both state layouts, the partial sums, the reduce-scatter and which lane owns
-which finished sum, the pair swap, the output writes, the gather of u and the
-state update. Runs every 16-column tile of a state over a few tokens and
+which finished sum, the pair swap, the per-token scalars computed up
+front (eight lanes per token) and fetched from lane j, the output writes,
+the gather of u and the state update. Runs every 16-column tile of a state over a few tokens and
 checks that each output column is written by exactly one lane, the tiles
 cover the state exactly once, and the result matches a float64 token
 recurrence (DESIGN section 1), for K, V in {64, 128}, both layouts, with and
@@ -65,12 +66,34 @@ def warp_tile(K, vk, v0, Smat, toks, scale, l2norm):
             s[l, r] = Smat[a0[l] + r, b0[l]:b0[l] + 4]
     outs, states = [], []
     f = np.float32
-    for (q, k, v, decay, beta) in toks:
+    # Per-token scalars up front: eight lanes per token, four tokens per
+    # round, each lane over K / 8 elements; token j's end up on lane j.
+    L = len(toks)
+    assert L <= 32
+    lane_qs = np.ones(32, np.float32); lane_ks = np.ones(32, np.float32); lane_qk = np.zeros(32, np.float32)
+    part = (LANES & 7) * (K // 8)
+    for first in range(0, L, 4):
+        j = first + (LANES >> 3)
+        qv = np.zeros((32, K // 8), np.float32); kv = np.zeros((32, K // 8), np.float32)
+        for l in range(32):
+            if j[l] < L:
+                qv[l] = toks[j[l]][0][part[l]:part[l] + K // 8]
+                kv[l] = toks[j[l]][1][part[l]:part[l] + K // 8]
+        qq = sum_lanes((qv * qv).sum(1, dtype=np.float32), 4, 1)
+        kk = sum_lanes((kv * kv).sum(1, dtype=np.float32), 4, 1)
+        qk = sum_lanes((qv * kv).sum(1, dtype=np.float32), 4, 1)
+        qs = (1 / np.sqrt(qq + 1e-6) if l2norm else np.ones(32, np.float32)) * scale
+        ks = 1 / np.sqrt(kk + 1e-6) if l2norm else np.ones(32, np.float32)
+        c = qk * qs * ks
+        src = (8 * (LANES - first)) & 31
+        take = (LANES >= first) & (LANES < first + 4)
+        lane_qs = np.where(take, shfl(qs, src), lane_qs)
+        lane_ks = np.where(take, shfl(ks, src), lane_ks)
+        lane_qk = np.where(take, shfl(c, src), lane_qk)
+    for jt, (q, k, v, decay, beta) in enumerate(toks):
         kx = np.stack([k[kin0[l]:kin0[l] + kIn] for l in range(32)]).astype(np.float32)
         qx = np.stack([q[kin0[l]:kin0[l] + kIn] for l in range(32)]).astype(np.float32)
         vx = v[v_own].astype(np.float32)
-        qq = (qx * qx).sum(1, dtype=np.float32); kk = (kx * kx).sum(1, dtype=np.float32)
-        qk = (qx * kx).sum(1, dtype=np.float32)
         if vk:
             upper = (LANES & (RL // 2)) != 0
             x = np.zeros((32, R), np.float32)
@@ -84,17 +107,13 @@ def warp_tile(K, vk, v0, Smat, toks, scale, l2norm):
                     send = np.where(upper, sm[:, 0, w], sm[:, 1, w])
                     x[:, 2 * r + w] = keep + shfl_xor(send, RL // 2)
             x = reduce_scatter(x, R, RL // 4, 1)
-            first, last = RL // 2, 1
         else:
             x = np.zeros((32, 8), np.float32)
             for c in range(4):
                 x[:, 2 * c] = (s[:, :, c] * kx).sum(1)
                 x[:, 2 * c + 1] = (s[:, :, c] * qx).sum(1)
             x = reduce_scatter(x, 8, 16, 4)
-            first, last = 16, 4
-        qq = sum_lanes(qq, first, last); kk = sum_lanes(kk, first, last); qk = sum_lanes(qk, first, last)
-        qs = (1 / np.sqrt(qq + 1e-6) if l2norm else np.ones(32, np.float32)) * scale
-        ks = 1 / np.sqrt(kk + 1e-6) if l2norm else np.ones(32, np.float32)
+        qs = np.full(32, lane_qs[jt]); ks = np.full(32, lane_ks[jt]); qkc = np.full(32, lane_qk[jt])
         other = shfl_xor(x[:, 0], 1 if vk else 4)
         sk = ks * np.where(own_k, x[:, 0], other)
         sq = qs * np.where(own_k, other, x[:, 0])
@@ -103,7 +122,7 @@ def warp_tile(K, vk, v0, Smat, toks, scale, l2norm):
         for l in range(32):
             if own_k[l]:
                 assert v_own[l] not in o, "two lanes write one column"
-                o[int(v_own[l])] = qk[l] * qs[l] * ks[l] * u[l] + decay * sq[l]
+                o[int(v_own[l])] = qkc[l] * u[l] + decay * sq[l]
         uk = u * ks
         if vk:
             for r in range(R):
@@ -169,5 +188,5 @@ for K in (64, 128):
     for V in (64, 128):
         for vk in (False, True):
             for l2 in (True, False):
-                eo, es = check(K, V, vk, L=3, l2norm=l2, seed=K + V + vk)
+                eo, es = check(K, V, vk, L=6, l2norm=l2, seed=K + V + vk)
                 print(f"K={K} V={V} {'vk' if vk else 'kv'} l2norm={l2}: out {eo:.2e} state {es:.2e}")

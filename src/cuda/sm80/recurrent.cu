@@ -26,7 +26,27 @@
 // elements), a reduce-scatter across the lanes sharing those columns
 // leaves every lane one finished sum, lane pairs swap to hold (sk, sq) of
 // one column, compute u and o for it, and u is gathered back for the
-// update: no shared memory and no block barrier.
+// update: no block barrier, and the state never leaves the registers.
+//
+// Latency (a batch-1 decode is a chain of dependent memory round trips):
+// every global load is issued before any math that waits on one: the pool
+// row's index, the token inputs (gates into registers; q, k and the tile's
+// v of all of the sequence's tokens into the warp's slice of shared memory
+// with cp.async), the state; the gate math and the device-side row checks
+// come after, and a verify's later tokens wait on no memory in the token
+// loop. The per-token scalars (exp(g), beta, the q and k norms, q . k) of
+// all tokens are formed before the loop, eight lanes per token, and the
+// loop fetches each with a shuffle, so it holds only the state's chain:
+// sums, reduce-scatter, u, gather, update.
+// On sm_90+ the launch is programmatic (ptx/griddep.cuh): the grid lets the
+// next kernel launch at once, and before it waits for the kernel before to
+// complete (any input may be that kernel's output) it reads the pool index
+// and cu_seqlens as they are then and prefetches the state tile and the
+// token inputs to L2 there. After the wait it reads the state at that
+// guessed row first, beside the real index read, and again only if the
+// index names another row; what is read after the wait is final either
+// way. The launch and the DRAM round trips overlap the kernel before, and
+// the index's and the state's round trips overlap each other.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -34,6 +54,8 @@
 #include <type_traits>
 
 #include "cuda/backend.h"
+#include "cuda/ptx/cp_async.cuh"
+#include "cuda/ptx/griddep.cuh"
 #include "cuda/sm80/recurrent.h"
 
 namespace gdn::cuda {
@@ -51,6 +73,8 @@ constexpr int64_t kManyTiles = 2048;
 // (~2 us) is ~45 KB, so about 6 warps waiting on their reads keep the
 // memory busy. (A 128-register cap for 16 warps spills at K = 128.)
 constexpr int kMinCtasPerSm = 3;
+// Dynamic shared memory per CTA that needs no opt-in.
+constexpr int64_t kMaxStageBytes = 48 * 1024;
 
 // Four consecutive state elements as fp32.
 template <bool kBF16>
@@ -97,6 +121,39 @@ __device__ __forceinline__ void store_rows(void* data, int64_t first, int64_t rs
   for (int r = 0; r < R; ++r, ptr += rs) store4<kBF16>(ptr, 0, s[r]);
 }
 
+__device__ __forceinline__ void prefetch_l2(const void* p) {
+  asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
+}
+
+// L2 prefetches of the 128-byte lines of bytes [p, p + bytes).
+__device__ __forceinline__ void prefetch_span(const char* p, int bytes) {
+  for (int off = 0; off < bytes; off += 128) prefetch_l2(p + off);
+  prefetch_l2(p + bytes - 1);
+}
+
+// L2 prefetches of the rows load_rows would read.
+template <bool kBF16, int R>
+__device__ __forceinline__ void prefetch_rows(const void* data, int64_t first, int64_t rs) {
+  using T = std::conditional_t<kBF16, __nv_bfloat16, float>;
+  const T* ptr = static_cast<const T*>(data) + first;
+#pragma unroll
+  for (int r = 0; r < R; ++r, ptr += rs) prefetch_l2(ptr);
+}
+
+// An index read before the grid dependency wait, as a hint only (the kernel
+// before may still be writing it): relaxed at GPU scope, so it is served
+// from L2 and leaves no L1 line that the real read after the wait could hit.
+__device__ __forceinline__ int64_t peek_index(const void* p, bool is64, int64_t i) {
+  if (is64) {
+    long long x;
+    asm volatile("ld.relaxed.gpu.global.s64 %0, [%1];" : "=l"(x) : "l"(static_cast<const long long*>(p) + i));
+    return x;
+  }
+  int x;
+  asm volatile("ld.relaxed.gpu.global.s32 %0, [%1];" : "=r"(x) : "l"(static_cast<const int*>(p) + i));
+  return x;
+}
+
 // Reduce-scatter over the lanes that differ in the bits kOff, kOff / 2, ...,
 // kLast of the lane index. Each step halves the live sums x[0, kActive):
 // a lane keeps the half its bit selects (the upper half moving down), adds
@@ -125,10 +182,6 @@ __device__ __forceinline__ float sum_lanes(float x) {
   return x;
 }
 
-__device__ __forceinline__ void prefetch_l2(const void* p) {
-  asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
-}
-
 template <int K, bool kVK, bool kBF16>
 __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
     recurrent_kernel(const __grid_constant__ RecurrentParams p) {
@@ -137,6 +190,9 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
   constexpr int kRowLanes = K / 4;  // vk: lanes along one row of K elements
   constexpr int kIn = kVK ? 4 : R;  // q and k elements per lane
   constexpr int kSums = kVK ? 2 * R : 8;
+  // The next kernel in the stream may launch now (programmatic launch): it
+  // waits for this grid's completion before it reads what this one writes.
+  launch_dependents();
   const int lane = threadIdx.x & 31;
   // 32-bit index arithmetic (the host keeps tiles below 2^31): 64-bit
   // division is a long software sequence, on the path to the first load.
@@ -148,27 +204,6 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
   const int64_t n = item / heads;
   const int hv = static_cast<int>(item - static_cast<uint32_t>(n) * heads);
   const int h = hv / static_cast<int>(p.group);
-
-  // The sequence's tokens and state row; bounds and rows without a host
-  // copy are checked here, and a sequence that fails writes nothing.
-  int64_t t0 = n * p.tokens_per_seq;
-  int len = static_cast<int>(p.tokens_per_seq);
-  if (p.cu_seqlens != nullptr) {
-    t0 = load_index(p.cu_seqlens, p.cu64, n * p.cu_s);
-    const int64_t end = load_index(p.cu_seqlens, p.cu64, (n + 1) * p.cu_s);
-    if (p.check_seqs && (t0 < 0 || end < t0 || end > p.T || end - t0 > p.max_len)) return;
-    len = static_cast<int>(end - t0);  // validated (host copy) or just checked: at most 16
-  }
-  int64_t row = n;
-  if (p.indices != nullptr) {
-    row = load_index(p.indices, p.idx64, n * p.idx_s);
-    if (p.check_rows && row >= 0) {
-      bool bad = row >= p.pool_rows;
-      for (int64_t m = lane; m < p.N && !bad; m += 32)
-        bad = m != n && load_index(p.indices, p.idx64, m * p.idx_s) == row;
-      if (__any_sync(kFull, bad)) return;
-    }
-  }
 
   // This lane's elements: rows a0 .. a0 + R - 1 of the state matrix, four
   // consecutive from b0 in each (kv: a = K row, b = value column; vk: the
@@ -185,63 +220,189 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
   const bool own_k = (own & 1) == 0;
   auto mat_stride = [](const StateTensor& s) { return kVK ? s.v_stride : s.k_stride; };
 
-  // Verify: pull the later tokens' inputs toward L2 while the state loads.
-  if (len > 1 && lane + 1 < len) {
-    const int64_t t = t0 + lane + 1, es = p.io == DType::kF32 ? 4 : 2, bytes = K * es;
-    const char* q = static_cast<const char*>(p.q) + (t * p.q_s0 + h * p.q_s1) * es;
-    const char* k = static_cast<const char*>(p.k) + (t * p.k_s0 + h * p.k_s1) * es;
-    for (int64_t off = 0; off < bytes; off += 128) {
-      prefetch_l2(q + off);
-      prefetch_l2(k + off);
+  // Launched programmatically, this grid may start while the kernel before
+  // it still runs, and nothing of the caller's may be read until that one
+  // completes: any input may be its output. Until then, pull the token
+  // inputs and the state tile toward L2 at the addresses the indices give
+  // as they read now, and keep that pool row as a guess (the state rarely
+  // comes from the kernel just before). A prefetch changes no value, so a
+  // stale index costs only bandwidth; everything is read again after the
+  // wait.
+  int64_t guess = -1;
+  if (p.programmatic) {
+    // The reads first (one round trip for all), then the prefetches.
+    if (p.init.data != nullptr)
+      guess = p.indices != nullptr ? peek_index(p.indices, p.idx64, n * p.idx_s) : n;
+    int64_t t0 = n * p.tokens_per_seq, len = p.tokens_per_seq;
+    if (p.cu_seqlens != nullptr) {
+      t0 = peek_index(p.cu_seqlens, p.cu64, n * p.cu_s);
+      const int64_t end = peek_index(p.cu_seqlens, p.cu64, (n + 1) * p.cu_s);
+      len = t0 >= 0 && end >= t0 && end <= p.T && end - t0 <= p.max_len ? end - t0 : 0;
     }
-    prefetch_l2(q + bytes - 1);
-    prefetch_l2(k + bytes - 1);
-    prefetch_l2(static_cast<const char*>(p.v) + (t * p.v_s0 + hv * p.v_s1 + v0) * es);
+    if (p.indices != nullptr && guess >= p.pool_rows) guess = -1;
+    if (guess >= 0) {
+      const int64_t rs = mat_stride(p.init);
+      prefetch_rows<kBF16, R>(p.init.data, guess * p.init.row_stride + hv * p.init.head_stride + a0 * rs + b0,
+                              rs);
+    }
+    if (lane < len) {
+      const int64_t t = t0 + lane;
+      const int es = p.io == DType::kF32 ? 4 : 2;
+      prefetch_span(static_cast<const char*>(p.q) + (t * p.q_s0 + h * p.q_s1) * es, K * es);
+      prefetch_span(static_cast<const char*>(p.k) + (t * p.k_s0 + h * p.k_s1) * es, K * es);
+      prefetch_span(static_cast<const char*>(p.v) + (t * p.v_s0 + hv * p.v_s1 + v0) * es, kTileColumns * es);
+      prefetch_span(
+          static_cast<const char*>(p.gate_a) + (t * p.ga_s0 + hv * p.ga_s1) * (p.gate_a_bf16 ? 2 : 4), 1);
+      prefetch_span(
+          static_cast<const char*>(p.gate_b) + (t * p.gb_s0 + hv * p.gb_s1) * (p.gate_b_bf16 ? 2 : 4), 1);
+    }
+  }
+  wait_for_prerequisites();
+
+  // Every global load of the warp is issued before any math that waits on
+  // one: the pool row's index; the state, where its row is known without
+  // the index (dense, or the guess); the sequence bounds; the token inputs
+  // (the gates into registers, q, k and v of all of the sequence's tokens
+  // into shared memory); then the state at the row the index names, unless
+  // read already. Reading at the guess (after the wait, so the data are
+  // final) lets the state's round trip overlap the index's instead of
+  // following it. Bounds and rows without a host copy are checked on the
+  // way (before the load they guard, or before any store); a sequence that
+  // fails writes nothing.
+  int64_t row = n;
+  if (p.indices != nullptr) row = load_index(p.indices, p.idx64, n * p.idx_s);
+
+  // The state of pool row r (r < 0 or no initial state: zero).
+  float s[R][4];
+  auto read_state = [&](int64_t r) {
+    if (p.init.data != nullptr && r >= 0) {
+      const int64_t rs = mat_stride(p.init);
+      load_rows<kBF16>(p.init.data, r * p.init.row_stride + hv * p.init.head_stride + a0 * rs + b0, rs, s);
+    } else {
+#pragma unroll
+      for (int i = 0; i < R; ++i) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.f;
+    }
+  };
+  const bool early = p.indices == nullptr || p.programmatic;
+  const int64_t first = p.indices == nullptr ? n : guess;
+  if (early) read_state(first);
+
+  int64_t t0 = n * p.tokens_per_seq;
+  int len = static_cast<int>(p.tokens_per_seq);
+  if (p.cu_seqlens != nullptr) {
+    t0 = load_index(p.cu_seqlens, p.cu64, n * p.cu_s);
+    const int64_t end = load_index(p.cu_seqlens, p.cu64, (n + 1) * p.cu_s);
+    if (p.check_seqs && (t0 < 0 || end < t0 || end > p.T)) return;
+    if (end - t0 > p.max_len) return;  // validated on the host unless check_seqs
+    len = static_cast<int>(end - t0);
   }
 
-  // Gates of every token up front, token j's on lane j (verify's at most 16
-  // tokens fit a warp): their loads overlap the state's, and the loop
-  // fetches them with one shuffle each.
+  // Gates of every token, token j's on lane j (verify's at most 16 tokens
+  // fit a warp); the loop fetches them with one shuffle each.
   static_assert(kMaxVerifyTokens <= 32, "one token's gates per lane");
-  float lane_decay = 1.f, lane_beta = 0.f;
+  float gate_a = 0.f, gate_b = 0.f, a_log = 0.f, dt_bias = 0.f;
   if (lane < len) {
     const int64_t t = t0 + lane;
-    float g = load_gate_input(p.gate_a, p.gate_a_bf16, t * p.ga_s0 + hv * p.ga_s1);
-    lane_beta = load_gate_input(p.gate_b, p.gate_b_bf16, t * p.gb_s0 + hv * p.gb_s1);
-    if (p.fused)
-      fused_gate(g, lane_beta, p.a_log[hv * p.a_log_s], p.dt_bias[hv * p.dt_bias_s], &g, &lane_beta);
-    lane_decay = expf(g);
+    gate_a = load_gate_input(p.gate_a, p.gate_a_bf16, t * p.ga_s0 + hv * p.ga_s1);
+    gate_b = load_gate_input(p.gate_b, p.gate_b_bf16, t * p.gb_s0 + hv * p.gb_s1);
+    if (p.fused) a_log = p.a_log[hv * p.a_log_s], dt_bias = p.dt_bias[hv * p.dt_bias_s];
   }
 
-  float s[R][4];
-  if (p.init.data != nullptr && row >= 0) {
-    const int64_t rs = mat_stride(p.init);
-    load_rows<kBF16>(p.init.data, row * p.init.row_stride + hv * p.init.head_stride + a0 * rs + b0, rs, s);
-  } else {
+  // q, k and the tile's 16 values of v of each token, in 16-byte copies:
+  // token j at stage + j * tok_bytes as [q: K][k: K][v: 16] io elements.
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  const int es_log = p.io == DType::kF32 ? 2 : 1, es = 1 << es_log;  // bytes per io element
+  const int row_units = K * es / 16, tok_bytes = (2 * K + kTileColumns) * es;
+  unsigned char* stage = smem_raw + (threadIdx.x >> 5) * static_cast<int>(p.max_len) * tok_bytes;
+  for (int j = 0; j < len; ++j) {
+    const int64_t t = t0 + j;
+    const char* q = static_cast<const char*>(p.q) + (t * p.q_s0 + h * p.q_s1) * es;
+    const char* k = static_cast<const char*>(p.k) + (t * p.k_s0 + h * p.k_s1) * es;
+    for (int u = lane; u < 2 * row_units; u += 32)
+      cp_async_16(stage + j * tok_bytes + 16 * u, u < row_units ? q + 16 * u : k + 16 * (u - row_units),
+                  true);
+  }
+  for (int c = lane; c < len << es_log; c += 32) {  // es 16-byte units of v per token
+    const int j = c >> es_log, u = c & (es - 1);
+    const char* v = static_cast<const char*>(p.v) + ((t0 + j) * p.v_s0 + hv * p.v_s1 + v0) * es;
+    cp_async_16(stage + j * tok_bytes + 2 * K * es + 16 * u, v + 16 * u, true);
+  }
+  cp_async_commit();
+
+  bool bad = p.check_rows && row >= p.pool_rows;  // not read
+  if (!early || row != first) read_state(bad ? -1 : row);
+  // A row named by another sequence: the state is read, nothing written.
+  if (p.check_rows && row >= 0)
+    for (int64_t m = lane; m < p.N && !bad; m += 32)
+      bad = m != n && load_index(p.indices, p.idx64, m * p.idx_s) == row;
+
+  float lane_decay = 1.f, lane_beta = 0.f;
+  if (lane < len) {
+    float g = gate_a;
+    lane_beta = gate_b;
+    if (p.fused) fused_gate(g, lane_beta, a_log, dt_bias, &g, &lane_beta);
+    lane_decay = expf(g);
+  }
+  cp_async_wait<0>();
+  __syncwarp();
+  if (__any_sync(kFull, bad)) return;
+
+  // The per-token scalars of all tokens before the token loop (they wait
+  // only on the inputs, not on the state): eight lanes per token, four
+  // tokens per round, each lane over K / 8 elements, then on lane j token
+  // j's q scale (scale / |q|), k scale (1 / |k|) and output coefficient
+  // (q . k)(q scale)(k scale). Out of the loop they leave it only the
+  // state's dependency chain.
+  float lane_qs = 1.f, lane_ks = 1.f, lane_qk = 0.f;
+  {
+    constexpr int kPart = K / 8;
+    const int group = lane >> 3, part = (lane & 7) * kPart;
+    for (int j0 = 0; j0 < len; j0 += 4) {
+      const int j = j0 + group;
+      float qv[kPart], kv[kPart];
+      if (j < len) {
+        load_io<kPart>(stage + j * tok_bytes, p.io, part, qv);
+        load_io<kPart>(stage + j * tok_bytes + K * es, p.io, part, kv);
+      } else {
 #pragma unroll
-    for (int r = 0; r < R; ++r) s[r][0] = s[r][1] = s[r][2] = s[r][3] = 0.f;
+        for (int i = 0; i < kPart; ++i) qv[i] = kv[i] = 0.f;
+      }
+      float qq = 0.f, kk = 0.f, qk = 0.f;
+#pragma unroll
+      for (int i = 0; i < kPart; ++i) {
+        qq = fmaf(qv[i], qv[i], qq);
+        kk = fmaf(kv[i], kv[i], kk);
+        qk = fmaf(qv[i], kv[i], qk);
+      }
+      qq = sum_lanes<4, 1>(qq);
+      kk = sum_lanes<4, 1>(kk);
+      qk = sum_lanes<4, 1>(qk);
+      // q scaled by scale / |q|, k by 1 / |k| (CPU: token_io.h).
+      const float qs = (p.l2norm ? 1.f / sqrtf(qq + 1e-6f) : 1.f) * p.scale;
+      const float ks = p.l2norm ? 1.f / sqrtf(kk + 1e-6f) : 1.f;
+      const float c = qk * qs * ks;
+      // Token j0 + l sits on lane 8 l; lane j takes token j's.
+      const int src = 8 * (lane - j0);
+      const float got_qs = __shfl_sync(kFull, qs, src & 31), got_ks = __shfl_sync(kFull, ks, src & 31);
+      const float got_qk = __shfl_sync(kFull, c, src & 31);
+      if (lane >= j0 && lane < j0 + 4) lane_qs = got_qs, lane_ks = got_ks, lane_qk = got_qk;
+    }
   }
 
   for (int j = 0; j < len; ++j) {
     const int64_t t = t0 + j;
+    const unsigned char* tok = stage + j * tok_bytes;
     float kx[kIn], qx[kIn];
-    load_io<kIn>(p.k, p.io, t * p.k_s0 + h * p.k_s1 + kin0, kx);
-    load_io<kIn>(p.q, p.io, t * p.q_s0 + h * p.q_s1 + kin0, qx);
-    const float vx = load_io(p.v, p.io, t * p.v_s0 + hv * p.v_s1 + v_own);
+    load_io<kIn>(tok + K * es, p.io, kin0, kx);
+    load_io<kIn>(tok, p.io, kin0, qx);
+    const float vx = load_io(tok + 2 * K * es, p.io, v_own - v0);
     const float decay = __shfl_sync(kFull, lane_decay, j);
     const float beta = __shfl_sync(kFull, lane_beta, j);
+    const float qs = __shfl_sync(kFull, lane_qs, j), ks = __shfl_sync(kFull, lane_ks, j);
+    const float qkc = __shfl_sync(kFull, lane_qk, j);
 
-    // |q|^2, |k|^2, q . k and the partial sums of S^T k and S^T q over the
-    // lane's elements (raw q and k: the norms scale the finished sums); then
-    // the reduce-scatter of the partial sums, and the norms' sums across the
-    // lanes that hold the rest of K (kv: the 8 row groups; vk: the row's lanes).
-    float qq = 0.f, kk = 0.f, qk = 0.f;
-#pragma unroll
-    for (int i = 0; i < kIn; ++i) {
-      qq = fmaf(qx[i], qx[i], qq);
-      kk = fmaf(kx[i], kx[i], kk);
-      qk = fmaf(qx[i], kx[i], qk);
-    }
+    // The partial sums of S^T k and S^T q over the lane's elements (raw q
+    // and k: the norms scale the finished sums), then their reduce-scatter.
     float x[kSums];
     if constexpr (kVK) {
       // The reduce-scatter's first step pairs rows r and r + R / 2; taking
@@ -276,17 +437,10 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
         }
       reduce_scatter<8, 16, 4>(x, lane);
     }
-    constexpr int kFirst = kVK ? kRowLanes / 2 : 16, kLast = kVK ? 1 : 4;
-    qq = sum_lanes<kFirst, kLast>(qq);
-    kk = sum_lanes<kFirst, kLast>(kk);
-    qk = sum_lanes<kFirst, kLast>(qk);
-    // q scaled by scale / |q|, k by 1 / |k| (CPU: token_io.h).
-    const float qs = (p.l2norm ? 1.f / sqrtf(qq + 1e-6f) : 1.f) * p.scale;
-    const float ks = p.l2norm ? 1.f / sqrtf(kk + 1e-6f) : 1.f;
     const float other = __shfl_xor_sync(kFull, x[0], kVK ? 1 : 4);
     const float sk = ks * (own_k ? x[0] : other), sq = qs * (own_k ? other : x[0]);
     const float u = beta * (vx - decay * sk);
-    if (own_k) store_io(p.out, p.io, t * p.o_s0 + hv * p.o_s1 + v_own, fmaf(qk * qs * ks, u, decay * sq));
+    if (own_k) store_io(p.out, p.io, t * p.o_s0 + hv * p.o_s1 + v_own, fmaf(qkc, u, decay * sq));
     const float uk = u * ks;  // k u^T with raw k
 
     // S' = exp(g) S + k u^T, with u gathered from the lanes that own it.
@@ -321,15 +475,46 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
   }
 }
 
+// The launch shape: warps per CTA and the shared memory that stages the
+// token inputs (max_len tokens of q, k and 16 values of v per warp). One
+// warp per CTA while the grid is small, so that a batch-1 decode spreads
+// over as many SMs as it has warps; four from kManyTiles warps up (fewer,
+// larger CTAs to schedule), fewer where the staging would pass the 48 KB a
+// launch gets without opting in (only 16-token fp32 verifies).
+// Not done: splitting a tile's K rows over 2-4 warps of a CTA on small
+// grids (partial sums reduced through shared memory). A batch-1 decode's
+// time is its round trips (index, state) plus the state's bytes over the
+// memory bandwidth, the same however the tiles are cut; a split shortens
+// only the math after the last state row arrives (~350 -> ~200 cycles, about
+// 0.1 us), for a second code path and a block barrier.
+struct Shape {
+  int warps;
+  size_t smem;
+};
+Shape launch_shape(const RecurrentParams& p, int64_t K) {
+  const int64_t es = p.io == DType::kF32 ? 4 : 2;
+  const int64_t warp_bytes = p.max_len * (2 * K + kTileColumns) * es;
+  int warps = p.tiles >= kManyTiles ? kMaxWarpsPerCta : 1;
+  while (warps > 1 && warps * warp_bytes > kMaxStageBytes) warps /= 2;
+  return {warps, static_cast<size_t>(warps * warp_bytes)};
+}
+
 template <int K, bool kVK, bool kBF16>
 Status launch(const RecurrentParams& p, cudaStream_t stream) {
   if (p.tiles > 0x7fffffff)
     return Status::Unsupported("cuda: N * HV * V / 16 (" + std::to_string(p.tiles) +
                                ") exceeds 2^31 - 1 warps for one decode or verify launch");
-  const int warps = p.tiles >= kManyTiles ? kMaxWarpsPerCta : 1;
-  const int64_t ctas = (p.tiles + warps - 1) / warps;
-  recurrent_kernel<K, kVK, kBF16><<<static_cast<unsigned>(ctas), 32 * warps, 0, stream>>>(p);
-  return cuda_status(cudaGetLastError(), "recurrent_kernel launch");
+  // Programmatic launch where the machine code has the grid dependency wait
+  // (sm_90+): the launch latency and the state prefetch overlap the kernel
+  // before in the stream.
+  static const bool programmatic = kernel_waits_for_prerequisites(recurrent_kernel<K, kVK, kBF16>);
+  RecurrentParams q = p;
+  q.programmatic = programmatic;
+  const Shape shape = launch_shape(q, K);
+  const int64_t ctas = (q.tiles + shape.warps - 1) / shape.warps;
+  return cuda_status(launch_kernel(recurrent_kernel<K, kVK, kBF16>, dim3(static_cast<unsigned>(ctas)),
+                                   dim3(32 * shape.warps), shape.smem, stream, programmatic, q),
+                     "recurrent_kernel launch");
 }
 
 template <int K>
@@ -387,8 +572,19 @@ Status run_cuda_recurrent(const Call& c, const Args& a) {
     p.check_seqs = a.cu_seqlens_host == nullptr;
   }
   p.tokens_per_seq = c.op == Op::kDecode ? 1 : a.tokens_per_seq;
-  p.max_len = kMaxVerifyTokens;
-  if (a.intermediate_states.defined()) p.max_len = std::min(p.max_len, c.intermediate_slots);
+  if (a.cu_seqlens.defined()) {
+    // The staging area holds max_len tokens: the longest sequence when the
+    // host has cu_seqlens, else the most the device check lets through.
+    p.max_len = 0;
+    if (!c.seq_start.empty()) {
+      for (int64_t n = 0; n < c.N; ++n) p.max_len = std::max(p.max_len, c.seq_start[n + 1] - c.seq_start[n]);
+    } else {
+      p.max_len = kMaxVerifyTokens;
+      if (a.intermediate_states.defined()) p.max_len = std::min(p.max_len, c.intermediate_slots);
+    }
+  } else {
+    p.max_len = p.tokens_per_seq;
+  }
   p.init = state_view(a.initial_state, a.state_layout);
   if (c.pool) {
     p.indices = a.state_indices.data;

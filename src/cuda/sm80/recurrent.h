@@ -33,8 +33,10 @@ struct RecurrentParams {
   int64_t a_log_s = 0, dt_bias_s = 0;
   // Sequences: cu_seqlens (verify), else tokens_per_seq tokens each (1 for
   // decode). check_seqs: cu_seqlens had no host copy, so each sequence's
-  // bounds are checked on the device (0 <= start <= end <= T, at most
-  // max_len tokens); a sequence that fails writes nothing.
+  // bounds are checked on the device (0 <= start <= end <= T); a sequence
+  // that fails writes nothing. max_len: the most tokens of one sequence
+  // (the shared memory stages this many per warp); a longer one, possible
+  // only under check_seqs, also writes nothing.
   const void* cu_seqlens = nullptr;
   bool cu64 = false;
   int64_t cu_s = 0;
@@ -60,6 +62,10 @@ struct RecurrentParams {
   int64_t o_s0 = 0, o_s1 = 0;
   float scale = 1.0f;
   bool l2norm = false;
+  // Set by the launcher under a programmatic launch: prefetch the inputs
+  // and the state tile before the grid dependency wait, and read the state
+  // at the pool row the index named then (recurrent.cu).
+  bool programmatic = false;
 };
 
 // Launches decode or verify: K in {64, 128}, V a multiple of kTileColumns,
