@@ -7,6 +7,9 @@
 
 #include <cuda_runtime.h>
 
+#include <cstdlib>
+#include <utility>
+
 namespace gdn::cuda {
 
 // Lets the next kernel in the stream launch once every CTA of this one has
@@ -28,8 +31,12 @@ __device__ __forceinline__ void wait_for_prerequisites() {
 // Whether `kernel` may be launched programmatically: only when the code that
 // runs contains the waits above, i.e. machine code for sm_90 or newer (a
 // compute_80 PTX build JIT-compiled on a newer GPU has none).
+// GDN_DISABLE_PDL=1 in the environment turns programmatic launches off (for
+// measuring what they bring, and for ruling them out).
 template <typename Kernel>
 bool kernel_waits_for_prerequisites(Kernel kernel) {
+  const char* off = std::getenv("GDN_DISABLE_PDL");
+  if (off != nullptr && off[0] != '\0' && off[0] != '0') return false;
   cudaFuncAttributes attr{};
   if (cudaFuncGetAttributes(&attr, kernel) != cudaSuccess) {
     cudaGetLastError();
