@@ -203,4 +203,26 @@ inline StateTensor state_view(const Tensor& t, StateLayout layout, int64_t* slot
   return s;
 }
 
+// Fills the token-input fields (q, k, v, the gates and their strides) that
+// the launch parameters of every GPU kernel family share, from a validated
+// call's arguments.
+template <typename Params>
+void set_token_inputs(const Args& a, Params* p) {
+  p->q = a.q.data, p->k = a.k.data, p->v = a.v.data;
+  p->q_s0 = a.q.stride[0], p->q_s1 = a.q.stride[1];
+  p->k_s0 = a.k.stride[0], p->k_s1 = a.k.stride[1];
+  p->v_s0 = a.v.stride[0], p->v_s1 = a.v.stride[1];
+  p->fused = a.gate_mode == GateMode::kFused;
+  const Tensor& ga = p->fused ? a.a : a.g;
+  const Tensor& gb = p->fused ? a.b : a.beta;
+  p->gate_a = ga.data, p->gate_b = gb.data;
+  p->gate_a_bf16 = ga.dtype == DType::kBF16, p->gate_b_bf16 = gb.dtype == DType::kBF16;
+  p->ga_s0 = ga.stride[0], p->ga_s1 = ga.stride[1], p->gb_s0 = gb.stride[0], p->gb_s1 = gb.stride[1];
+  if (p->fused) {
+    p->a_log = static_cast<const float*>(a.a_log.data);
+    p->dt_bias = static_cast<const float*>(a.dt_bias.data);
+    p->a_log_s = a.a_log.stride[0], p->dt_bias_s = a.dt_bias.stride[0];
+  }
+}
+
 }  // namespace gdn::cuda

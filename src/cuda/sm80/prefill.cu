@@ -48,18 +48,6 @@ Layout layout(const Call& c) {
   return l;
 }
 
-StateTensor state_tensor(const Tensor& t, StateLayout layout) {
-  StateTensor s;
-  if (!t.defined()) return s;
-  s.data = t.data;
-  s.row_stride = t.stride[0];
-  s.head_stride = t.stride[1];
-  s.k_stride = layout == StateLayout::kKV ? t.stride[2] : t.stride[3];
-  s.v_stride = layout == StateLayout::kKV ? t.stride[3] : t.stride[2];
-  s.bf16 = t.dtype == DType::kBF16;
-  return s;
-}
-
 // What the state pass's launch depends on, read once per device.
 struct DeviceLimits {
   int sms = 0;
@@ -178,24 +166,10 @@ Status run_cuda(const Call& c, const Args& a) {
 
   PrefillParams p;
   p.T = c.T, p.N = c.N, p.H = c.H, p.HV = c.HV, p.group = c.HV / c.H;
-  p.q = a.q.data, p.k = a.k.data, p.v = a.v.data;
-  p.q_s0 = a.q.stride[0], p.q_s1 = a.q.stride[1];
-  p.k_s0 = a.k.stride[0], p.k_s1 = a.k.stride[1];
-  p.v_s0 = a.v.stride[0], p.v_s1 = a.v.stride[1];
-  p.fused = a.gate_mode == GateMode::kFused;
-  const Tensor& ga = p.fused ? a.a : a.g;
-  const Tensor& gb = p.fused ? a.b : a.beta;
-  p.gate_a = ga.data, p.gate_b = gb.data;
-  p.gate_a_bf16 = ga.dtype == DType::kBF16, p.gate_b_bf16 = gb.dtype == DType::kBF16;
-  p.ga_s0 = ga.stride[0], p.ga_s1 = ga.stride[1], p.gb_s0 = gb.stride[0], p.gb_s1 = gb.stride[1];
-  if (p.fused) {
-    p.a_log = static_cast<const float*>(a.a_log.data);
-    p.dt_bias = static_cast<const float*>(a.dt_bias.data);
-    p.a_log_s = a.a_log.stride[0], p.dt_bias_s = a.dt_bias.stride[0];
-  }
+  set_token_inputs(a, &p);
   p.cu_seqlens = a.cu_seqlens.data;
   p.cu64 = a.cu_seqlens.dtype == DType::kI64;
-  p.init = state_tensor(a.initial_state, a.state_layout);
+  p.init = state_view(a.initial_state, a.state_layout);
   if (c.pool) {
     p.indices = a.state_indices.data;
     p.idx64 = a.state_indices.dtype == DType::kI64;
@@ -203,9 +177,9 @@ Status run_cuda(const Call& c, const Args& a) {
     p.pool_rows = c.pool_rows;
     if (a.write_final_state) p.fin = p.init;
   } else if (a.write_final_state) {
-    p.fin = state_tensor(a.final_state, a.state_layout);
+    p.fin = state_view(a.final_state, a.state_layout);
   }
-  p.ckpt = state_tensor(a.checkpoints, a.state_layout);
+  p.ckpt = state_view(a.checkpoints, a.state_layout);
   p.ckpt_every = a.checkpoints.defined() ? a.checkpoint_every : 0;
   p.out = a.out.data, p.o_s0 = a.out.stride[0], p.o_s1 = a.out.stride[1];
   p.scale = c.scale;

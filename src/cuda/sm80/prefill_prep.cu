@@ -48,11 +48,6 @@ struct PrepSmem {
   float G[kChunk], beta[kChunk], rnq[kChunk], rnk[kChunk];
 };
 
-template <typename T>
-__device__ __forceinline__ float load_gate(const void* p, bool bf16, int64_t i) {
-  return bf16 ? __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]) : static_cast<const float*>(p)[i];
-}
-
 template <typename T, int K, int V>
 __global__ void __launch_bounds__(kPrepThreads) prefill_prep_kernel(const __grid_constant__ PrefillParams p) {
   static_assert(K % 32 == 0 && V % 32 == 0, "head sizes must be multiples of 32");
@@ -96,13 +91,10 @@ __global__ void __launch_bounds__(kPrepThreads) prefill_prep_kernel(const __grid
     float g = 0.f, beta = 0.f;
     if (tid < len) {
       const int64_t t = t0 + tid;
-      const float ga = load_gate<T>(p.gate_a, p.gate_a_bf16, t * p.ga_s0 + hv * p.ga_s1);
-      const float gb = load_gate<T>(p.gate_b, p.gate_b_bf16, t * p.gb_s0 + hv * p.gb_s1);
+      const float ga = load_gate_input(p.gate_a, p.gate_a_bf16, t * p.ga_s0 + hv * p.ga_s1);
+      const float gb = load_gate_input(p.gate_b, p.gate_b_bf16, t * p.gb_s0 + hv * p.gb_s1);
       if (p.fused) {
-        const float x = ga + p.dt_bias[hv * p.dt_bias_s];
-        const float softplus = x > 20.f ? x : log1pf(expf(x));
-        g = -expf(p.a_log[hv * p.a_log_s]) * softplus;
-        beta = 1.f / (1.f + expf(-gb));
+        fused_gate(ga, gb, p.a_log[hv * p.a_log_s], p.dt_bias[hv * p.dt_bias_s], &g, &beta);
       } else {
         g = ga;
         beta = gb;
