@@ -31,10 +31,49 @@ gdn::DType dtype_of(const nb::dlpack::dtype& d, const char* name) {
       (std::string(name) + ": dtype must be float32, float16, bfloat16, int32 or int64").c_str());
 }
 
-// An optional array argument as a gdn::Tensor (rank 0 when None).
-gdn::Tensor tensor_of(const nb::handle& obj, const char* name) {
+// Where an array lives (DLPack device type and id).
+struct Where {
+  bool cuda = false;
+  int device = 0;
+};
+
+// A raw descriptor (data pointer, gdn::DType value, shape, strides in
+// elements, DLPack device type, device id): what the gdn package passes for
+// PyTorch tensors, skipping the DLPack capsule (~2.5 us per tensor).
+gdn::Tensor tensor_of_raw(const nb::tuple& d, const char* name, Where* where) {
+  auto bad = [&](const char* what) {
+    return nb::type_error((std::string(name) + ": malformed raw tensor descriptor (" + what + ")").c_str());
+  };
+  if (d.size() != 6) throw bad("expected 6 fields");
+  gdn::Tensor t;
+  t.data = reinterpret_cast<void*>(nb::cast<uintptr_t>(d[0]));
+  const int dtype = nb::cast<int>(d[1]);
+  if (dtype < static_cast<int>(gdn::DType::kF32) || dtype > static_cast<int>(gdn::DType::kI64))
+    throw bad("dtype");
+  t.dtype = static_cast<gdn::DType>(dtype);
+  const nb::tuple shape = nb::cast<nb::tuple>(d[2]), stride = nb::cast<nb::tuple>(d[3]);
+  if (shape.size() != stride.size()) throw bad("shape and strides differ in length");
+  if (shape.size() > static_cast<size_t>(gdn::kMaxRank))
+    throw nb::value_error((std::string(name) + ": at most 5 dimensions").c_str());
+  t.rank = static_cast<int32_t>(shape.size());
+  for (size_t i = 0; i < shape.size(); ++i) {
+    t.shape[i] = nb::cast<int64_t>(shape[i]);
+    t.stride[i] = nb::cast<int64_t>(stride[i]);
+  }
+  if (where != nullptr) {
+    where->cuda = nb::cast<int>(d[4]) == nb::device::cuda::value;
+    where->device = nb::cast<int>(d[5]);
+  }
+  return t;
+}
+
+// An optional array argument as a gdn::Tensor (rank 0 when None): any
+// DLPack array, or a raw descriptor tuple. `where`, when given, receives the
+// array's device.
+gdn::Tensor tensor_of(const nb::handle& obj, const char* name, Where* where = nullptr) {
   gdn::Tensor t;
   if (obj.is_none()) return t;
+  if (nb::isinstance<nb::tuple>(obj)) return tensor_of_raw(nb::borrow<nb::tuple>(obj), name, where);
   Array a;
   if (!nb::try_cast(obj, a))
     throw nb::type_error((std::string(name) + ": expected an array (NumPy, PyTorch, CuPy, ...)").c_str());
@@ -46,6 +85,10 @@ gdn::Tensor tensor_of(const nb::handle& obj, const char* name) {
   for (size_t i = 0; i < a.ndim(); ++i) {
     t.shape[i] = static_cast<int64_t>(a.shape(i));
     t.stride[i] = static_cast<int64_t>(a.stride(i));
+  }
+  if (where != nullptr) {
+    where->cuda = a.device_type() == nb::device::cuda::value;
+    where->device = a.device_id();
   }
   return t;
 }
@@ -84,7 +127,8 @@ void run(int op_code, const nb::dict& t, float scale, bool l2norm, bool fused, b
   const gdn::Op op = static_cast<gdn::Op>(op_code);
   gdn::Args a;
   auto get = [&](const char* key) -> nb::handle { return t.contains(key) ? t[key] : nb::none(); };
-  a.q = tensor_of(get("q"), "q");
+  Where where;  // q's device says where the call runs; only GPU calls need scratch
+  a.q = tensor_of(get("q"), "q", &where);
   a.k = tensor_of(get("k"), "k");
   a.v = tensor_of(get("v"), "v");
   a.g = tensor_of(get("g"), "g");
@@ -114,13 +158,10 @@ void run(int op_code, const nb::dict& t, float scale, bool l2norm, bool fused, b
         ("backend: unknown backend '" + backend + "' (auto, reference, cpu, cuda, sm90)").c_str());
   a.strict = strict;
   a.stream = reinterpret_cast<void*>(stream);
-  // q's DLPack device says where the call runs; only GPU calls need scratch.
-  Array q_array;
-  const bool on_gpu = nb::try_cast(get("q"), q_array) && q_array.device_type() == nb::device::cuda::value;
   gdn::Status s;
   {
     nb::gil_scoped_release release;
-    s = on_gpu ? workspace_for(q_array.device_id()).run(op, a) : gdn::run(op, a);
+    s = where.cuda ? workspace_for(where.device).run(op, a) : gdn::run(op, a);
   }
   if (!s.ok()) raise(s);
 }
@@ -160,6 +201,13 @@ NB_MODULE(_gdn, m) {
   m.def("commit", &commit, nb::arg("tensors"), nb::arg("backend"), nb::arg("strict"), nb::arg("stream"),
         nb::arg("accepted_host").none(), nb::arg("state_indices_host").none(),
         "Runs commit_states on the given arrays; raises with the library's message.");
+  m.def("dtype_codes", [] {
+    nb::dict d;
+    for (gdn::DType t :
+         {gdn::DType::kF32, gdn::DType::kF16, gdn::DType::kBF16, gdn::DType::kI32, gdn::DType::kI64})
+      d[gdn::dtype_name(t)] = static_cast<int>(t);
+    return d;
+  });
   m.def("version", [] { return std::string(gdn::version()); });
   m.def("device_count", [] { return gdn::device_count(); });
 }

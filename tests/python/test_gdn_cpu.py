@@ -157,5 +157,34 @@ def test_errors_carry_the_library_message():
         gdn.chunk_gated_delta_rule(q, k, v, g, beta, cu_seqlens=cu, backend="cuda", strict=True)
 
 
+def test_raw_descriptors_are_checked_and_match_arrays():
+    """The extension's raw tensor descriptors (what the package passes for
+    PyTorch tensors) give the bytes the DLPack path gives; malformed ones
+    are refused by name."""
+    from gdn import _gdn
+
+    q, k, v, g, beta, cu, h0 = inputs([10, 3])
+    codes = _gdn.dtype_codes()
+
+    def raw(x):
+        return (x.ctypes.data, codes["fp32" if x.dtype == np.float32 else "int32"], x.shape,
+                tuple(s // x.itemsize for s in x.strides), 1, 0)
+
+    outs = []
+    for wrap in (lambda x: x, raw):
+        o = np.full((13, 4, 48), np.nan, np.float32)
+        t = {"q": q[0], "k": k[0], "v": v[0], "g": g[0], "beta": beta[0], "cu_seqlens": cu, "out": o}
+        _gdn.run(0, {key: wrap(x) for key, x in t.items()}, 0.0, True, False, False, False, 0, 0, "cpu", False,
+                 0, None, None)
+        outs.append(o)
+    assert np.isfinite(outs[0]).all() and outs[0].tobytes() == outs[1].tobytes()
+    bad = {"q": (q.ctypes.data, 99, q[0].shape, (1, 1, 1), 1, 0)}
+    with pytest.raises(TypeError, match="q: malformed raw tensor descriptor"):
+        _gdn.run(0, bad, 0.0, False, False, False, False, 0, 0, "cpu", False, 0, None, None)
+    with pytest.raises(TypeError, match="v: malformed raw tensor descriptor"):
+        _gdn.run(0, {"v": (0, 1, (2, 3), (1,), 1, 0)}, 0.0, False, False, False, False, 0, 0, "cpu", False, 0,
+                 None, None)
+
+
 def test_version_names_a_commit():
     assert "(" in gdn.version() and gdn.device_count() >= 0
