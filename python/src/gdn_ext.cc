@@ -120,6 +120,14 @@ void raise(const gdn::Status& s) {
   }
 }
 
+gdn::Backend backend_of(const std::string& name) {
+  gdn::Backend b;
+  if (!gdn::parse_backend(name, &b))
+    throw nb::value_error(
+        ("backend: unknown backend '" + name + "' (auto, reference, cpu, cuda, sm90)").c_str());
+  return b;
+}
+
 void run(int op_code, const nb::dict& t, float scale, bool l2norm, bool fused, bool layout_vk,
          bool write_final, int64_t checkpoint_every, int64_t tokens_per_seq, const std::string& backend,
          bool strict, uintptr_t stream, const nb::object& cu_seqlens_host,
@@ -153,9 +161,7 @@ void run(int op_code, const nb::dict& t, float scale, bool l2norm, bool fused, b
   a.write_final_state = write_final;
   a.checkpoint_every = checkpoint_every;
   a.tokens_per_seq = tokens_per_seq;
-  if (!gdn::parse_backend(backend, &a.backend))
-    throw nb::value_error(
-        ("backend: unknown backend '" + backend + "' (auto, reference, cpu, cuda, sm90)").c_str());
+  a.backend = backend_of(backend);
   a.strict = strict;
   a.stream = reinterpret_cast<void*>(stream);
   gdn::Status s;
@@ -176,9 +182,7 @@ void commit(const nb::dict& t, const std::string& backend, bool strict, uintptr_
   a.pool = tensor_of(get("pool"), "pool");
   a.accepted_host = host_data(accepted_host, "accepted_host");
   a.state_indices_host = host_data(state_indices_host, "state_indices_host");
-  if (!gdn::parse_backend(backend, &a.backend))
-    throw nb::value_error(
-        ("backend: unknown backend '" + backend + "' (auto, reference, cpu, cuda, sm90)").c_str());
+  a.backend = backend_of(backend);
   a.strict = strict;
   a.stream = reinterpret_cast<void*>(stream);
   gdn::Status s;

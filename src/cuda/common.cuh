@@ -203,11 +203,26 @@ inline StateTensor state_view(const Tensor& t, StateLayout layout, int64_t* slot
   return s;
 }
 
-// Fills the token-input fields (q, k, v, the gates and their strides) that
-// the launch parameters of every GPU kernel family share, from a validated
-// call's arguments.
-template <typename Params>
-void set_token_inputs(const Args& a, Params* p) {
+// The token inputs every GPU kernel family reads (strides in elements; the
+// last dimension is contiguous): q, k, v, and the gates, log-space g and beta
+// or (fused) raw a and b with A_log and dt_bias.
+struct TokenInputs {
+  const void* q = nullptr;
+  const void* k = nullptr;
+  const void* v = nullptr;
+  int64_t q_s0 = 0, q_s1 = 0, k_s0 = 0, k_s1 = 0, v_s0 = 0, v_s1 = 0;
+  bool fused = false;
+  const void* gate_a = nullptr;  // g (fp32) or a
+  const void* gate_b = nullptr;  // beta or b
+  bool gate_a_bf16 = false, gate_b_bf16 = false;
+  int64_t ga_s0 = 0, ga_s1 = 0, gb_s0 = 0, gb_s1 = 0;
+  const float* a_log = nullptr;
+  const float* dt_bias = nullptr;
+  int64_t a_log_s = 0, dt_bias_s = 0;
+};
+
+// The TokenInputs of a validated call.
+inline void set_token_inputs(const Args& a, TokenInputs* p) {
   p->q = a.q.data, p->k = a.k.data, p->v = a.v.data;
   p->q_s0 = a.q.stride[0], p->q_s1 = a.q.stride[1];
   p->k_s0 = a.k.stride[0], p->k_s1 = a.k.stride[1];

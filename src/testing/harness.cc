@@ -411,6 +411,26 @@ class DeviceMirror {
 
 }  // namespace
 
+Tensor token_slice(Tensor t, int64_t j, int64_t L) {
+  if (!t.defined()) return t;
+  t.data = static_cast<char*>(t.data) + j * t.stride[0] * static_cast<int64_t>(dtype_size(t.dtype));
+  t.shape[0] /= L;
+  t.stride[0] *= L;
+  return t;
+}
+
+Args decode_step(const Args& whole, int64_t j, int64_t L) {
+  Args a = whole;
+  a.cu_seqlens = Tensor{};
+  a.cu_seqlens_host = nullptr;
+  a.tokens_per_seq = 0;
+  a.intermediate_states = Tensor{};
+  for (Tensor Args::*t :
+       {&Args::q, &Args::k, &Args::v, &Args::g, &Args::beta, &Args::a, &Args::b, &Args::out})
+    a.*t = token_slice(whole.*t, j, L);
+  return a;
+}
+
 bool runs_on_device(Backend backend) {
   if (backend == Backend::kCuda || backend == Backend::kSm90) return true;
   return backend == Backend::kAuto && device_count() > 0;

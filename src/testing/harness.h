@@ -95,6 +95,15 @@ class Workload {
   std::unique_ptr<Impl> impl_;
 };
 
+// Token j of every sequence of a [N * L, ...] tensor, as an [N, ...] view.
+Tensor token_slice(Tensor t, int64_t j, int64_t L);
+
+// The decode of token j of every sequence of `whole`, a call over N
+// sequences of L tokens each: its token inputs and out as [N, ...] views,
+// without cu_seqlens, tokens_per_seq or intermediate states; states and
+// options as in `whole`.
+Args decode_step(const Args& whole, int64_t j, int64_t L);
+
 // Whether run_case runs `backend` on GPU copies of the data (GPU backends,
 // and auto when a CUDA device is present).
 bool runs_on_device(Backend backend);

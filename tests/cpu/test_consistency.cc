@@ -35,14 +35,6 @@ std::vector<uint8_t> bytes(const Tensor& t) {
   return {p, p + t.numel() * static_cast<int64_t>(dtype_size(t.dtype))};
 }
 
-// Token j of every sequence of a [N * L, ...] tensor, as an [N, ...] view.
-Tensor token_slice(Tensor t, int64_t j, int64_t L) {
-  t.data = static_cast<char*>(t.data) + j * t.stride[0] * static_cast<int64_t>(dtype_size(t.dtype));
-  t.shape[0] /= L;
-  t.stride[0] *= L;
-  return t;
-}
-
 Case fp32_case(Op op, std::vector<int64_t> lens) {
   Case c;
   c.op = op;
@@ -54,21 +46,11 @@ Case fp32_case(Op op, std::vector<int64_t> lens) {
 }
 
 // Runs decode step by step over L tokens per sequence of `w`'s inputs.
-void decode_steps(Args a, int64_t L) {
-  const Args whole = a;
-  a.cu_seqlens = Tensor{};
-  a.tokens_per_seq = 0;
-  a.intermediate_states = Tensor{};
-  a.write_final_state = true;
-  if (!a.state_indices.defined()) a.final_state = a.initial_state;  // dense, in place
+void decode_steps(Args whole, int64_t L) {
+  whole.write_final_state = true;
+  if (!whole.state_indices.defined()) whole.final_state = whole.initial_state;  // dense, in place
   for (int64_t j = 0; j < L; ++j) {
-    a.q = token_slice(whole.q, j, L);
-    a.k = token_slice(whole.k, j, L);
-    a.v = token_slice(whole.v, j, L);
-    a.g = token_slice(whole.g, j, L);
-    a.beta = token_slice(whole.beta, j, L);
-    a.out = token_slice(whole.out, j, L);
-    const Status s = decode(a);
+    const Status s = decode(decode_step(whole, j, L));
     ASSERT_TRUE(s.ok()) << s.message();
   }
 }
@@ -101,16 +83,7 @@ TEST(Consistency, VerifyIntermediatesEqualStepwiseDecode) {
   const auto* inter = static_cast<const float*>(v.intermediate_states.data);
   const Args whole = d;
   for (int64_t j = 0; j < L; ++j) {
-    Args step = whole;
-    step.tokens_per_seq = 0;
-    step.intermediate_states = Tensor{};
-    step.q = token_slice(whole.q, j, L);
-    step.k = token_slice(whole.k, j, L);
-    step.v = token_slice(whole.v, j, L);
-    step.g = token_slice(whole.g, j, L);
-    step.beta = token_slice(whole.beta, j, L);
-    step.out = token_slice(whole.out, j, L);
-    ASSERT_TRUE(decode(step).ok());
+    ASSERT_TRUE(decode(decode_step(whole, j, L)).ok());
     for (int64_t n = 0; n < N; ++n) {
       if (idx[n] < 0) continue;  // padding: decode keeps nothing to compare
       EXPECT_EQ(0, std::memcmp(pool + idx[n] * mat, inter + (n * L + j) * mat, mat * sizeof(float)))

@@ -44,6 +44,20 @@ Case for_gpu(Case c) {
   return c;
 }
 
+// Captures call(), which must run on `stream`, into an instantiated CUDA
+// graph in global mode (any synchronising or allocating call inside fails
+// the capture) and asserts the call's status.
+template <typename F>
+void capture(cudaStream_t stream, F&& call, cudaGraphExec_t* exec) {
+  cudaGraph_t graph;
+  CUDA_OK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+  const Status s = call();
+  CUDA_OK(cudaStreamEndCapture(stream, &graph));
+  ASSERT_TRUE(s.ok()) << s.message();
+  CUDA_OK(cudaGraphInstantiate(exec, graph, 0));
+  CUDA_OK(cudaGraphDestroy(graph));
+}
+
 std::vector<uint8_t> device_bytes(const Tensor& t) {
   std::vector<uint8_t> h(static_cast<size_t>(t.numel()) * dtype_size(t.dtype));
   EXPECT_EQ(cudaSuccess, cudaMemcpy(h.data(), t.data, h.size(), cudaMemcpyDeviceToHost));
@@ -150,22 +164,17 @@ TEST(CudaProperties, GraphCaptureReplaysTheSameResult) {
   cudaStream_t stream;
   CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   a.stream = stream;
-  cudaGraph_t graph;
   cudaGraphExec_t exec;
-  CUDA_OK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-  const Status s = prefill(a);
-  CUDA_OK(cudaStreamEndCapture(stream, &graph));
-  ASSERT_TRUE(s.ok()) << s.message();
-  CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
+  ASSERT_NO_FATAL_FAILURE(capture(
+      stream, [&] { return prefill(a); }, &exec));
   for (int i = 0; i < 3; ++i) {
     CUDA_OK(cudaMemsetAsync(a.out.data, 0xFF, eager.size(), stream));
     CUDA_OK(cudaGraphLaunch(exec, stream));
     CUDA_OK(cudaStreamSynchronize(stream));
     EXPECT_EQ(eager, device_bytes(a.out)) << "replay " << i;
   }
-  cudaGraphExecDestroy(exec);
-  cudaGraphDestroy(graph);
-  cudaStreamDestroy(stream);
+  CUDA_OK(cudaGraphExecDestroy(exec));
+  CUDA_OK(cudaStreamDestroy(stream));
 }
 
 TEST(CudaProperties, NonDefaultStreamAndOutInsideALargerBuffer) {
@@ -269,14 +278,6 @@ bool poisoned(const std::vector<uint8_t>& b, size_t es, int64_t i) {
 void poison_device(const Tensor& t) {
   if (!t.defined()) return;
   CUDA_OK(cudaMemset(t.data, 0xFF, static_cast<size_t>(t.numel()) * dtype_size(t.dtype)));
-}
-
-// Token j of every sequence of a [N * L, ...] tensor, as an [N, ...] view.
-Tensor token_slice(Tensor t, int64_t j, int64_t L) {
-  t.data = static_cast<char*>(t.data) + j * t.stride[0] * static_cast<int64_t>(dtype_size(t.dtype));
-  t.shape[0] /= L;
-  t.stride[0] *= L;
-  return t;
 }
 
 Args on_cuda(Args a) {
@@ -390,16 +391,8 @@ TEST_P(CudaVerifyVsDecode, IntermediateStatesEqualStepwiseDecodeBitwise) {
   const int32_t* idx = host_indices(whole);
   const size_t mat = static_cast<size_t>(c.HV * c.K * c.V) * sizeof(float);
   for (int64_t j = 0; j < L; ++j) {
-    Args step = whole;
-    step.tokens_per_seq = 0;
-    step.intermediate_states = Tensor{};
+    Args step = decode_step(whole, j, L);
     step.write_final_state = true;
-    step.q = token_slice(whole.q, j, L);
-    step.k = token_slice(whole.k, j, L);
-    step.v = token_slice(whole.v, j, L);
-    step.g = token_slice(whole.g, j, L);
-    step.beta = token_slice(whole.beta, j, L);
-    step.out = token_slice(whole.out, j, L);
     const Status s = decode(step);
     ASSERT_TRUE(s.ok()) << s.message();
     CUDA_OK(cudaDeviceSynchronize());
@@ -582,21 +575,15 @@ TEST(CudaDecode, GraphReplayMatchesEagerCalls) {
   cudaStream_t stream;
   CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   a.stream = stream;
-  cudaGraph_t graph;
   cudaGraphExec_t exec;
-  // Global mode: any synchronising or allocating call inside the capture fails it.
-  CUDA_OK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-  const Status s = decode(a);
-  CUDA_OK(cudaStreamEndCapture(stream, &graph));
-  ASSERT_TRUE(s.ok()) << s.message();
-  CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
+  ASSERT_NO_FATAL_FAILURE(capture(
+      stream, [&] { return decode(a); }, &exec));
   CUDA_OK(cudaGraphLaunch(exec, stream));
   CUDA_OK(cudaGraphLaunch(exec, stream));
   CUDA_OK(cudaStreamSynchronize(stream));
   EXPECT_EQ(eager_pool, device_bytes(a.initial_state));
   EXPECT_EQ(eager_out, device_bytes(a.out));
   CUDA_OK(cudaGraphExecDestroy(exec));
-  CUDA_OK(cudaGraphDestroy(graph));
 
   // Verify with intermediate states, pool untouched: every replay equals
   // the eager call.
@@ -613,11 +600,8 @@ TEST(CudaDecode, GraphReplayMatchesEagerCalls) {
   CUDA_OK(cudaDeviceSynchronize());
   const std::vector<uint8_t> out_v = device_bytes(b.out), inter_v = device_bytes(b.intermediate_states);
   b.stream = stream;
-  CUDA_OK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-  const Status sv = verify(b);
-  CUDA_OK(cudaStreamEndCapture(stream, &graph));
-  ASSERT_TRUE(sv.ok()) << sv.message();
-  CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
+  ASSERT_NO_FATAL_FAILURE(capture(
+      stream, [&] { return verify(b); }, &exec));
   for (int i = 0; i < 3; ++i) {
     CUDA_OK(cudaMemsetAsync(b.out.data, 0xFF, out_v.size(), stream));
     CUDA_OK(cudaMemsetAsync(b.intermediate_states.data, 0xFF, inter_v.size(), stream));
@@ -627,7 +611,6 @@ TEST(CudaDecode, GraphReplayMatchesEagerCalls) {
     EXPECT_EQ(inter_v, device_bytes(b.intermediate_states)) << "replay " << i;
   }
   CUDA_OK(cudaGraphExecDestroy(exec));
-  CUDA_OK(cudaGraphDestroy(graph));
   CUDA_OK(cudaStreamDestroy(stream));
 }
 
@@ -803,18 +786,13 @@ TEST(CudaCommit, MatchesTheCpuCommit) {
     cudaStream_t stream;
     CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
     g.stream = stream;
-    cudaGraph_t graph;
     cudaGraphExec_t exec;
-    CUDA_OK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-    s = commit_states(g);
-    CUDA_OK(cudaStreamEndCapture(stream, &graph));
-    ASSERT_TRUE(s.ok()) << s.message();
-    CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
+    ASSERT_NO_FATAL_FAILURE(capture(
+        stream, [&] { return commit_states(g); }, &exec));
     CUDA_OK(cudaGraphLaunch(exec, stream));
     CUDA_OK(cudaStreamSynchronize(stream));
     EXPECT_EQ(pool_gpu, device_bytes(a.initial_state));
     CUDA_OK(cudaGraphExecDestroy(exec));
-    CUDA_OK(cudaGraphDestroy(graph));
     CUDA_OK(cudaStreamDestroy(stream));
     g.stream = nullptr;
 

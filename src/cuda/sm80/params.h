@@ -10,23 +10,9 @@ namespace gdn::cuda {
 
 constexpr int kChunk = 64;  // tokens per chunk (DESIGN section 2)
 
-struct PrefillParams {
+struct PrefillParams : TokenInputs {  // q, k, v and the gates
   int64_t T = 0, N = 0, H = 0, HV = 0;
   int64_t group = 1;  // HV / H: value heads per q/k head
-  // Token inputs (strides in elements; the last dimension is contiguous).
-  const void* q = nullptr;
-  const void* k = nullptr;
-  const void* v = nullptr;
-  int64_t q_s0 = 0, q_s1 = 0, k_s0 = 0, k_s1 = 0, v_s0 = 0, v_s1 = 0;
-  // Gates: log-space g and beta, or (fused) raw a and b with A_log, dt_bias.
-  bool fused = false;
-  const void* gate_a = nullptr;  // g (fp32) or a
-  const void* gate_b = nullptr;  // beta or b
-  bool gate_a_bf16 = false, gate_b_bf16 = false;
-  int64_t ga_s0 = 0, ga_s1 = 0, gb_s0 = 0, gb_s1 = 0;
-  const float* a_log = nullptr;
-  const float* dt_bias = nullptr;
-  int64_t a_log_s = 0, dt_bias_s = 0;
   // Sequences.
   const void* cu_seqlens = nullptr;
   bool cu64 = false;

@@ -11,26 +11,12 @@ namespace gdn::cuda {
 // Value columns of the state one warp owns (DESIGN section 9, recurrent.cu).
 constexpr int kTileColumns = 16;
 
-struct RecurrentParams {
+struct RecurrentParams : TokenInputs {  // q, k, v and the gates
   int64_t N = 0, T = 0, HV = 0;
-  int64_t group = 1;   // HV / H
-  int64_t slices = 0;  // V / kTileColumns: warps per (sequence, value head)
-  int64_t tiles = 0;   // N * HV * slices: warps in the launch
-  // Token inputs (strides in elements; the last dimension is contiguous).
-  const void* q = nullptr;
-  const void* k = nullptr;
-  const void* v = nullptr;
-  int64_t q_s0 = 0, q_s1 = 0, k_s0 = 0, k_s1 = 0, v_s0 = 0, v_s1 = 0;
+  int64_t group = 1;        // HV / H
+  int64_t slices = 0;       // V / kTileColumns: warps per (sequence, value head)
+  int64_t tiles = 0;        // N * HV * slices: warps in the launch
   DType io = DType::kBF16;  // q, k, v and out
-  // Gates: log-space g and beta, or (fused) raw a and b with A_log, dt_bias.
-  bool fused = false;
-  const void* gate_a = nullptr;  // g or a
-  const void* gate_b = nullptr;  // beta or b
-  bool gate_a_bf16 = false, gate_b_bf16 = false;
-  int64_t ga_s0 = 0, ga_s1 = 0, gb_s0 = 0, gb_s1 = 0;
-  const float* a_log = nullptr;
-  const float* dt_bias = nullptr;
-  int64_t a_log_s = 0, dt_bias_s = 0;
   // Sequences: cu_seqlens (verify), else tokens_per_seq tokens each (1 for
   // decode). check_seqs: cu_seqlens had no host copy, so each sequence's
   // bounds are checked on the device (0 <= start <= end <= T); a sequence
