@@ -270,6 +270,18 @@ Status Workspace::run(Op op, const Args& args) {
   return run_planned(op, args, this);
 }
 
+Status Workspace::prepare(Op op, Args* args) {
+  if (args == nullptr) return Status::Invalid("args: null pointer");
+  return guarded([&] {
+    Call call;
+    Route r;
+    Backend requested;
+    if (Status s = plan(op, *args, &call, &r, &requested); !s.ok()) return s;
+    const size_t need = backend_workspace_size(r.backend, call, *args);
+    return need == 0 ? Status::Ok() : WorkspaceAccess::reserve(*this, need, call.device_ordinal, args);
+  });
+}
+
 Status prefill(const Args& args) {
   return run(Op::kPrefill, args);
 }

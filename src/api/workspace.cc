@@ -1,7 +1,6 @@
 // gdn::Workspace: device scratch owned for the caller.
 #include <utility>
 
-#include "gdn/dispatch.h"
 #include "gdn/gdn.h"
 
 #if GDN_WITH_CUDA
@@ -36,17 +35,6 @@ void Workspace::release() {
   data_ = nullptr;
   bytes_ = 0;
   device_ = -1;
-}
-
-Status Workspace::prepare(Op op, Args* args) {
-  if (args == nullptr) return Status::Invalid("args: null pointer");
-  size_t need = 0;
-  if (Status s = workspace_size(op, *args, &need); !s.ok()) return s;
-  if (need == 0) return Status::Ok();
-  if (Status s = reserve(need, describe(op, *args).device_ordinal); !s.ok()) return s;
-  args->workspace = data_;
-  args->workspace_bytes = bytes_;
-  return Status::Ok();
 }
 
 Status Workspace::reserve(size_t need, int device) {
