@@ -1,11 +1,14 @@
-// Warp-level tensor-core products (PTX ISA 9.7.14, "mma"): m16n8k8 with tf32
-// operands and fp32 accumulators, sm_80 and newer.
+// Warp-level tensor-core products (PTX ISA 9.7.14, "mma"), sm_80 and newer:
+// m16n8k8 with tf32 operands and m16n8k16 with bf16 operands, both with fp32
+// accumulators.
 //
 // Fragment ownership within a warp (g = lane / 4, t = lane % 4):
 //   A 16x8 (row-major): a0 (g, t)  a1 (g + 8, t)  a2 (g, t + 4)  a3 (g + 8, t + 4)
 //   B 8x8  (k x n):     b0 (t, g)  b1 (t + 4, g)
 //   C 16x8:             c0 (g, 2t) c1 (g, 2t + 1) c2 (g + 8, 2t) c3 (g + 8, 2t + 1)
 #pragma once
+
+#include <cuda_bf16.h>
 
 #include <cstdint>
 
@@ -31,6 +34,32 @@ __device__ __forceinline__ void mma_tf32(float (&c)[4], const uint32_t (&a)[4], 
       "{%0, %1, %2, %3};"
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+// m16n8k16 with bf16 operands and fp32 accumulators (the same PTX section).
+// Fragment ownership (g = lane / 4, t = lane % 4; each 32-bit register holds
+// two consecutive-k elements, the lower k in the low half):
+//   A 16x16: a0 (g, 2t..)  a1 (g + 8, 2t..)  a2 (g, 2t + 8..)  a3 (g + 8, 2t + 8..)
+//   B 16x8:  b0 (2t.., g)  b1 (2t + 8.., g)
+//   C 16x8:  as for m16n8k8.
+// c += a * b
+__device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Splits the pair (x0, x1) into bf16 pairs hi + lo with x ~ hi + lo to about
+// 2^-17 relative (x0 in the low halves): two bf16 products then carry an
+// fp32 operand with better than tf32 precision.
+__device__ __forceinline__ void split_bf16(float x0, float x1, uint32_t& hi, uint32_t& lo) {
+  const __nv_bfloat162 h = __floats2bfloat162_rn(x0, x1);
+  const float2 hf = __bfloat1622float2(h);
+  const __nv_bfloat162 l = __floats2bfloat162_rn(x0 - hf.x, x1 - hf.y);
+  hi = *reinterpret_cast<const uint32_t*>(&h);
+  lo = *reinterpret_cast<const uint32_t*>(&l);
 }
 
 // A fragment from a row-major fp32 matrix in shared memory (stride in floats).

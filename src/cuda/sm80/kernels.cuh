@@ -21,4 +21,15 @@ size_t prefill_state_smem(int stages);
 template <typename T, int K, int V, int VT>
 int prefill_state_min_blocks();
 
+// The state pass for bf16 io with one warp per 16 state columns
+// (prefill_columns.cu): its shared memory for p.stages ring slots, its CTAs
+// for `items` (sequence, value head) pairs, and its launch. Two CTAs fit an
+// SM by registers.
+template <int K, int V>
+size_t prefill_columns_smem(int stages);
+template <int K, int V>
+int64_t prefill_columns_ctas(int64_t items);
+template <int K, int V>
+Status launch_prefill_columns(const PrefillParams& p, cudaStream_t stream);
+
 }  // namespace gdn::cuda

@@ -6,6 +6,8 @@
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <string>
+#include <type_traits>
 
 #include "cuda/backend.h"
 #include "cuda/prep/chunk_meta.cuh"
@@ -77,19 +79,22 @@ Status device_limits(int ordinal, DeviceLimits* out) {
 // Shared memory each resident CTA also takes from its SM.
 constexpr size_t kSmemPerBlockReserved = 1024;
 
-// Ring slots for a state-pass launch of `ctas` CTAs: one slot and two CTAs
-// per SM when the grid has more CTAs than SMs and the kernel's registers
-// allow it (another CTA's work hides this one's loads, and two slots, one
-// CTA per SM, would take a second wave: 1x64 of q3n-tp1, 256 CTAs, ran its
-// state pass in 20 us that way); else two slots when they fit (the next
-// chunk loads while this one computes); else one.
-template <typename T, int KV, int VT>
-int ring_stages(int64_t ctas, const DeviceLimits& dev) {
-  const size_t one = prefill_state_smem<T, KV, KV, VT>(1), two = prefill_state_smem<T, KV, KV, VT>(2);
-  if (ctas > dev.sms && prefill_state_min_blocks<T, KV, KV, VT>() >= 2 &&
-      2 * (one + kSmemPerBlockReserved) <= dev.smem_per_sm)
-    return 1;
+// Ring slots for a state-pass launch of `ctas` CTAs taking `one` or `two`
+// bytes of shared memory with one or two slots: one slot and two CTAs per SM
+// when the grid has more CTAs than SMs and the kernel's registers allow it
+// (another CTA's work hides this one's loads, and two slots, one CTA per SM,
+// would take a second wave: 1x64 of q3n-tp1, 256 CTAs, ran its state pass in
+// 20 us that way); else two slots when they fit (the next chunk loads while
+// this one computes); else one.
+int ring_stages(int64_t ctas, size_t one, size_t two, int min_blocks, const DeviceLimits& dev) {
+  if (ctas > dev.sms && min_blocks >= 2 && 2 * (one + kSmemPerBlockReserved) <= dev.smem_per_sm) return 1;
   return two <= dev.smem_optin ? 2 : 1;
+}
+
+Status check_smem(size_t bytes, const DeviceLimits& dev) {
+  if (bytes <= dev.smem_optin) return Status::Ok();
+  return Status::Unsupported("cuda: the device's shared memory per block (" + std::to_string(dev.smem_optin) +
+                             " bytes) is too small for the state pass");
 }
 
 // State columns per CTA when GDN_CUDA_STATE_COLUMNS names one (16 or 32;
@@ -103,13 +108,41 @@ int forced_state_columns() {
   return forced;
 }
 
+// Which state pass bf16 io takes (fp16 and fp32 io always take the tiled
+// one, prefill_state.cu): the column-owner pass (prefill_columns.cu) when its
+// grid fills at least a quarter of the SMs, else the tiled one, whose 16- and
+// 32-column CTAs spread a few heads over more SMs and run a chunk with less
+// latency. GDN_CUDA_STATE_PASS=tiles|columns forces one (for measurements).
+// Measured on the H100 (graph ms, columns / tiles; bench/results, f6410b9):
+// q35-397b-tp8 1x65536 (16 column-owner CTAs) 4.26 / 3.50, q3n-tp4 1x16384
+// (16) 1.11 / 0.94, q3n-tp1 1x8192 (64) 0.67 / 0.75, q36-27b-tp1 1x8192 (96)
+// 0.76 / 1.30, q3n-tp1 32x1024 (2048) 1.67 / 2.68.
+template <int KV>
+bool column_state_pass(int64_t items, const DeviceLimits& dev) {
+  static const int forced = [] {
+    const char* env = std::getenv("GDN_CUDA_STATE_PASS");
+    const std::string v = env != nullptr ? env : "";
+    return v == "columns" ? 1 : v == "tiles" ? -1 : 0;
+  }();
+  if (forced != 0) return forced > 0;
+  return 4 * prefill_columns_ctas<KV, KV>(items) >= dev.sms;
+}
+
 template <typename T, int KV, int VT>
 Status launch_state(PrefillParams p, int64_t items, const DeviceLimits& dev, cudaStream_t stream) {
-  p.stages = ring_stages<T, KV, VT>(items * (KV / VT), dev);
-  if (prefill_state_smem<T, KV, KV, VT>(p.stages) > dev.smem_optin)
-    return Status::Unsupported("cuda: the device's shared memory per block (" +
-                               std::to_string(dev.smem_optin) + " bytes) is too small for the state pass");
+  p.stages =
+      ring_stages(items * (KV / VT), prefill_state_smem<T, KV, KV, VT>(1),
+                  prefill_state_smem<T, KV, KV, VT>(2), prefill_state_min_blocks<T, KV, KV, VT>(), dev);
+  if (Status s = check_smem(prefill_state_smem<T, KV, KV, VT>(p.stages), dev); !s.ok()) return s;
   return launch_prefill_state<T, KV, KV, VT>(p, stream);
+}
+
+template <int KV>
+Status launch_columns(PrefillParams p, int64_t items, const DeviceLimits& dev, cudaStream_t stream) {
+  p.stages = ring_stages(prefill_columns_ctas<KV, KV>(items), prefill_columns_smem<KV, KV>(1),
+                         prefill_columns_smem<KV, KV>(2), 2, dev);
+  if (Status s = check_smem(prefill_columns_smem<KV, KV>(p.stages), dev); !s.ok()) return s;
+  return launch_prefill_columns<KV, KV>(p, stream);
 }
 
 // State-pass shape: 32 state columns per CTA (fewer re-reads of q, k, Au, L
@@ -125,6 +158,8 @@ Status launch(PrefillParams p, int64_t checkpoint_rows, const DeviceLimits& dev,
   GDN_CUDA_RETURN(cudaGetLastError());
   if (Status s = launch_prefill_prep<T, KV, KV>(p, stream); !s.ok()) return s;
   const int64_t items = p.N * p.HV;
+  if constexpr (std::is_same_v<T, __nv_bfloat16>)
+    if (column_state_pass<KV>(items, dev)) return launch_columns<KV>(p, items, dev, stream);
   int columns = forced_state_columns();
   if (columns == 0)
     columns =

@@ -20,6 +20,7 @@
 #include "cuda/ptx/griddep.cuh"
 #include "cuda/sm80/io_tiles.cuh"
 #include "cuda/sm80/kernels.cuh"
+#include "cuda/sm80/state_pass.cuh"
 
 namespace gdn::cuda {
 namespace {
@@ -110,18 +111,9 @@ __global__ void __launch_bounds__(kStateThreads, (kStateMinBlocks<K, VT>))
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g8 = lane >> 2, t4 = lane & 3;
 
   // The entering state first: only the caller's inputs address it, so under a
-  // programmatic launch this overlaps the prep stage. A pool row out of range
-  // is not read (chunk_meta raises the error flag for it).
+  // programmatic launch this overlaps the prep stage.
   int64_t row_in = -1, row_out = -1;
-  if (p.indices != nullptr) {
-    const int64_t r = load_index(p.indices, p.idx64, n * p.idx_s);
-    const bool ok = r >= 0 && r < p.pool_rows;
-    row_in = p.init.data != nullptr && ok ? r : -1;
-    row_out = p.fin.data != nullptr && ok ? r : -1;
-  } else {
-    row_in = p.init.data != nullptr ? n : -1;
-    row_out = p.fin.data != nullptr ? n : -1;
-  }
+  state_rows(p, n, &row_in, &row_out);
   // This warp's part of S in accumulator layout: rows s_r0 + {g, g + 8},
   // columns (s_nt0 + j) * 8 + {2t, 2t + 1}.
   const int s_r0 = (warp / kWarpsPerMt) * 16, s_nt0 = (warp % kWarpsPerMt) * kNtPerWarp;
@@ -138,37 +130,27 @@ __global__ void __launch_bounds__(kStateThreads, (kStateMinBlocks<K, VT>))
 
   wait_for_prerequisites();  // chunk offsets, error flag, Au, L and the factors
   if (*p.error_flag) return;
-  const int64_t seq_start = load_index(p.cu_seqlens, p.cu64, n);
-  const int64_t seq_end = load_index(p.cu_seqlens, p.cu64, n + 1);
-  const int c_begin = p.chunk_offset[n], c_end = p.chunk_offset[n + 1];
-  auto chunk_t0 = [&](int c) { return seq_start + int64_t{c - c_begin} * kChunk; };
-  auto chunk_len = [&](int c) { return static_cast<int>(min(int64_t{kChunk}, seq_end - chunk_t0(c))); };
+  const SeqChunks seq(p, n);
 
   // Prefetch the first `stages` chunks; one commit group per slot, empty or not.
   for (int i = 0; i < stages; ++i) {
-    if (c_begin + i < c_end)
-      load_chunk<T, K, VT>(p, smem_raw + i * Plan::kSlot, c_begin + i, chunk_t0(c_begin + i),
-                           chunk_len(c_begin + i), h, hv, v0, tid);
+    if (seq.begin + i < seq.stop)
+      load_chunk<T, K, VT>(p, smem_raw + i * Plan::kSlot, seq.begin + i, seq.t0(seq.begin + i),
+                           seq.len(seq.begin + i), h, hv, v0, tid);
     cp_async_commit();
   }
 
   T* out = static_cast<T*>(p.out);
   const bool key_warp = warp < kRowWarps;  // KS and X; the others QS and O
   const int r0 = (warp % kRowWarps) * 16;  // this warp's chunk rows
-  for (int c = c_begin, i = 0; c < c_end; ++c, ++i) {
-    const int64_t t0 = chunk_t0(c);
-    const int len = chunk_len(c);
+  for (int c = seq.begin, i = 0; c < seq.stop; ++c, ++i) {
+    const int64_t t0 = seq.t0(c);
+    const int len = seq.len(c);
     unsigned char* slot = smem_raw + (i % stages) * Plan::kSlot;
-    const T* sq = reinterpret_cast<const T*>(slot + Plan::kQ);
-    const T* sk = reinterpret_cast<const T*>(slot + Plan::kK);
-    const T* sv = reinterpret_cast<const T*>(slot + Plan::kV);
-    const float* sau = reinterpret_cast<const float*>(slot + Plan::kAu);
-    const float* sl = reinterpret_cast<const float*>(slot + Plan::kL);
-    const float* sf = reinterpret_cast<const float*>(slot + Plan::kF);
-    if (stages == 2)
-      cp_async_wait<1>();
-    else
-      cp_async_wait<0>();
+    const SlotView<T, Plan> in(slot);
+    const T *sq = in.q, *sk = in.k, *sv = in.v;
+    const float *sau = in.au, *sl = in.l, *sf = in.f;
+    ring_wait(stages);
     __syncthreads();  // this chunk's slot and the S copy are ready
 
     // KS (warps 0-3) or QS (warps 4-7) for 16 rows, two k-steps per A load.
@@ -285,22 +267,20 @@ __global__ void __launch_bounds__(kStateThreads, (kStateMinBlocks<K, VT>))
           mma_tf32(S[j], a[h2], b);
         }
     }
-    const int64_t done = t0 + len - seq_start;
-    const bool checkpoint = p.ckpt_every > 0 && done % p.ckpt_every == 0;
-    const int64_t ckpt_row = checkpoint ? p.ckpt_offset[n] + done / p.ckpt_every - 1 : 0;
+    const int64_t ckpt_row = seq.checkpoint_row(p, n, c);
 #pragma unroll
     for (int j = 0; j < kNtPerWarp; ++j)
 #pragma unroll
       for (int e = 0; e < 4; ++e) s_s[pair_index<kP>(s_row(e), s_col(j, e))] = tf32_round(S[j][e]);
-    if (checkpoint) {
+    if (ckpt_row >= 0) {
 #pragma unroll
       for (int j = 0; j < kNtPerWarp; ++j)
 #pragma unroll
         for (int e = 0; e < 4; ++e) p.ckpt.store(ckpt_row, hv, s_row(e), v0 + s_col(j, e), S[j][e]);
     }
     __syncthreads();  // this slot and Vn are consumed
-    if (c + stages < c_end)
-      load_chunk<T, K, VT>(p, slot, c + stages, chunk_t0(c + stages), chunk_len(c + stages), h, hv, v0, tid);
+    if (c + stages < seq.stop)
+      load_chunk<T, K, VT>(p, slot, c + stages, seq.t0(c + stages), seq.len(c + stages), h, hv, v0, tid);
     cp_async_commit();
   }
   cp_async_wait<0>();
@@ -327,20 +307,12 @@ int prefill_state_min_blocks() {
 template <typename T, int K, int V, int VT>
 Status launch_prefill_state(const PrefillParams& p, cudaStream_t stream) {
   const size_t smem = StatePlan<T, K, VT>::bytes(p.stages);
-  // Raise the kernel's dynamic shared-memory limit once per size it needs.
   static std::atomic<size_t> allowed{0};
-  if (smem > allowed.load()) {
-    GDN_CUDA_RETURN(cudaFuncSetAttribute(prefill_state_kernel<T, K, V, VT>,
-                                         cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         static_cast<int>(smem)));
-    allowed.store(smem);
-  }
   static const bool programmatic = kernel_waits_for_prerequisites(prefill_state_kernel<T, K, V, VT>);
-  if (p.N == 0) return Status::Ok();
-  const dim3 grid(static_cast<unsigned>(p.N), static_cast<unsigned>(p.HV), V / VT);
-  return cuda_status(launch_kernel(prefill_state_kernel<T, K, V, VT>, grid, dim3(kStateThreads), smem, stream,
-                                   programmatic, p),
-                     "prefill_state_kernel launch");
+  return launch_state_kernel(prefill_state_kernel<T, K, V, VT>, allowed,
+                             dim3(static_cast<unsigned>(p.N), static_cast<unsigned>(p.HV), V / VT),
+                             dim3(kStateThreads), smem, stream, programmatic, p,
+                             "prefill_state_kernel launch");
 }
 
 #define GDN_INSTANTIATE_STATE(T, KV, VT)                  \

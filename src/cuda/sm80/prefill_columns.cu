@@ -1,0 +1,332 @@
+// Stage 2 of the portable prefill for bf16 io: the sequential state pass with
+// each warp owning 16 value columns of the state. Value columns of S are
+// independent, so a warp holds its slice as S^T [16, K] in mma accumulator
+// registers for the whole sequence and walks the chunks without exchanging
+// anything with the other warps: every product takes S^T, or a result of the
+// warp's own, as the A operand straight from registers, and only chunk inputs
+// (shared by the CTA's warps, streamed through a cp.async ring) come from
+// shared memory. Per chunk, with the state entering it (transposed forms of
+// the products in prefill_state.cu):
+//   P   = S^T K^T,  R = S^T Q^T                 [16, 64]   bf16, S^T split hi + lo
+//   X   = V^T - P diag(s_x)                     (= (V - diag(exp G) K_norm S)^T)
+//   Vn  = X Au^T                                (= (U - W S)^T)            tf32
+//   O^T = R diag(s_q) + Vn L^T                                             tf32
+//   S^T = decay S^T + (Vn diag(s_k)) K           bf16, Vn diag(s_k) split hi + lo
+// The hi + lo split carries an fp32 operand to about 2^-17 relative through
+// two bf16 products, against raw bf16 q and k, which are exact; B fragments
+// of q, k and v come by ldmatrix without conversion. Au and L are fp32
+// (tf32-rounded by stage 1). A CTA is kColWarps warps (64 columns); its only
+// barriers guard the ring.
+#include <atomic>
+
+#include "cuda/ptx/griddep.cuh"
+#include "cuda/sm80/io_tiles.cuh"
+#include "cuda/sm80/kernels.cuh"
+#include "cuda/sm80/state_pass.cuh"
+
+namespace gdn::cuda {
+namespace {
+
+using Bf16 = __nv_bfloat16;
+constexpr int kColWarps = 4;
+constexpr int kColThreads = 32 * kColWarps;
+constexpr int kWarpColumns = 16;                       // value columns one warp owns
+constexpr int kCtaColumns = kColWarps * kWarpColumns;  // value columns per CTA
+constexpr int kMatStride = kChunk + 8;                 // floats per row of Au and L
+constexpr int kRowTiles = kChunk / 8;                  // 8-row tiles of a chunk
+
+// Shared-memory plan: a ring of `stages` slots of chunk inputs, then one
+// output staging tile per warp. Padded row strides: 16 bytes for the bf16
+// tiles (ldmatrix rows on distinct banks), 8 floats for Au and L (a
+// half-warp's 64-bit fragment loads on distinct banks).
+template <int K>
+struct ColumnsPlan {
+  static constexpr int kQkStride = K + 8;            // bf16 per row of q and k
+  static constexpr int kVStride = kCtaColumns + 8;   // bf16 per row of v
+  static constexpr int kOStride = kWarpColumns + 8;  // bf16 per row of an output tile
+  static constexpr size_t kQBytes = size_t{kChunk} * kQkStride * sizeof(Bf16);
+  static constexpr size_t kVBytes = size_t{kChunk} * kVStride * sizeof(Bf16);
+  static constexpr size_t kMatBytes = size_t{kChunk} * kMatStride * sizeof(float);
+  static constexpr size_t kFBytes = kFactorStride * sizeof(float);
+  // Slot: q | k | v | Au | L | F.
+  static constexpr size_t kQ = 0, kK = kQBytes, kV = 2 * kQBytes, kAu = kV + kVBytes, kL = kAu + kMatBytes,
+                          kF = kL + kMatBytes, kSlot = kF + kFBytes;
+  static constexpr size_t kOBytes = size_t{kColWarps} * kChunk * kOStride * sizeof(Bf16);
+  static size_t bytes(int stages) { return stages * kSlot + kOBytes; }
+  static_assert(kSlot % 16 == 0 && kQBytes % 16 == 0 && kVBytes % 16 == 0 && kMatBytes % 16 == 0,
+                "cp.async needs 16-byte slots");
+};
+
+template <int K>
+__device__ __forceinline__ void load_chunk(const PrefillParams& p, unsigned char* slot, int c, int64_t t0,
+                                           int len, int64_t h, int64_t hv, int v0, int tid) {
+  using Plan = ColumnsPlan<K>;
+  const Bf16* q = static_cast<const Bf16*>(p.q);
+  const Bf16* k = static_cast<const Bf16*>(p.k);
+  const Bf16* v = static_cast<const Bf16*>(p.v);
+  // Rows past the chunk's end are zero-filled (their source is not read).
+  copy_rows_async<Bf16, K, kChunk, kColThreads>(reinterpret_cast<Bf16*>(slot + Plan::kQ), Plan::kQkStride,
+                                                q + t0 * p.q_s0 + h * p.q_s1, p.q_s0, len, tid);
+  copy_rows_async<Bf16, K, kChunk, kColThreads>(reinterpret_cast<Bf16*>(slot + Plan::kK), Plan::kQkStride,
+                                                k + t0 * p.k_s0 + h * p.k_s1, p.k_s0, len, tid);
+  copy_rows_async<Bf16, kCtaColumns, kChunk, kColThreads>(reinterpret_cast<Bf16*>(slot + Plan::kV),
+                                                          Plan::kVStride, v + t0 * p.v_s0 + hv * p.v_s1 + v0,
+                                                          p.v_s0, len, tid);
+  const int64_t item = int64_t{c} * p.HV + hv;
+  copy_rows_async<float, kChunk, kChunk, kColThreads>(reinterpret_cast<float*>(slot + Plan::kAu), kMatStride,
+                                                      p.Au + item * kChunk * kChunk, kChunk, kChunk, tid);
+  copy_rows_async<float, kChunk, kChunk, kColThreads>(reinterpret_cast<float*>(slot + Plan::kL), kMatStride,
+                                                      p.L + item * kChunk * kChunk, kChunk, kChunk, tid);
+  static_assert(kFactorStride / 4 <= kColThreads, "one 16-byte unit of F per thread");
+  if (tid < kFactorStride / 4)
+    cp_async_16(slot + Plan::kF + 16 * tid, p.F + item * kFactorStride + 4 * tid, true);
+}
+
+// k-permuted tf32 A fragment of an 8-wide k-step from the accumulator tile
+// c of the same 8 columns (mma_sm80.cuh: logical k t is physical column 2t).
+__device__ __forceinline__ void tf32_a_from_acc(uint32_t (&a)[4], const float (&c)[4]) {
+  a[0] = to_tf32(c[0]);
+  a[1] = to_tf32(c[2]);
+  a[2] = to_tf32(c[1]);
+  a[3] = to_tf32(c[3]);
+}
+
+// bf16 hi and lo A fragments of a 16-wide k-step from the accumulator tiles
+// of its two 8-column halves.
+__device__ __forceinline__ void bf16_a_from_acc(uint32_t (&hi)[4], uint32_t (&lo)[4], const float (&c0)[4],
+                                                const float (&c1)[4]) {
+  split_bf16(c0[0], c0[1], hi[0], lo[0]);
+  split_bf16(c0[2], c0[3], hi[1], lo[1]);
+  split_bf16(c1[0], c1[1], hi[2], lo[2]);
+  split_bf16(c1[2], c1[3], hi[3], lo[3]);
+}
+
+// acc += X M^T over a chunk in tf32: X [16, 64] given as accumulator tiles,
+// M a row-major [64, 64] tf32-valued fp32 tile in shared memory (row stride
+// kMatStride), B(i, j) = M[j][i] one 64-bit load of the k-permuted pair.
+__device__ __forceinline__ void add_times_transpose(float (&acc)[kRowTiles][4],
+                                                    const float (&x)[kRowTiles][4], const float* m,
+                                                    int lane) {
+  const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int kk = 0; kk < kRowTiles; ++kk) {
+    uint32_t a[4];
+    tf32_a_from_acc(a, x[kk]);
+#pragma unroll
+    for (int jt = 0; jt < kRowTiles; ++jt) {
+      const float2 b = *reinterpret_cast<const float2*>(m + (jt * 8 + g) * kMatStride + kk * 8 + 2 * t);
+      const uint32_t bb[2] = {__float_as_uint(b.x), __float_as_uint(b.y)};
+      mma_tf32(acc[jt], a, bb);
+    }
+  }
+}
+
+template <int K, int V>
+__global__ void __launch_bounds__(kColThreads, 2)
+    prefill_columns_kernel(const __grid_constant__ PrefillParams p) {
+  using Plan = ColumnsPlan<K>;
+  constexpr int kKt = K / 8;  // 8-wide tiles of S^T's K columns
+  static_assert(V % kCtaColumns == 0 && K % 16 == 0, "whole CTA column tiles, whole k-steps");
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  const int stages = p.stages;
+  const int64_t n = blockIdx.x, hv = blockIdx.y, h = hv / p.group;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
+  const int v0 = blockIdx.z * kCtaColumns;  // the CTA's first value column
+  const int wc = warp * kWarpColumns;       // the warp's first column within the CTA's v tile
+  Bf16* stage_o = reinterpret_cast<Bf16*>(smem_raw + stages * Plan::kSlot) + warp * kChunk * Plan::kOStride;
+
+  // The entering state first: only the caller's inputs address it, so under a
+  // programmatic launch this overlaps the prep stage.
+  int64_t row_in = -1, row_out = -1;
+  state_rows(p, n, &row_in, &row_out);
+  // St[kt][e] = S[kt * 8 + 2t + e % 2][v0 + wc + g + 8 (e / 2)]: S^T in
+  // accumulator layout, rows = this warp's value columns.
+  auto k_of = [&](int kt, int e) { return kt * 8 + 2 * t + (e & 1); };
+  auto v_of = [&](int e) { return v0 + wc + g + 8 * (e >> 1); };
+  float St[kKt][4];
+#pragma unroll
+  for (int kt = 0; kt < kKt; ++kt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) St[kt][e] = row_in >= 0 ? p.init.load(row_in, hv, k_of(kt, e), v_of(e)) : 0.f;
+
+  wait_for_prerequisites();  // chunk offsets, error flag, Au, L and the factors
+  if (*p.error_flag) return;
+  const SeqChunks seq(p, n);
+
+  // Prefetch the first `stages` chunks; one commit group per slot, empty or not.
+  for (int i = 0; i < stages; ++i) {
+    if (seq.begin + i < seq.stop)
+      load_chunk<K>(p, smem_raw + i * Plan::kSlot, seq.begin + i, seq.t0(seq.begin + i),
+                    seq.len(seq.begin + i), h, hv, v0, tid);
+    cp_async_commit();
+  }
+
+  // Per-lane ldmatrix row addresses (element offsets within a tile): matrix
+  // mi = lane / 8 of an x4 load takes row lane % 8 of its 8x8 block.
+  const int mi = lane >> 3, mr = lane & 7;
+  // q, k as B of S^T K^T: blocks (rows 8 jt + 8 (mi / 2), columns 16 ks + 8 (mi % 2)).
+  const int qk_lane = ((mi >> 1) * 8 + mr) * Plan::kQkStride + (mi & 1) * 8;
+  // k as B of Vk K (transposed): blocks (rows 16 js + 8 (mi % 2), columns 16 np + 8 (mi / 2)).
+  const int kt_lane = ((mi & 1) * 8 + mr) * Plan::kQkStride + (mi >> 1) * 8;
+  // v^T: blocks (rows 8 jt + 8 (mi / 2), columns wc + 8 (mi % 2)).
+  const int v_lane = ((mi >> 1) * 8 + mr) * Plan::kVStride + wc + (mi & 1) * 8;
+
+  Bf16* out = static_cast<Bf16*>(p.out);
+  for (int c = seq.begin, i = 0; c < seq.stop; ++c, ++i) {
+    const int64_t t0 = seq.t0(c);
+    const int len = seq.len(c);
+    unsigned char* slot = smem_raw + (i % stages) * Plan::kSlot;
+    const SlotView<Bf16, Plan> in(slot);
+    const Bf16 *sq = in.q, *sk = in.k, *sv = in.v;
+    const float *sau = in.au, *sl = in.l, *sf = in.f;
+    ring_wait(stages);
+    __syncthreads();  // this chunk's slot is ready
+
+    // P = S^T K^T and R = S^T Q^T, over 16-wide k-steps of K.
+    float P[kRowTiles][4] = {}, R[kRowTiles][4] = {};
+#pragma unroll
+    for (int ks = 0; ks < K / 16; ++ks) {
+      uint32_t hi[4], lo[4];
+      bf16_a_from_acc(hi, lo, St[2 * ks], St[2 * ks + 1]);
+#pragma unroll
+      for (int jt = 0; jt < kRowTiles; jt += 2) {
+        uint32_t kb[4], qb[4];
+        const int at = qk_lane + jt * 8 * Plan::kQkStride + ks * 16;
+        ldmatrix_x4(kb, sk + at);
+        ldmatrix_x4(qb, sq + at);
+        mma_bf16(P[jt], hi, kb[0], kb[1]);
+        mma_bf16(R[jt], hi, qb[0], qb[1]);
+        mma_bf16(P[jt + 1], hi, kb[2], kb[3]);
+        mma_bf16(R[jt + 1], hi, qb[2], qb[3]);
+        mma_bf16(P[jt], lo, kb[0], kb[1]);
+        mma_bf16(R[jt], lo, qb[0], qb[1]);
+        mma_bf16(P[jt + 1], lo, kb[2], kb[3]);
+        mma_bf16(R[jt + 1], lo, qb[2], qb[3]);
+      }
+    }
+
+    // X = V^T - P diag(s_x), in place of P. Column j of tile jt, element e:
+    // j = 8 jt + 2t + e % 2.
+#pragma unroll
+    for (int jt = 0; jt < kRowTiles; jt += 2) {
+      uint32_t vb[4];  // (jt, v 0-7), (jt, v 8-15), (jt + 1, v 0-7), (jt + 1, v 8-15)
+      ldmatrix_x4_trans(vb, sv + v_lane + jt * 8 * Plan::kVStride);
+#pragma unroll
+      for (int u = 0; u < 2; ++u) {
+        const float2 sx = *reinterpret_cast<const float2*>(sf + kFactorSx + (jt + u) * 8 + 2 * t);
+        const float2 va = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&vb[2 * u]));
+        const float2 vc = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&vb[2 * u + 1]));
+        float(&x)[4] = P[jt + u];
+        x[0] = va.x - sx.x * x[0];
+        x[1] = va.y - sx.y * x[1];
+        x[2] = vc.x - sx.x * x[2];
+        x[3] = vc.y - sx.y * x[3];
+      }
+    }
+
+    // Vn = X Au^T: B(i, j) = Au[j][i], a 64-bit load of the k-permuted pair.
+    float Vn[kRowTiles][4] = {};
+    add_times_transpose(Vn, P, sau, lane);
+
+    // O^T = R diag(s_q) + Vn L^T, in place of R.
+#pragma unroll
+    for (int it = 0; it < kRowTiles; ++it) {
+      const float2 sq2 = *reinterpret_cast<const float2*>(sf + kFactorSq + it * 8 + 2 * t);
+      R[it][0] *= sq2.x, R[it][1] *= sq2.y, R[it][2] *= sq2.x, R[it][3] *= sq2.y;
+    }
+    add_times_transpose(R, Vn, sl, lane);
+    // O rows through the warp's staging tile, then 16-byte row pieces out.
+    __syncwarp();  // the previous chunk's pieces are out
+#pragma unroll
+    for (int it = 0; it < kRowTiles; ++it)
+#pragma unroll
+      for (int e = 0; e < 4; ++e)
+        stage_o[(it * 8 + 2 * t + (e & 1)) * Plan::kOStride + g + 8 * (e >> 1)] =
+            __float2bfloat16_rn(R[it][e]);
+    __syncwarp();
+#pragma unroll
+    for (int u = lane; u < 2 * kChunk; u += 32) {
+      const int r = u >> 1, half = u & 1;
+      if (r < len)
+        *reinterpret_cast<uint4*>(out + (t0 + r) * p.o_s0 + hv * p.o_s1 + v0 + wc + 8 * half) =
+            *reinterpret_cast<const uint4*>(stage_o + r * Plan::kOStride + 8 * half);
+    }
+
+    // S^T = decay S^T + (Vn diag(s_k)) K, over 16-wide k-steps of the chunk.
+    const float decay = sf[kFactorDecay];
+#pragma unroll
+    for (int kt = 0; kt < kKt; ++kt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) St[kt][e] *= decay;
+#pragma unroll
+    for (int js = 0; js < kChunk / 16; ++js) {
+#pragma unroll
+      for (int u = 0; u < 2; ++u) {
+        const float2 s_k = *reinterpret_cast<const float2*>(sf + kFactorSk + (2 * js + u) * 8 + 2 * t);
+        float(&x)[4] = Vn[2 * js + u];
+        x[0] *= s_k.x, x[1] *= s_k.y, x[2] *= s_k.x, x[3] *= s_k.y;
+      }
+      uint32_t hi[4], lo[4];
+      bf16_a_from_acc(hi, lo, Vn[2 * js], Vn[2 * js + 1]);
+#pragma unroll
+      for (int np = 0; np < kKt / 2; ++np) {
+        uint32_t kb[4];  // (rows 16 js.., n-tile 2 np): b0 b1, then n-tile 2 np + 1
+        ldmatrix_x4_trans(kb, sk + kt_lane + js * 16 * Plan::kQkStride + np * 16);
+        mma_bf16(St[2 * np], hi, kb[0], kb[1]);
+        mma_bf16(St[2 * np + 1], hi, kb[2], kb[3]);
+        mma_bf16(St[2 * np], lo, kb[0], kb[1]);
+        mma_bf16(St[2 * np + 1], lo, kb[2], kb[3]);
+      }
+    }
+
+    if (const int64_t ckpt_row = seq.checkpoint_row(p, n, c); ckpt_row >= 0) {
+#pragma unroll
+      for (int kt = 0; kt < kKt; ++kt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) p.ckpt.store(ckpt_row, hv, k_of(kt, e), v_of(e), St[kt][e]);
+    }
+    __syncthreads();  // every warp is done with this slot
+    if (c + stages < seq.stop)
+      load_chunk<K>(p, slot, c + stages, seq.t0(c + stages), seq.len(c + stages), h, hv, v0, tid);
+    cp_async_commit();
+  }
+  cp_async_wait<0>();
+  if (row_out >= 0) {
+#pragma unroll
+    for (int kt = 0; kt < kKt; ++kt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) p.fin.store(row_out, hv, k_of(kt, e), v_of(e), St[kt][e]);
+  }
+}
+
+}  // namespace
+
+template <int K, int V>
+size_t prefill_columns_smem(int stages) {
+  return ColumnsPlan<K>::bytes(stages);
+}
+
+template <int K, int V>
+int64_t prefill_columns_ctas(int64_t items) {
+  return items * (V / kCtaColumns);
+}
+
+template <int K, int V>
+Status launch_prefill_columns(const PrefillParams& p, cudaStream_t stream) {
+  const size_t smem = ColumnsPlan<K>::bytes(p.stages);
+  static std::atomic<size_t> allowed{0};
+  static const bool programmatic = kernel_waits_for_prerequisites(prefill_columns_kernel<K, V>);
+  return launch_state_kernel(prefill_columns_kernel<K, V>, allowed,
+                             dim3(static_cast<unsigned>(p.N), static_cast<unsigned>(p.HV), V / kCtaColumns),
+                             dim3(kColThreads), smem, stream, programmatic, p,
+                             "prefill_columns_kernel launch");
+}
+
+#define GDN_INSTANTIATE_COLUMNS(KV)                       \
+  template size_t prefill_columns_smem<KV, KV>(int);      \
+  template int64_t prefill_columns_ctas<KV, KV>(int64_t); \
+  template Status launch_prefill_columns<KV, KV>(const PrefillParams&, cudaStream_t);
+GDN_INSTANTIATE_COLUMNS(64)
+GDN_INSTANTIATE_COLUMNS(128)
+
+}  // namespace gdn::cuda
