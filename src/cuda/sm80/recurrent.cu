@@ -1,7 +1,7 @@
 // Decode and speculative verify on the GPU (sm_80+): the token recurrence of
-// DESIGN section 1 in fp32, one warp per (sequence, value head, W = 16 value
-// columns of the state, or 8 on small grids: recurrent_columns), the warp's
-// part of the state in registers across all of the sequence's tokens.
+// DESIGN section 1 in fp32, one warp per (sequence, value head, 16 value
+// columns of the state), the warp's part of the state in registers across
+// all of the sequence's tokens.
 //
 // Per token, from the state S entering it:
 //   sk = S^T k,  sq = S^T q              (one pass over the registers)
@@ -9,17 +9,15 @@
 //   o  = exp(g) sq + (k . q) u           (= S'^T q)
 //   S' = exp(g) S + k u^T
 // Columns of S are independent, so splitting V over warps needs no
-// communication, and a batch-1 decode still has HV * V / W warps to spread
+// communication, and a batch-1 decode still has HV * V / 16 warps to spread
 // its state reads over the GPU.
 //
-// A warp's tile is W value columns by all K rows, 4 consecutive elements
-// of R = K W / 128 rows per lane (K / 8 at W = 16: 64 registers at
-// K = 128; K / 16 at W = 8), read and written with one 16-byte access per
-// row (8 bytes for a bf16 state):
-//   layout kv ([K, V], V contiguous): lane = (W / 4) rg + cg holds K rows
+// A warp's tile is 16 value columns by all K rows, 4 consecutive elements
+// of R = K / 8 rows per lane (64 registers at K = 128), read and written
+// with one 16-byte access per row (8 bytes for a bf16 state):
+//   layout kv ([K, V], V contiguous): lane = 4 rg + cg holds K rows
 //     R rg .. R rg + R - 1, value columns v0 + 4 cg .. + 3. A warp access
-//     covers 8 rows x 64 contiguous bytes (W = 16: lane = 4 rg + cg) or
-//     16 rows x 32 (W = 8: lane = 2 rg + cg).
+//     covers 8 rows x 64 contiguous bytes.
 //   layout vk ([V, K], K contiguous): lane = (K / 4) rv + kl holds value
 //     rows v0 + R rv .. + R - 1, K elements 4 kl .. 4 kl + 3. A warp access
 //     covers whole rows of K contiguous elements.
@@ -29,16 +27,6 @@
 // leaves every lane one finished sum, lane pairs swap to hold (sk, sq) of
 // one column, compute u and o for it, and u is gathered back for the
 // update: no block barrier, and the state never leaves the registers.
-// At W = 8 a lane has as many partial sums as at W = 16 (kv: 8) or half as
-// many (vk: 2 R = K / 8) for twice (kv: 16) or as many (vk: K / 4) lanes per
-// sum, so the reduce-scatter ends one step early and a plain sum over one
-// more lane bit (kv: 2, vk: 1) finishes it: two "twin" lanes hold each
-// finished sum, compute the same u and o, and the one with that bit clear
-// writes o. The lane owning sum i is the W = 16 one's with that bit
-// inserted, which the swap and the gather of u follow. At layout vk both
-// widths add the same products in the same order (bitwise equal results);
-// at kv a lane's chain covers K / 8 or K / 16 rows, so the results differ in
-// the last bits, and recurrent_columns picks the width from the grid alone.
 //
 // Latency (a batch-1 decode is a chain of dependent memory round trips):
 // every global load is issued before any math that waits on one: the pool
@@ -62,9 +50,6 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <cstdlib>
-#include <map>
-#include <mutex>
 #include <string>
 #include <type_traits>
 
@@ -197,22 +182,14 @@ __device__ __forceinline__ float sum_lanes(float x) {
   return x;
 }
 
-template <int K, int W, bool kVK, bool kBF16>
+template <int K, bool kVK, bool kBF16>
 __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
     recurrent_kernel(const __grid_constant__ RecurrentParams p) {
-  static_assert(K == 64 || K == 128, "K W / 128 rows per lane, K / 4 lanes per vk row");
-  static_assert(W == kTileColumns || W == kNarrowTileColumns, "16 or 8 value columns per warp");
-  constexpr int R = K * W / 128;    // state rows per lane: K / 8 (W = 16) or K / 16 (W = 8)
+  static_assert(K == 64 || K == 128, "K / 8 rows per lane, K / 4 lanes per vk row");
+  constexpr int R = K / 8;          // state rows per lane
   constexpr int kRowLanes = K / 4;  // vk: lanes along one row of K elements
-  constexpr int kColLanes = W / 4;  // kv: lanes along one tile row of W columns
   constexpr int kIn = kVK ? 4 : R;  // q and k elements per lane
   constexpr int kSums = kVK ? 2 * R : 8;
-  // Lanes that finish each sum: 2 in the narrow tile, whose lanes hold half
-  // as many partial sums as the wide one's for the same number of lanes per
-  // sum, so the reduce-scatter's last step is a plain sum (its two lanes,
-  // which differ in lane bit kTwin, end with the same bits).
-  constexpr int kTwins = kTileColumns / W;
-  constexpr int kTwin = kTwins == 1 ? 0 : kVK ? 1 : 2;
   // The next kernel in the stream may launch now (programmatic launch): it
   // waits for this grid's completion before it reads what this one writes.
   launch_dependents();
@@ -223,7 +200,7 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
   if (tile >= static_cast<uint32_t>(p.tiles)) return;
   const uint32_t slices = static_cast<uint32_t>(p.slices), heads = static_cast<uint32_t>(p.HV);
   const uint32_t item = tile / slices;
-  const int v0 = static_cast<int>(tile - item * slices) * W;
+  const int v0 = static_cast<int>(tile - item * slices) * kTileColumns;
   const int64_t n = item / heads;
   const int hv = static_cast<int>(item - static_cast<uint32_t>(n) * heads);
   const int h = hv / static_cast<int>(p.group);
@@ -234,14 +211,13 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
   // the lane: 2 c + {0: sk, 1: sq} of the lane's column c (kv) or row (vk).
   int a0, b0, own;
   if constexpr (kVK) {
-    a0 = v0 + R * (lane / kRowLanes), b0 = 4 * (lane % kRowLanes), own = lane % kRowLanes / kTwins;
+    a0 = v0 + R * (lane / kRowLanes), b0 = 4 * (lane % kRowLanes), own = lane % kRowLanes;
   } else {
-    a0 = R * (lane / kColLanes), b0 = v0 + 4 * (lane % kColLanes), own = lane >> 2;
+    a0 = R * (lane >> 2), b0 = v0 + 4 * (lane & 3), own = lane >> 2;
   }
   const int kin0 = kVK ? b0 : a0;                  // the lane's first q, k element
   const int v_own = (kVK ? a0 : b0) + (own >> 1);  // the value column it finishes
   const bool own_k = (own & 1) == 0;
-  const bool writer = own_k && (lane & kTwin) == 0;  // writes column v_own of o
   auto mat_stride = [](const StateTensor& s) { return kVK ? s.v_stride : s.k_stride; };
 
   // Launched programmatically, this grid may start while the kernel before
@@ -274,7 +250,7 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
       const int es = p.io == DType::kF32 ? 4 : 2;
       prefetch_span(static_cast<const char*>(p.q) + (t * p.q_s0 + h * p.q_s1) * es, K * es);
       prefetch_span(static_cast<const char*>(p.k) + (t * p.k_s0 + h * p.k_s1) * es, K * es);
-      prefetch_span(static_cast<const char*>(p.v) + (t * p.v_s0 + hv * p.v_s1 + v0) * es, W * es);
+      prefetch_span(static_cast<const char*>(p.v) + (t * p.v_s0 + hv * p.v_s1 + v0) * es, kTileColumns * es);
       prefetch_span(
           static_cast<const char*>(p.gate_a) + (t * p.ga_s0 + hv * p.ga_s1) * (p.gate_a_bf16 ? 2 : 4), 1);
       prefetch_span(
@@ -332,11 +308,11 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
     if (p.fused) a_log = p.a_log[hv * p.a_log_s], dt_bias = p.dt_bias[hv * p.dt_bias_s];
   }
 
-  // q, k and the tile's W values of v of each token, in 16-byte copies:
-  // token j at stage + j * tok_bytes as [q: K][k: K][v: W] io elements.
+  // q, k and the tile's 16 values of v of each token, in 16-byte copies:
+  // token j at stage + j * tok_bytes as [q: K][k: K][v: 16] io elements.
   extern __shared__ __align__(16) unsigned char smem_raw[];
   const int es_log = p.io == DType::kF32 ? 2 : 1, es = 1 << es_log;  // bytes per io element
-  const int row_units = K * es / 16, tok_bytes = (2 * K + W) * es;
+  const int row_units = K * es / 16, tok_bytes = (2 * K + kTileColumns) * es;
   unsigned char* stage = smem_raw + (threadIdx.x >> 5) * static_cast<int>(p.max_len) * tok_bytes;
   for (int j = 0; j < len; ++j) {
     const int64_t t = t0 + j;
@@ -346,10 +322,8 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
       cp_async_16(stage + j * tok_bytes + 16 * u, u < row_units ? q + 16 * u : k + 16 * (u - row_units),
                   true);
   }
-  // W es / 16 (1 to 4) 16-byte units of v per token.
-  const int v_log = es_log + (W == kTileColumns ? 0 : -1);
-  for (int c = lane; c < len << v_log; c += 32) {
-    const int j = c >> v_log, u = c & ((1 << v_log) - 1);
+  for (int c = lane; c < len << es_log; c += 32) {  // es 16-byte units of v per token
+    const int j = c >> es_log, u = c & (es - 1);
     const char* v = static_cast<const char*>(p.v) + ((t0 + j) * p.v_s0 + hv * p.v_s1 + v0) * es;
     cp_async_16(stage + j * tok_bytes + 2 * K * es + 16 * u, v + 16 * u, true);
   }
@@ -450,7 +424,7 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
           x[2 * r + w] = keep + __shfl_xor_sync(kFull, send, kRowLanes / 2);
         }
       }
-      reduce_scatter<R, kRowLanes / 4, kTwins>(x, lane);
+      reduce_scatter<R, kRowLanes / 4, 1>(x, lane);
     } else {
 #pragma unroll
       for (int c = 0; c < 4; ++c) x[2 * c] = x[2 * c + 1] = 0.f;
@@ -463,19 +437,18 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
         }
       reduce_scatter<8, 16, 4>(x, lane);
     }
-    if constexpr (kTwins == 2) x[0] += __shfl_xor_sync(kFull, x[0], kTwin);
-    const float other = __shfl_xor_sync(kFull, x[0], kVK ? kTwins : 4);
+    const float other = __shfl_xor_sync(kFull, x[0], kVK ? 1 : 4);
     const float sk = ks * (own_k ? x[0] : other), sq = qs * (own_k ? other : x[0]);
     const float u = beta * (vx - decay * sk);
-    if (writer) store_io(p.out, p.io, t * p.o_s0 + hv * p.o_s1 + v_own, fmaf(qkc, u, decay * sq));
+    if (own_k) store_io(p.out, p.io, t * p.o_s0 + hv * p.o_s1 + v_own, fmaf(qkc, u, decay * sq));
     const float uk = u * ks;  // k u^T with raw k
 
     // S' = exp(g) S + k u^T, with u gathered from the lanes that own it.
     if constexpr (kVK) {
 #pragma unroll
       for (int r = 0; r < R; ++r) {
-        // Lane 2 r kTwins of the row's kRowLanes-wide segment (a constant source lane).
-        const float ur = __shfl_sync(kFull, uk, 2 * r * kTwins, kRowLanes);
+        // Lane 2 r of the row's kRowLanes-wide segment (a constant source lane).
+        const float ur = __shfl_sync(kFull, uk, 2 * r, kRowLanes);
 #pragma unroll
         for (int c = 0; c < 4; ++c) s[r][c] = fmaf(kx[c], ur, decay * s[r][c]);
       }
@@ -503,116 +476,52 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
 }
 
 // The launch shape: warps per CTA and the shared memory that stages the
-// token inputs (max_len tokens of q, k and the tile's values of v per warp). One
+// token inputs (max_len tokens of q, k and 16 values of v per warp). One
 // warp per CTA while the grid is small, so that a batch-1 decode spreads
 // over as many SMs as it has warps; four from kManyTiles warps up (fewer,
 // larger CTAs to schedule), fewer where the staging would pass the 48 KB a
 // launch gets without opting in (only 16-token fp32 verifies).
-// Small grids shorten each warp's chain with the 8-column tile
-// (recurrent_columns) instead of splitting a tile's K rows over 2-4 warps
-// of a CTA (partial sums reduced through shared memory): the narrow tile
-// halves the math and stores per warp with the same code, one more shuffle
-// per sum and no block barrier.
+// Not done: splitting a tile's K rows over 2-4 warps of a CTA on small
+// grids (partial sums reduced through shared memory). A batch-1 decode's
+// time is its round trips (index, state) plus the state's bytes over the
+// memory bandwidth, the same however the tiles are cut; a split shortens
+// only the math after the last state row arrives (~350 -> ~200 cycles, about
+// 0.1 us), for a second code path and a block barrier.
 struct Shape {
   int warps;
   size_t smem;
 };
 Shape launch_shape(const RecurrentParams& p, int64_t K) {
   const int64_t es = p.io == DType::kF32 ? 4 : 2;
-  const int64_t warp_bytes = p.max_len * (2 * K + p.columns) * es;
+  const int64_t warp_bytes = p.max_len * (2 * K + kTileColumns) * es;
   int warps = p.tiles >= kManyTiles ? kMaxWarpsPerCta : 1;
   while (warps > 1 && warps * warp_bytes > kMaxStageBytes) warps /= 2;
   return {warps, static_cast<size_t>(warps * warp_bytes)};
 }
 
-template <int K, int W, bool kVK, bool kBF16>
+template <int K, bool kVK, bool kBF16>
 Status launch(const RecurrentParams& p, cudaStream_t stream) {
   if (p.tiles > 0x7fffffff)
-    return Status::Unsupported("cuda: N * HV * V / " + std::to_string(W) + " (" + std::to_string(p.tiles) +
+    return Status::Unsupported("cuda: N * HV * V / 16 (" + std::to_string(p.tiles) +
                                ") exceeds 2^31 - 1 warps for one decode or verify launch");
   // Programmatic launch where the machine code has the grid dependency wait
   // (sm_90+): the launch latency and the state prefetch overlap the kernel
   // before in the stream.
-  static const bool programmatic = kernel_waits_for_prerequisites(recurrent_kernel<K, W, kVK, kBF16>);
+  static const bool programmatic = kernel_waits_for_prerequisites(recurrent_kernel<K, kVK, kBF16>);
   RecurrentParams q = p;
   q.programmatic = programmatic;
   const Shape shape = launch_shape(q, K);
   const int64_t ctas = (q.tiles + shape.warps - 1) / shape.warps;
-  return cuda_status(launch_kernel(recurrent_kernel<K, W, kVK, kBF16>, dim3(static_cast<unsigned>(ctas)),
+  return cuda_status(launch_kernel(recurrent_kernel<K, kVK, kBF16>, dim3(static_cast<unsigned>(ctas)),
                                    dim3(32 * shape.warps), shape.smem, stream, programmatic, q),
                      "recurrent_kernel launch");
 }
 
-template <int K, int W>
-Status launch_kw(const RecurrentParams& p, StateLayout layout, bool bf16, cudaStream_t stream) {
-  if (layout == StateLayout::kVK)
-    return bf16 ? launch<K, W, true, true>(p, stream) : launch<K, W, true, false>(p, stream);
-  return bf16 ? launch<K, W, false, true>(p, stream) : launch<K, W, false, false>(p, stream);
-}
-
 template <int K>
 Status launch_k(const RecurrentParams& p, StateLayout layout, bool bf16, cudaStream_t stream) {
-  switch (p.columns) {
-    case kTileColumns:
-      return launch_kw<K, kTileColumns>(p, layout, bf16, stream);
-    case kNarrowTileColumns:
-      return launch_kw<K, kNarrowTileColumns>(p, layout, bf16, stream);
-    default:
-      return Status::Unsupported("cuda: decode and verify tiles are 16 or 8 value columns wide, got " +
-                                 std::to_string(p.columns));
-  }
-}
-
-// Multiprocessors of a device, read once per device.
-Status multiprocessors(int ordinal, int* out) {
-  static std::mutex mutex;
-  static std::map<int, int> cache;
-  std::lock_guard<std::mutex> lock(mutex);
-  auto it = cache.find(ordinal);
-  if (it == cache.end()) {
-    int sms = 0;
-    GDN_CUDA_RETURN(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, ordinal));
-    it = cache.emplace(ordinal, sms).first;
-  }
-  *out = it->second;
-  return Status::Ok();
-}
-
-// Tile width when GDN_CUDA_DECODE_COLUMNS names one (16 or 8; for
-// measuring the heuristic below), else 0.
-int forced_columns() {
-  static const int forced = [] {
-    const char* env = std::getenv("GDN_CUDA_DECODE_COLUMNS");
-    const int v = env != nullptr ? std::atoi(env) : 0;
-    return v == kTileColumns || v == kNarrowTileColumns ? v : 0;
-  }();
-  return forced;
-}
-
-// Value columns per warp. A small grid's time is one warp's serial chain:
-// its loads, then per token ~400 dependent instructions over its state
-// registers (the sums, the reduce-scatter, the update), then its stores;
-// the SMs sit mostly idle (a batch-1 decode at HV = 32, V = 128 has 256
-// 16-column warps for 132 SMs of an H100). Eight columns halve the chain's
-// sums, update and stores per token (R = K / 16 rows per lane) for one more
-// shuffle, and double the warps. That pays while the 16-column grid has
-// fewer than kNarrowBelowWarpsPerSm warps per SM, so that the doubled grid
-// still has at most ~8 per SM, all resident at once (one warp per CTA
-// there). From there on the warps share the SMs' issue slots and
-// the memory, time goes with the total work, and narrow tiles only add
-// work: each warp stages and scales q and k of every token for half as
-// many columns (twice the q and k traffic, twice the per-token scalars),
-// and a sum takes one more shuffle. The rule depends only on the grid (N,
-// HV, V) and the device, so a verify and the decode steps of the same
-// batch take the same tile: at layout kv the two tiles sum in different
-// orders, and verify's intermediate states must equal stepwise decode
-// bitwise. GDN_CUDA_DECODE_COLUMNS=16|8 overrides it (measurements only:
-// it changes the bits of kv results).
-constexpr int64_t kNarrowBelowWarpsPerSm = 4;
-int recurrent_columns(int64_t N, int64_t HV, int64_t V, int sms) {
-  if (forced_columns() != 0) return forced_columns();
-  const int64_t wide_warps = N * HV * (V / kTileColumns);
-  return wide_warps < kNarrowBelowWarpsPerSm * sms ? kNarrowTileColumns : kTileColumns;
+  if (layout == StateLayout::kVK)
+    return bf16 ? launch<K, true, true>(p, stream) : launch<K, true, false>(p, stream);
+  return bf16 ? launch<K, false, true>(p, stream) : launch<K, false, false>(p, stream);
 }
 
 }  // namespace
@@ -636,14 +545,9 @@ Status run_cuda_recurrent(const Call& c, const Args& a) {
   if (c.V % kTileColumns != 0)
     return Status::Unsupported("cuda: decode and verify need V to be a multiple of " +
                                std::to_string(kTileColumns) + ", got V = " + std::to_string(c.V));
-  DeviceGuard guard;
-  GDN_CUDA_RETURN(guard.set(c.device_ordinal));
-  int sms = 0;
-  if (Status s = multiprocessors(c.device_ordinal, &sms); !s.ok()) return s;
   RecurrentParams p;
   p.N = c.N, p.T = c.T, p.HV = c.HV, p.group = c.HV / c.H;
-  p.columns = recurrent_columns(c.N, c.HV, c.V, sms);
-  p.slices = c.V / p.columns;
+  p.slices = c.V / kTileColumns;
   p.tiles = c.N * c.HV * p.slices;
   set_token_inputs(a, &p);
   p.io = c.io_dtype;
@@ -682,6 +586,9 @@ Status run_cuda_recurrent(const Call& c, const Args& a) {
   p.out = a.out.data, p.o_s0 = a.out.stride[0], p.o_s1 = a.out.stride[1];
   p.scale = c.scale;
   p.l2norm = a.l2norm_qk;
+
+  DeviceGuard guard;
+  GDN_CUDA_RETURN(guard.set(c.device_ordinal));
   return launch_recurrent(p, c.K, a.state_layout, c.state_dtype, static_cast<cudaStream_t>(a.stream));
 }
 

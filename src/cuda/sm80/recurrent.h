@@ -8,18 +8,14 @@
 
 namespace gdn::cuda {
 
-// Value columns of the state one warp owns (DESIGN section 9, recurrent.cu):
-// kTileColumns, or kNarrowTileColumns on grids too small to fill the GPU
-// (recurrent_columns in recurrent.cu says when).
+// Value columns of the state one warp owns (DESIGN section 9, recurrent.cu).
 constexpr int kTileColumns = 16;
-constexpr int kNarrowTileColumns = 8;
 
 struct RecurrentParams : TokenInputs {  // q, k, v and the gates
   int64_t N = 0, T = 0, HV = 0;
-  int64_t group = 1;           // HV / H
-  int columns = kTileColumns;  // value columns per warp: kTileColumns or kNarrowTileColumns
-  int64_t slices = 0;          // V / columns: warps per (sequence, value head)
-  int64_t tiles = 0;           // N * HV * slices: warps in the launch
+  int64_t group = 1;        // HV / H
+  int64_t slices = 0;       // V / kTileColumns: warps per (sequence, value head)
+  int64_t tiles = 0;        // N * HV * slices: warps in the launch
   DType io = DType::kBF16;  // q, k, v and out
   // Sequences: cu_seqlens (verify), else tokens_per_seq tokens each (1 for
   // decode). check_seqs: cu_seqlens had no host copy, so each sequence's
@@ -58,7 +54,7 @@ struct RecurrentParams : TokenInputs {  // q, k, v and the gates
   bool programmatic = false;
 };
 
-// Launches decode or verify: K in {64, 128}, V a multiple of p.columns,
+// Launches decode or verify: K in {64, 128}, V a multiple of kTileColumns,
 // the state layout and dtype (fp32 or bf16) as given.
 Status launch_recurrent(const RecurrentParams& p, int64_t K, StateLayout layout, DType state,
                         cudaStream_t stream);
