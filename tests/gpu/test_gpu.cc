@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <string>
@@ -95,6 +96,51 @@ Case suite_like() {
   c.pool = true;
   c.checkpoint_every = 128;
   return c;
+}
+
+// Sets an environment variable for a scope (the cuda backend reads
+// GDN_CUDA_SEGMENTS on every call).
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) { setenv(name, value, 1); }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+  ~ScopedEnv() { unsetenv(name_); }
+
+ private:
+  const char* name_;
+};
+
+// Sequences split into segments (local pass, combine, final pass; forced
+// with GDN_CUDA_SEGMENTS) match the reference like whole ones: sequences
+// shorter than the split (empty segments), a pool updated in place,
+// checkpoints, both layouts, no initial state, adversarial gates.
+TEST(CudaSegments, SplitSequencesMatchTheReference) {
+  REQUIRE_GPU();
+  std::vector<std::pair<Case, const char*>> cases;
+  Case c = suite_like();
+  c.name = "segments: suite-like pool, checkpoints every 128";
+  cases.emplace_back(c, "3");
+  c.name = "segments: one long sequence, pool, layout vk";
+  c.seq_lens = {3000};
+  c.layout = StateLayout::kVK, c.checkpoint_every = 320;
+  cases.emplace_back(c, "5");
+  c.name = "segments: k=v=64 dense, no initial state, adversarial gates";
+  c.seq_lens = {700, 1, 2100, 64};
+  c.pool = false, c.initial_state = false, c.adversarial_gates = true, c.K = c.V = 64;
+  c.layout = StateLayout::kKV, c.checkpoint_every = 0;
+  cases.emplace_back(c, "4");
+  c.name = "segments: k=v=64 dense with an initial state, 16 segments";
+  c.initial_state = true, c.adversarial_gates = false;
+  cases.emplace_back(c, "16");
+  for (auto& [sc, segments] : cases) {
+    SCOPED_TRACE(sc.name + ", GDN_CUDA_SEGMENTS=" + segments);
+    sc.seed = 77;
+    ScopedEnv env("GDN_CUDA_SEGMENTS", segments);
+    const CaseResult r = run_case(for_gpu(sc), Backend::kCuda);
+    ASSERT_TRUE(r.status.ok()) << r.status.message();
+    expect_case_passes(for_gpu(sc), r);
+  }
 }
 
 TEST(CudaProperties, RepeatedCallsAreBitwiseIdentical) {

@@ -32,4 +32,9 @@ int64_t prefill_columns_ctas(int64_t items);
 template <int K, int V>
 Status launch_prefill_columns(const PrefillParams& p, cudaStream_t stream);
 
+// The combine between the local and the final pass over segments
+// (prefill_segments.cu).
+template <int K, int V>
+Status launch_combine_segments(const PrefillParams& p, cudaStream_t stream);
+
 }  // namespace gdn::cuda

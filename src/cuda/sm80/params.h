@@ -38,7 +38,20 @@ struct PrefillParams : TokenInputs {  // q, k, v and the gates
   float* L = nullptr;               // [max_chunks, HV, 64, 64]: lower_incl((scale Q) K^T .* Gamma)
   float* F = nullptr;               // [max_chunks, HV, kFactorStride]: row factors and decay
   int stages = 1;                   // depth of the state pass's shared-memory ring (1 or 2)
+  // Segments (prefill.cu, segments_for): each sequence's chunks split into
+  // `segments` runs, passed three times: a local pass from a zero state that
+  // also carries the state map of each segment, a combine over segments, and
+  // the final pass from each segment's true entering state.
+  int segments = 1;
+  int seg_phase = 0;           // kSegWhole, kSegLocal or kSegFinal
+  float* seg_state = nullptr;  // [N * segments, HV, K, V]: local end states, then entering states
+  float* seg_map = nullptr;    // [N * segments, HV, K, K]: each segment's state map
 };
+
+// What a launch of the column-owner state pass computes.
+constexpr int kSegWhole = 0;  // whole sequences (one segment)
+constexpr int kSegLocal = 1;  // each segment from a zero state: its end state and its map
+constexpr int kSegFinal = 2;  // each segment from its entering state: outputs, checkpoints, final state
 
 // Row factors of a chunk (rows past the chunk's end are 0), for raw q and k:
 //   s_q = scale exp(G) / |q|   s_x = exp(G) / |k|   s_k = exp(G_C - G) / |k|

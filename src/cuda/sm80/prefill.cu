@@ -30,26 +30,6 @@ int64_t max_chunks(int64_t T, int64_t N) {
   return (m - 1) + (T - (m - 1) + kChunk - 1) / kChunk;
 }
 
-struct Layout {
-  size_t meta = 0, au = 0, l = 0, f = 0, total = 0;
-};
-
-Layout layout(const Call& c) {
-  Layout l;
-  const size_t chunks = static_cast<size_t>(max_chunks(c.T, c.N)) * static_cast<size_t>(c.HV);
-  size_t at = 0;
-  l.meta = at;
-  at = align_up(at + sizeof(int32_t) * (2 * (static_cast<size_t>(c.N) + 1) + 1));
-  l.au = at;
-  at = align_up(at + sizeof(float) * chunks * kChunk * kChunk);
-  l.l = at;
-  at = align_up(at + sizeof(float) * chunks * kChunk * kChunk);
-  l.f = at;
-  at = align_up(at + sizeof(float) * chunks * kFactorStride);
-  l.total = at;
-  return l;
-}
-
 // What the state pass's launch depends on, read once per device.
 struct DeviceLimits {
   int sms = 0;
@@ -97,6 +77,34 @@ Status check_smem(size_t bytes, const DeviceLimits& dev) {
                              " bytes) is too small for the state pass");
 }
 
+struct Layout {
+  size_t meta = 0, au = 0, l = 0, f = 0, seg_state = 0, seg_map = 0, total = 0;
+};
+
+// The workspace of a call split into `segments` per sequence.
+Layout layout(const Call& c, int segments) {
+  Layout l;
+  const size_t chunks = static_cast<size_t>(max_chunks(c.T, c.N)) * static_cast<size_t>(c.HV);
+  size_t at = 0;
+  l.meta = at;
+  at = align_up(at + sizeof(int32_t) * (2 * (static_cast<size_t>(c.N) + 1) + 1));
+  l.au = at;
+  at = align_up(at + sizeof(float) * chunks * kChunk * kChunk);
+  l.l = at;
+  at = align_up(at + sizeof(float) * chunks * kChunk * kChunk);
+  l.f = at;
+  at = align_up(at + sizeof(float) * chunks * kFactorStride);
+  if (segments > 1) {
+    const size_t items = static_cast<size_t>(c.N) * static_cast<size_t>(segments) * static_cast<size_t>(c.HV);
+    l.seg_state = at;
+    at = align_up(at + sizeof(float) * items * static_cast<size_t>(c.K) * static_cast<size_t>(c.V));
+    l.seg_map = at;
+    at = align_up(at + sizeof(float) * items * static_cast<size_t>(c.K) * static_cast<size_t>(c.K));
+  }
+  l.total = at;
+  return l;
+}
+
 // State columns per CTA when GDN_CUDA_STATE_COLUMNS names one (16 or 32;
 // for measuring the heuristic below), else 0.
 int forced_state_columns() {
@@ -128,6 +136,35 @@ bool column_state_pass(int64_t items, const DeviceLimits& dev) {
   return 4 * prefill_columns_ctas<KV, KV>(items) >= dev.sms;
 }
 
+// Segments per sequence (params.h): when the column-owner pass's CTAs for
+// whole sequences would fill at most a quarter of the SMs, each sequence
+// splits into enough segments for about one CTA per SM, each of at least
+// kMinSegmentTokens tokens on average, at most kMaxSegments, and at least 3
+// (the split costs a local pass, carrying the end state and, in as many
+// columns again, the state map of each segment, and a combine before the
+// final pass). Measured on the H100 (graph ms, split / whole; bench/results
+// cuda-h100-2026-11-25-segments-ab.txt): q35-397b-tp8 1x65536 (16 CTAs,
+// 9 segments) 1.73 / 3.53, 1x8192 (8) 0.27 / 0.47, q3n-tp4 1x16384 (9) 0.51 /
+// 0.94; but 1x2048 (2 segments) 0.171 / 0.129 and q3n-tp1 1x8192 (64 CTAs,
+// 3 segments) 0.72 / 0.67. GDN_CUDA_SEGMENTS=P forces P (tests and
+// measurements; 1 turns it off).
+constexpr int64_t kMinSegmentTokens = 1024;
+constexpr int kMinSegments = 3;
+constexpr int kMaxSegments = 16;
+
+int segments_for(const Call& c, const DeviceLimits& dev) {
+  if (c.io_dtype != DType::kBF16 || c.K != c.V || (c.K != 64 && c.K != 128) || c.N == 0) return 1;
+  if (const char* env = std::getenv("GDN_CUDA_SEGMENTS"); env != nullptr && *env != '\0')
+    return std::clamp(std::atoi(env), 1, kMaxSegments);
+  if (std::getenv("GDN_CUDA_STATE_PASS") != nullptr) return 1;  // a forced pass runs whole sequences
+  const int64_t ctas = c.N * c.HV * (c.V / 64);
+  if (4 * ctas > dev.sms) return 1;
+  const int64_t by_sms = (dev.sms + ctas - 1) / ctas;
+  const int64_t by_len = c.T / (c.N * kMinSegmentTokens);
+  const int64_t segments = std::min<int64_t>({by_sms, by_len, kMaxSegments});
+  return segments >= kMinSegments ? static_cast<int>(segments) : 1;
+}
+
 template <typename T, int KV, int VT>
 Status launch_state(PrefillParams p, int64_t items, const DeviceLimits& dev, cudaStream_t stream) {
   p.stages =
@@ -137,12 +174,25 @@ Status launch_state(PrefillParams p, int64_t items, const DeviceLimits& dev, cud
   return launch_prefill_state<T, KV, KV, VT>(p, stream);
 }
 
+// One column-owner launch of `phase` over `items` (sequence, value head) pairs.
 template <int KV>
-Status launch_columns(PrefillParams p, int64_t items, const DeviceLimits& dev, cudaStream_t stream) {
-  p.stages = ring_stages(prefill_columns_ctas<KV, KV>(items), prefill_columns_smem<KV, KV>(1),
-                         prefill_columns_smem<KV, KV>(2), 2, dev);
+Status launch_columns_phase(PrefillParams p, int phase, int64_t items, const DeviceLimits& dev,
+                            cudaStream_t stream) {
+  p.seg_phase = phase;
+  const int64_t ctas = prefill_columns_ctas<KV, KV>(items * p.segments) * (phase == kSegLocal ? 2 : 1);
+  p.stages = ring_stages(ctas, prefill_columns_smem<KV, KV>(1), prefill_columns_smem<KV, KV>(2), 2, dev);
   if (Status s = check_smem(prefill_columns_smem<KV, KV>(p.stages), dev); !s.ok()) return s;
   return launch_prefill_columns<KV, KV>(p, stream);
+}
+
+// The column-owner pass over whole sequences, or over p.segments segments
+// of each: local pass, combine, final pass.
+template <int KV>
+Status launch_columns(const PrefillParams& p, int64_t items, const DeviceLimits& dev, cudaStream_t stream) {
+  if (p.segments == 1) return launch_columns_phase<KV>(p, kSegWhole, items, dev, stream);
+  if (Status s = launch_columns_phase<KV>(p, kSegLocal, items, dev, stream); !s.ok()) return s;
+  if (Status s = launch_combine_segments<KV, KV>(p, stream); !s.ok()) return s;
+  return launch_columns_phase<KV>(p, kSegFinal, items, dev, stream);
 }
 
 // State-pass shape: 32 state columns per CTA (fewer re-reads of q, k, Au, L
@@ -159,7 +209,7 @@ Status launch(PrefillParams p, int64_t checkpoint_rows, const DeviceLimits& dev,
   if (Status s = launch_prefill_prep<T, KV, KV>(p, stream); !s.ok()) return s;
   const int64_t items = p.N * p.HV;
   if constexpr (std::is_same_v<T, __nv_bfloat16>)
-    if (column_state_pass<KV>(items, dev)) return launch_columns<KV>(p, items, dev, stream);
+    if (p.segments > 1 || column_state_pass<KV>(items, dev)) return launch_columns<KV>(p, items, dev, stream);
   int columns = forced_state_columns();
   if (columns == 0)
     columns =
@@ -186,13 +236,18 @@ Status launch_dtype(const PrefillParams& p, int64_t kv, int64_t checkpoint_rows,
 size_t cuda_workspace_size(const Call& call, const Args& args) {
   (void)args;
   if (call.op != Op::kPrefill) return 0;
-  return layout(call).total;
+  DeviceLimits dev;
+  const int segments = device_limits(call.device_ordinal, &dev).ok() ? segments_for(call, dev) : 1;
+  return layout(call, segments).total;
 }
 
 Status run_cuda(const Call& c, const Args& a) {
   if (c.op != Op::kPrefill) return Status::Unsupported("cuda: only prefill runs on the GPU so far");
   if (c.K != c.V) return Status::Unsupported("cuda: needs K == V");
-  const Layout l = layout(c);
+  DeviceLimits dev;
+  if (Status s = device_limits(c.device_ordinal, &dev); !s.ok()) return s;
+  const int segments = segments_for(c, dev);
+  const Layout l = layout(c, segments);
   if (a.workspace_bytes < l.total || (l.total > 0 && a.workspace == nullptr))
     return Status::Invalid("workspace: this prefill needs " + std::to_string(l.total) +
                            " bytes (gdn::workspace_size), got " + std::to_string(a.workspace_bytes));
@@ -227,11 +282,14 @@ Status run_cuda(const Call& c, const Args& a) {
   p.Au = reinterpret_cast<float*>(ws + l.au);
   p.L = reinterpret_cast<float*>(ws + l.l);
   p.F = reinterpret_cast<float*>(ws + l.f);
+  p.segments = segments;
+  if (segments > 1) {
+    p.seg_state = reinterpret_cast<float*>(ws + l.seg_state);
+    p.seg_map = reinterpret_cast<float*>(ws + l.seg_map);
+  }
 
   DeviceGuard guard;
   GDN_CUDA_RETURN(guard.set(c.device_ordinal));
-  DeviceLimits dev;
-  if (Status s = device_limits(c.device_ordinal, &dev); !s.ok()) return s;
   const auto stream = static_cast<cudaStream_t>(a.stream);
   const int64_t ckpt_rows = a.checkpoints.defined() ? a.checkpoints.shape[0] : 0;
   switch (c.io_dtype) {

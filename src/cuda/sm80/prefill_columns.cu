@@ -59,19 +59,20 @@ struct ColumnsPlan {
 
 template <int K>
 __device__ __forceinline__ void load_chunk(const PrefillParams& p, unsigned char* slot, int c, int64_t t0,
-                                           int len, int64_t h, int64_t hv, int v0, int tid) {
+                                           int len, int v_rows, int64_t h, int64_t hv, int v0, int tid) {
   using Plan = ColumnsPlan<K>;
   const Bf16* q = static_cast<const Bf16*>(p.q);
   const Bf16* k = static_cast<const Bf16*>(p.k);
   const Bf16* v = static_cast<const Bf16*>(p.v);
-  // Rows past the chunk's end are zero-filled (their source is not read).
+  // Rows past the chunk's end, and past v_rows of v, are zero-filled (their
+  // source is not read).
   copy_rows_async<Bf16, K, kChunk, kColThreads>(reinterpret_cast<Bf16*>(slot + Plan::kQ), Plan::kQkStride,
                                                 q + t0 * p.q_s0 + h * p.q_s1, p.q_s0, len, tid);
   copy_rows_async<Bf16, K, kChunk, kColThreads>(reinterpret_cast<Bf16*>(slot + Plan::kK), Plan::kQkStride,
                                                 k + t0 * p.k_s0 + h * p.k_s1, p.k_s0, len, tid);
   copy_rows_async<Bf16, kCtaColumns, kChunk, kColThreads>(reinterpret_cast<Bf16*>(slot + Plan::kV),
                                                           Plan::kVStride, v + t0 * p.v_s0 + hv * p.v_s1 + v0,
-                                                          p.v_s0, len, tid);
+                                                          p.v_s0, v_rows, tid);
   const int64_t item = int64_t{c} * p.HV + hv;
   copy_rows_async<float, kChunk, kChunk, kColThreads>(reinterpret_cast<float*>(slot + Plan::kAu), kMatStride,
                                                       p.Au + item * kChunk * kChunk, kChunk, kChunk, tid);
@@ -101,6 +102,17 @@ __device__ __forceinline__ void bf16_a_from_acc(uint32_t (&hi)[4], uint32_t (&lo
   split_bf16(c1[2], c1[3], hi[3], lo[3]);
 }
 
+// c0 += (hi + lo) B0 and c1 += (hi + lo) B1 for the B fragments of two
+// n-tiles in one x4 load (b0 b1 of the first, then of the second); the hi
+// products first, so each accumulator has another product between its two.
+__device__ __forceinline__ void mma_split_pair(float (&c0)[4], float (&c1)[4], const uint32_t (&hi)[4],
+                                               const uint32_t (&lo)[4], const uint32_t (&b)[4]) {
+  mma_bf16(c0, hi, b[0], b[1]);
+  mma_bf16(c1, hi, b[2], b[3]);
+  mma_bf16(c0, lo, b[0], b[1]);
+  mma_bf16(c1, lo, b[2], b[3]);
+}
+
 // acc += X M^T over a chunk in tf32: X [16, 64] given as accumulator tiles,
 // M a row-major [64, 64] tf32-valued fp32 tile in shared memory (row stride
 // kMatStride), B(i, j) = M[j][i] one 64-bit load of the k-permuted pair.
@@ -121,7 +133,9 @@ __device__ __forceinline__ void add_times_transpose(float (&acc)[kRowTiles][4],
   }
 }
 
-template <int K, int V>
+// kLocal: the local pass over segments (kSegLocal); else kSegWhole or
+// kSegFinal, which write outputs.
+template <int K, int V, bool kLocal>
 __global__ void __launch_bounds__(kColThreads, 2)
     prefill_columns_kernel(const __grid_constant__ PrefillParams p) {
   using Plan = ColumnsPlan<K>;
@@ -129,16 +143,32 @@ __global__ void __launch_bounds__(kColThreads, 2)
   static_assert(V % kCtaColumns == 0 && K % 16 == 0, "whole CTA column tiles, whole k-steps");
   extern __shared__ __align__(16) unsigned char smem_raw[];
   const int stages = p.stages;
-  const int64_t n = blockIdx.x, hv = blockIdx.y, h = hv / p.group;
+  const int segs = p.segments;
+  const int64_t n = blockIdx.x / segs, hv = blockIdx.y, h = hv / p.group;
+  const int seg = blockIdx.x % segs;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
-  const int v0 = blockIdx.z * kCtaColumns;  // the CTA's first value column
-  const int wc = warp * kWarpColumns;       // the warp's first column within the CTA's v tile
+  // In the local pass, CTAs past the value columns carry columns of the
+  // segment's state map M (S_end = M S_start + S_local, column by column):
+  // each column of M is a state column from a unit vector with v = 0.
+  constexpr int kVTiles = V / kCtaColumns;
+  const bool map_cols = kLocal && blockIdx.z >= kVTiles;
+  const int v0 = (map_cols ? blockIdx.z - kVTiles : blockIdx.z) * kCtaColumns;  // first (value or map) column
+  if (kLocal && seg == segs - 1) return;  // the last segment's end state and map are not needed
+  const int wc = warp * kWarpColumns;     // the warp's first column within the CTA's v tile
   Bf16* stage_o = reinterpret_cast<Bf16*>(smem_raw + stages * Plan::kSlot) + warp * kChunk * Plan::kOStride;
 
   // The entering state first: only the caller's inputs address it, so under a
   // programmatic launch this overlaps the prep stage.
+  // In the final pass every segment enters with the state the combine wrote
+  // (read after the wait; the first segment's too, so that no CTA reads the
+  // caller's state while the last one may be writing it in place); the local
+  // pass starts from zero (or a unit vector, for map columns); the last
+  // segment alone writes the final state.
   int64_t row_in = -1, row_out = -1;
   state_rows(p, n, &row_in, &row_out);
+  const bool combined = p.seg_phase == kSegFinal;
+  if (kLocal || combined) row_in = -1;
+  if (seg != segs - 1) row_out = -1;
   // St[kt][e] = S[kt * 8 + 2t + e % 2][v0 + wc + g + 8 (e / 2)]: S^T in
   // accumulator layout, rows = this warp's value columns.
   auto k_of = [&](int kt, int e) { return kt * 8 + 2 * t + (e & 1); };
@@ -147,17 +177,35 @@ __global__ void __launch_bounds__(kColThreads, 2)
 #pragma unroll
   for (int kt = 0; kt < kKt; ++kt)
 #pragma unroll
-    for (int e = 0; e < 4; ++e) St[kt][e] = row_in >= 0 ? p.init.load(row_in, hv, k_of(kt, e), v_of(e)) : 0.f;
+    for (int e = 0; e < 4; ++e)
+      St[kt][e] = row_in >= 0 ? p.init.load(row_in, hv, k_of(kt, e), v_of(e))
+                  : map_cols  ? (k_of(kt, e) == v_of(e) ? 1.f : 0.f)
+                              : 0.f;
 
-  wait_for_prerequisites();  // chunk offsets, error flag, Au, L and the factors
+  wait_for_prerequisites();  // chunk offsets, error flag, Au, L, the factors, combined states
   if (*p.error_flag) return;
+  const int64_t seg_item = (n * segs + seg) * p.HV + hv;  // this segment's slot in seg_state / seg_map
+  if (combined) {
+    // Segment 0's entering state sits in the last segment's slot, segment s's
+    // in slot s - 1 (prefill_segments.cu).
+    const int64_t slot = (n * segs + (seg == 0 ? segs - 1 : seg - 1)) * p.HV + hv;
+    const float* s_in = p.seg_state + slot * K * V;
+#pragma unroll
+    for (int kt = 0; kt < kKt; ++kt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) St[kt][e] = s_in[k_of(kt, e) * V + v_of(e)];
+  }
+  // This segment's chunks: [first, last) of the sequence's [begin, stop).
   const SeqChunks seq(p, n);
+  const int count = seq.stop - seq.begin;
+  const int first = seq.begin + static_cast<int>(int64_t{count} * seg / segs);
+  const int last = seq.begin + static_cast<int>(int64_t{count} * (seg + 1) / segs);
 
   // Prefetch the first `stages` chunks; one commit group per slot, empty or not.
   for (int i = 0; i < stages; ++i) {
-    if (seq.begin + i < seq.stop)
-      load_chunk<K>(p, smem_raw + i * Plan::kSlot, seq.begin + i, seq.t0(seq.begin + i),
-                    seq.len(seq.begin + i), h, hv, v0, tid);
+    if (first + i < last)
+      load_chunk<K>(p, smem_raw + i * Plan::kSlot, first + i, seq.t0(first + i), seq.len(first + i),
+                    map_cols ? 0 : seq.len(first + i), h, hv, v0, tid);
     cp_async_commit();
   }
 
@@ -172,7 +220,7 @@ __global__ void __launch_bounds__(kColThreads, 2)
   const int v_lane = ((mi >> 1) * 8 + mr) * Plan::kVStride + wc + (mi & 1) * 8;
 
   Bf16* out = static_cast<Bf16*>(p.out);
-  for (int c = seq.begin, i = 0; c < seq.stop; ++c, ++i) {
+  for (int c = first, i = 0; c < last; ++c, ++i) {
     const int64_t t0 = seq.t0(c);
     const int len = seq.len(c);
     unsigned char* slot = smem_raw + (i % stages) * Plan::kSlot;
@@ -182,7 +230,8 @@ __global__ void __launch_bounds__(kColThreads, 2)
     ring_wait(stages);
     __syncthreads();  // this chunk's slot is ready
 
-    // P = S^T K^T and R = S^T Q^T, over 16-wide k-steps of K.
+    // P = S^T K^T and R = S^T Q^T (not in the local pass), over 16-wide
+    // k-steps of K.
     float P[kRowTiles][4] = {}, R[kRowTiles][4] = {};
 #pragma unroll
     for (int ks = 0; ks < K / 16; ++ks) {
@@ -190,18 +239,15 @@ __global__ void __launch_bounds__(kColThreads, 2)
       bf16_a_from_acc(hi, lo, St[2 * ks], St[2 * ks + 1]);
 #pragma unroll
       for (int jt = 0; jt < kRowTiles; jt += 2) {
-        uint32_t kb[4], qb[4];
         const int at = qk_lane + jt * 8 * Plan::kQkStride + ks * 16;
+        uint32_t kb[4];
         ldmatrix_x4(kb, sk + at);
-        ldmatrix_x4(qb, sq + at);
-        mma_bf16(P[jt], hi, kb[0], kb[1]);
-        mma_bf16(R[jt], hi, qb[0], qb[1]);
-        mma_bf16(P[jt + 1], hi, kb[2], kb[3]);
-        mma_bf16(R[jt + 1], hi, qb[2], qb[3]);
-        mma_bf16(P[jt], lo, kb[0], kb[1]);
-        mma_bf16(R[jt], lo, qb[0], qb[1]);
-        mma_bf16(P[jt + 1], lo, kb[2], kb[3]);
-        mma_bf16(R[jt + 1], lo, qb[2], qb[3]);
+        mma_split_pair(P[jt], P[jt + 1], hi, lo, kb);
+        if constexpr (!kLocal) {
+          uint32_t qb[4];
+          ldmatrix_x4(qb, sq + at);
+          mma_split_pair(R[jt], R[jt + 1], hi, lo, qb);
+        }
       }
     }
 
@@ -228,28 +274,30 @@ __global__ void __launch_bounds__(kColThreads, 2)
     float Vn[kRowTiles][4] = {};
     add_times_transpose(Vn, P, sau, lane);
 
-    // O^T = R diag(s_q) + Vn L^T, in place of R.
+    if constexpr (!kLocal) {
+      // O^T = R diag(s_q) + Vn L^T, in place of R.
 #pragma unroll
-    for (int it = 0; it < kRowTiles; ++it) {
-      const float2 sq2 = *reinterpret_cast<const float2*>(sf + kFactorSq + it * 8 + 2 * t);
-      R[it][0] *= sq2.x, R[it][1] *= sq2.y, R[it][2] *= sq2.x, R[it][3] *= sq2.y;
-    }
-    add_times_transpose(R, Vn, sl, lane);
-    // O rows through the warp's staging tile, then 16-byte row pieces out.
-    __syncwarp();  // the previous chunk's pieces are out
+      for (int it = 0; it < kRowTiles; ++it) {
+        const float2 sq2 = *reinterpret_cast<const float2*>(sf + kFactorSq + it * 8 + 2 * t);
+        R[it][0] *= sq2.x, R[it][1] *= sq2.y, R[it][2] *= sq2.x, R[it][3] *= sq2.y;
+      }
+      add_times_transpose(R, Vn, sl, lane);
+      // O rows through the warp's staging tile, then 16-byte row pieces out.
+      __syncwarp();  // the previous chunk's pieces are out
 #pragma unroll
-    for (int it = 0; it < kRowTiles; ++it)
+      for (int it = 0; it < kRowTiles; ++it)
 #pragma unroll
-      for (int e = 0; e < 4; ++e)
-        stage_o[(it * 8 + 2 * t + (e & 1)) * Plan::kOStride + g + 8 * (e >> 1)] =
-            __float2bfloat16_rn(R[it][e]);
-    __syncwarp();
+        for (int e = 0; e < 4; ++e)
+          stage_o[(it * 8 + 2 * t + (e & 1)) * Plan::kOStride + g + 8 * (e >> 1)] =
+              __float2bfloat16_rn(R[it][e]);
+      __syncwarp();
 #pragma unroll
-    for (int u = lane; u < 2 * kChunk; u += 32) {
-      const int r = u >> 1, half = u & 1;
-      if (r < len)
-        *reinterpret_cast<uint4*>(out + (t0 + r) * p.o_s0 + hv * p.o_s1 + v0 + wc + 8 * half) =
-            *reinterpret_cast<const uint4*>(stage_o + r * Plan::kOStride + 8 * half);
+      for (int u = lane; u < 2 * kChunk; u += 32) {
+        const int r = u >> 1, half = u & 1;
+        if (r < len)
+          *reinterpret_cast<uint4*>(out + (t0 + r) * p.o_s0 + hv * p.o_s1 + v0 + wc + 8 * half) =
+              *reinterpret_cast<const uint4*>(stage_o + r * Plan::kOStride + 8 * half);
+      }
     }
 
     // S^T = decay S^T + (Vn diag(s_k)) K, over 16-wide k-steps of the chunk.
@@ -272,26 +320,31 @@ __global__ void __launch_bounds__(kColThreads, 2)
       for (int np = 0; np < kKt / 2; ++np) {
         uint32_t kb[4];  // (rows 16 js.., n-tile 2 np): b0 b1, then n-tile 2 np + 1
         ldmatrix_x4_trans(kb, sk + kt_lane + js * 16 * Plan::kQkStride + np * 16);
-        mma_bf16(St[2 * np], hi, kb[0], kb[1]);
-        mma_bf16(St[2 * np + 1], hi, kb[2], kb[3]);
-        mma_bf16(St[2 * np], lo, kb[0], kb[1]);
-        mma_bf16(St[2 * np + 1], lo, kb[2], kb[3]);
+        mma_split_pair(St[2 * np], St[2 * np + 1], hi, lo, kb);
       }
     }
 
-    if (const int64_t ckpt_row = seq.checkpoint_row(p, n, c); ckpt_row >= 0) {
+    if (const int64_t ckpt_row = kLocal ? -1 : seq.checkpoint_row(p, n, c); ckpt_row >= 0) {
 #pragma unroll
       for (int kt = 0; kt < kKt; ++kt)
 #pragma unroll
         for (int e = 0; e < 4; ++e) p.ckpt.store(ckpt_row, hv, k_of(kt, e), v_of(e), St[kt][e]);
     }
     __syncthreads();  // every warp is done with this slot
-    if (c + stages < seq.stop)
-      load_chunk<K>(p, slot, c + stages, seq.t0(c + stages), seq.len(c + stages), h, hv, v0, tid);
+    if (c + stages < last)
+      load_chunk<K>(p, slot, c + stages, seq.t0(c + stages), seq.len(c + stages),
+                    map_cols ? 0 : seq.len(c + stages), h, hv, v0, tid);
     cp_async_commit();
   }
   cp_async_wait<0>();
-  if (row_out >= 0) {
+  if (kLocal) {  // this segment's local end state or its map columns
+    float* dst = map_cols ? p.seg_map + seg_item * K * K : p.seg_state + seg_item * K * V;
+    const int width = map_cols ? K : V;
+#pragma unroll
+    for (int kt = 0; kt < kKt; ++kt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) dst[k_of(kt, e) * width + v_of(e)] = St[kt][e];
+  } else if (row_out >= 0) {
 #pragma unroll
     for (int kt = 0; kt < kKt; ++kt)
 #pragma unroll
@@ -311,15 +364,21 @@ int64_t prefill_columns_ctas(int64_t items) {
   return items * (V / kCtaColumns);
 }
 
-template <int K, int V>
-Status launch_prefill_columns(const PrefillParams& p, cudaStream_t stream) {
+template <int K, int V, bool kLocal>
+Status launch_columns_pass(const PrefillParams& p, cudaStream_t stream) {
   const size_t smem = ColumnsPlan<K>::bytes(p.stages);
   static std::atomic<size_t> allowed{0};
-  static const bool programmatic = kernel_waits_for_prerequisites(prefill_columns_kernel<K, V>);
-  return launch_state_kernel(prefill_columns_kernel<K, V>, allowed,
-                             dim3(static_cast<unsigned>(p.N), static_cast<unsigned>(p.HV), V / kCtaColumns),
-                             dim3(kColThreads), smem, stream, programmatic, p,
-                             "prefill_columns_kernel launch");
+  static const bool programmatic = kernel_waits_for_prerequisites(prefill_columns_kernel<K, V, kLocal>);
+  const dim3 grid(static_cast<unsigned>(p.N * p.segments), static_cast<unsigned>(p.HV),
+                  (V + (kLocal ? K : 0)) / kCtaColumns);
+  return launch_state_kernel(prefill_columns_kernel<K, V, kLocal>, allowed, grid, dim3(kColThreads), smem,
+                             stream, programmatic, p, "prefill_columns_kernel launch");
+}
+
+template <int K, int V>
+Status launch_prefill_columns(const PrefillParams& p, cudaStream_t stream) {
+  return p.seg_phase == kSegLocal ? launch_columns_pass<K, V, true>(p, stream)
+                                  : launch_columns_pass<K, V, false>(p, stream);
 }
 
 #define GDN_INSTANTIATE_COLUMNS(KV)                       \
