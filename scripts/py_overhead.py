@@ -1,16 +1,16 @@
 """Where a plain (eager) Python prefill call spends its time: the gdn.torch
 custom op, the gdn package function it wraps, and the extension call alone
-with prebuilt arguments; each end to end (through torch.cuda.synchronize())
-and as host time only (no synchronisation).
+with prebuilt outputs (the library plus reading the tensors); each end to
+end (through torch.cuda.synchronize()) and as host time only (no
+synchronisation). "op, Python alone" is the op's host time with the
+extension stubbed out: the Python side of a call without the library.
 
     python3 scripts/py_overhead.py [--row "q3n-tp1 1x64"] [--reps 200]
     python3 scripts/py_overhead.py --device cpu [--dims 1,1,16,16] [--reps 5000]
 
 On the CPU (no synchronisation, so one number per layer) the same Python
 and binding glue runs; --dims H,HV,K,V shrinks the heads (default 1,1,16,16
-there) so that the kernel's time does not hide the glue's. The last line
-there is the extension call with prebuilt raw descriptors: the library and
-its kernel with the least glue, the floor the layers above compare against.
+there) so that the kernel's time does not hide the glue's.
 """
 
 import argparse
@@ -38,6 +38,22 @@ def median_us(fn, reps, cuda, sync=True):
             torch.cuda.synchronize()
         times.append((time.perf_counter() - t0) * 1e6)
     return statistics.median(times)
+
+
+class _NoExtension:
+    """Stands in for the extension: what is left is the Python side of a call
+    (argument handling, output allocation), without the library."""
+
+    def run(self, *args):
+        pass
+
+
+def python_alone_us(fn, reps, cuda):
+    ext, gdn._gdn = gdn._gdn, _NoExtension()
+    try:
+        return median_us(fn, reps, cuda, sync=False)
+    finally:
+        gdn._gdn = ext
 
 
 def main():
@@ -69,26 +85,25 @@ def main():
     pkg = lambda: gdn.chunk_gated_delta_rule(q, k, v, g, beta, initial_state=h0,  # noqa: E731
                                              output_final_state=True, use_qk_l2norm_in_kernel=True,
                                              cu_seqlens=cu, _host_checks=False)
-    o = torch.empty(T, HV, V, device=dev, dtype=torch.bfloat16)
+    o = torch.empty(1, T, HV, V, device=dev, dtype=torch.bfloat16)
     ht = torch.empty_like(h0)
-    t = {"q": q[0], "k": k[0], "v": v[0], "g": g[0], "beta": beta[0], "cu_seqlens": cu, "initial_state": h0,
-         "final_state": ht, "out": o}
-    stream = torch.cuda.current_stream().cuda_stream if dev == "cuda" else 0
-    ext = lambda: _gdn.run(0, t, 0.0, True, False, False, True, 0, 0, "auto", False, stream, None, None)  # noqa: E731
-    raw = {name: gdn._raw(x) for name, x in t.items()}
-    floor = lambda: _gdn.run(0, raw, 0.0, True, False, False, True, 0, 0, "auto", False, stream,  # noqa: E731
-                             None, None)
+    stream = gdn._framework(q).stream(q)  # what the package passes
+    ext = lambda: _gdn.run(0, q, k, v, g, beta, None, None, cu, h0, None, ht, None, None, o,  # noqa: E731
+                           0.0, True, False, True, 0, 0, "auto", False, stream, None, None)
     layers = [("gdn.torch custom op", op), ("gdn package function", pkg), ("extension call", ext)]
     dims = f"T={T} H={H} HV={HV} K={K} V={V}"
     if dev == "cpu":
         print(f"row {args.row} on the CPU ({dims}): median of {reps} plain calls")
-        for name, fn in layers + [("extension, raw tuples", floor)]:
+        for name, fn in layers:
             print(f"  {name:24s} {median_us(fn, reps, False):8.1f} us")
+        print(f"  {'op, Python alone':24s} {python_alone_us(op, reps, False):8.1f} us")
         return
     print(f"row {args.row} ({dims}): median of {reps} plain calls, each through torch.cuda.synchronize()")
     for name, fn in layers:
         print(f"  {name:24s} {median_us(fn, reps, True):8.1f} us   (host part, no sync: "
               f"{median_us(fn, reps, True, sync=False):8.1f} us)")
+    print(f"  {'op, Python alone':24s} {'':8s}      (host part, no sync: "
+          f"{python_alone_us(op, reps, True):8.1f} us)")
     empty = lambda: torch.cuda.synchronize()  # noqa: E731
     print(f"  {'synchronize alone':24s} {median_us(empty, reps, True):8.1f} us")
 
