@@ -87,7 +87,7 @@ def main():
                                              cu_seqlens=cu, _host_checks=False)
     o = torch.empty(1, T, HV, V, device=dev, dtype=torch.bfloat16)
     ht = torch.empty_like(h0)
-    stream = gdn._framework(q).stream(q)  # what the package passes
+    stream = gdn._framework(q).stream(q)  # what the package passes (None: the extension asks PyTorch)
     ext = lambda: _gdn.run(0, q, k, v, g, beta, None, None, cu, h0, None, ht, None, None, o,  # noqa: E731
                            0.0, True, False, True, 0, 0, "auto", False, stream, None, None)
     layers = [("gdn.torch custom op", op), ("gdn package function", pkg), ("extension call", ext)]

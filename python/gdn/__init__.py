@@ -50,9 +50,12 @@ class _Torch:
 
         self.float32 = torch.float32
         self._torch = torch
-        # The raw cudaStream_t of the current stream, without building a
-        # torch.cuda.Stream (several times cheaper); the public call where
-        # this PyTorch lacks it.
+        # With the DLPack C exchange API (PyTorch 2.10 and later) the
+        # extension reads the tensors and asks PyTorch for the current
+        # stream itself (stream None). Otherwise the raw cudaStream_t of the
+        # current stream, without building a torch.cuda.Stream (several
+        # times cheaper), or the public call where this PyTorch lacks it.
+        self._stream_in_extension = _gdn.has_exchange_api(torch.Tensor)
         self._raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None)
 
     def empty(self, like, shape, dtype):
@@ -60,6 +63,8 @@ class _Torch:
         return self._torch.empty(*shape, dtype=dtype, device=like.device)
 
     def stream(self, x):
+        if self._stream_in_extension:
+            return None
         if not x.is_cuda:
             return 0
         if self._raw_stream is not None:

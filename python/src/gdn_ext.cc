@@ -1,7 +1,8 @@
-// gdn._gdn: the C++ API for Python. Takes arrays without copying: PyTorch
-// tensors through their attributes, any other DLPack array (NumPy on the
-// CPU, CuPy on the GPU) through a capsule. A rejected call becomes a Python
-// exception carrying the library's message.
+// gdn._gdn: the C++ API for Python. Takes arrays without copying: through
+// the DLPack C exchange API where the array's type offers it (PyTorch 2.10
+// and later), PyTorch tensors through their attributes otherwise, and any
+// other DLPack array (NumPy on the CPU, CuPy on the GPU) through a capsule.
+// A rejected call becomes a Python exception carrying the library's message.
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/string.h>
@@ -9,6 +10,8 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "gdn/dispatch.h"
 #include "gdn/gdn.h"
@@ -19,7 +22,8 @@ namespace {
 
 using Array = nb::ndarray<nb::ro>;
 
-gdn::DType dtype_of(const nb::dlpack::dtype& d, const char* name) {
+// gdn's dtype for a DLPack dtype; kInvalid for the others.
+gdn::DType dtype_code(const nb::dlpack::dtype& d) {
   const auto code = static_cast<nb::dlpack::dtype_code>(d.code);
   if (d.lanes == 1) {
     if (code == nb::dlpack::dtype_code::Float && d.bits == 32) return gdn::DType::kF32;
@@ -28,6 +32,12 @@ gdn::DType dtype_of(const nb::dlpack::dtype& d, const char* name) {
     if (code == nb::dlpack::dtype_code::Int && d.bits == 32) return gdn::DType::kI32;
     if (code == nb::dlpack::dtype_code::Int && d.bits == 64) return gdn::DType::kI64;
   }
+  return gdn::DType::kInvalid;
+}
+
+gdn::DType dtype_of(const nb::dlpack::dtype& d, const char* name) {
+  const gdn::DType t = dtype_code(d);
+  if (t != gdn::DType::kInvalid) return t;
   throw nb::type_error(
       (std::string(name) + ": dtype must be float32, float16, bfloat16, int32 or int64").c_str());
 }
@@ -38,10 +48,11 @@ struct Where {
   int device = 0;
 };
 
-// PyTorch, read through its Python attributes (the extension does not link
-// libtorch): a tensor's pointer, dtype, shape, strides and device cost a few
-// attribute reads, against ~2.5 us for a DLPack capsule. Set up the first
-// time a call finds torch imported; until then every array takes DLPack.
+// PyTorch without the DLPack C exchange API, read through its Python
+// attributes (the extension does not link libtorch): a tensor's pointer,
+// dtype, shape, strides and device cost a few attribute reads, against
+// ~2.5 us for a DLPack capsule. Set up the first time a call finds torch
+// imported; until then every array takes the other paths.
 struct Torch {
   PyTypeObject* tensor = nullptr;
   PyObject* dtypes[5] = {};  // float32, float16, bfloat16, int32, int64: gdn::DType kF32 + i
@@ -119,12 +130,84 @@ bool tensor_of_torch(const Torch& api, PyObject* o, const char* name, gdn::Tenso
   return true;
 }
 
-// An optional array argument as a gdn::Tensor (rank 0 when None): a PyTorch
-// tensor read through its attributes, or any DLPack array. `where`, when
-// given, receives the array's device.
+// The DLPack C exchange API (dlpack.h, DLPack 1.2 and later): a table of C
+// functions a framework sets on its tensor type as the capsule
+// `__dlpack_c_exchange_api__` (PyTorch 2.10 and later). gdn takes two of
+// them: a tensor's DLTensor, filled in place with no capsule and no Python
+// call (tens of ns), and the framework's current stream on a device.
+struct ExchangeApi {
+  struct {
+    uint32_t major, minor;
+  } version;
+  const void* prev_api;
+  const void* managed_tensor_allocator;
+  const void* managed_tensor_from_py_object_no_sync;
+  const void* managed_tensor_to_py_object_no_sync;
+  int (*dltensor_from_py_object_no_sync)(void* py_object, nb::dlpack::dltensor* out);
+  int (*current_work_stream)(int32_t device_type, int32_t device_id, void** out_stream);
+};
+
+// A type's exchange API, or nullptr; looked up once per type (the few array
+// types a process passes; each kept alive so that its address stays its).
+const ExchangeApi* exchange_api(PyTypeObject* type) {
+  static std::vector<std::pair<PyTypeObject*, const ExchangeApi*>> seen;
+  for (const auto& [t, api] : seen)
+    if (t == type) return api;
+  const ExchangeApi* api = nullptr;
+  PyObject* capsule = PyObject_GetAttrString(reinterpret_cast<PyObject*>(type), "__dlpack_c_exchange_api__");
+  if (capsule != nullptr && PyCapsule_IsValid(capsule, "dlpack_exchange_api")) {
+    const auto* a = static_cast<const ExchangeApi*>(PyCapsule_GetPointer(capsule, "dlpack_exchange_api"));
+    if (a != nullptr && a->version.major == 1 && a->dltensor_from_py_object_no_sync != nullptr &&
+        a->current_work_stream != nullptr)
+      api = a;  // the table lives as long as the process (the protocol's rule)
+  }
+  Py_XDECREF(capsule);
+  PyErr_Clear();
+  if (seen.size() < 16) {
+    Py_INCREF(type);
+    seen.emplace_back(type, api);
+  }
+  return api;
+}
+
+// An array through its type's exchange API, on the CPU or a CUDA device and
+// of a dtype gdn takes; false for anything else (which then takes the
+// slower paths and their messages).
+bool tensor_of_exchange(const ExchangeApi& api, PyObject* o, gdn::Tensor* t, Where* where) {
+  nb::dlpack::dltensor d;
+  if (api.dltensor_from_py_object_no_sync(o, &d) != 0) {
+    PyErr_Clear();
+    return false;
+  }
+  const bool cuda = d.device.device_type == nb::device::cuda::value;
+  if (!cuda && d.device.device_type != nb::device::cpu::value) return false;
+  if (d.ndim < 0 || d.ndim > gdn::kMaxRank) return false;
+  t->dtype = dtype_code(d.dtype);
+  if (t->dtype == gdn::DType::kInvalid) return false;
+  t->data = static_cast<char*>(d.data) + d.byte_offset;
+  t->rank = d.ndim;
+  int64_t compact = 1;  // strides of a row-major array, where none are given
+  for (int i = d.ndim - 1; i >= 0; --i) {
+    t->shape[i] = d.shape[i];
+    t->stride[i] = d.strides != nullptr ? d.strides[i] : compact;
+    compact *= d.shape[i];
+  }
+  if (where != nullptr) {
+    where->cuda = cuda;
+    where->device = d.device.device_id;
+  }
+  return true;
+}
+
+// An optional array argument as a gdn::Tensor (rank 0 when None): through
+// its type's DLPack exchange API, a PyTorch tensor through its attributes
+// (PyTorch without that API), or any DLPack array. `where`, when given,
+// receives the array's device.
 gdn::Tensor tensor_of(const nb::handle& obj, const char* name, Where* where = nullptr) {
   gdn::Tensor t;
   if (obj.is_none()) return t;
+  if (const ExchangeApi* api = exchange_api(Py_TYPE(obj.ptr())); api != nullptr)
+    if (tensor_of_exchange(*api, obj.ptr(), &t, where)) return t;
   if (const Torch* api = torch_api(); api != nullptr && PyObject_TypeCheck(obj.ptr(), api->tensor))
     if (tensor_of_torch(*api, obj.ptr(), name, &t, where)) return t;
   Array a;
@@ -224,6 +307,23 @@ gdn::Backend backend_of(const std::string& name) {
   return b;
 }
 
+// The stream a call runs on: the caller's (a cudaStream_t as an int), or for
+// None the current stream of q's framework on q's device, asked through the
+// DLPack exchange API (no stream for host data).
+void* stream_of(nb::handle stream, nb::handle q, const Where& where) {
+  if (!stream.is_none()) return reinterpret_cast<void*>(nb::cast<uintptr_t>(stream));
+  if (!where.cuda) return nullptr;
+  const ExchangeApi* api = exchange_api(Py_TYPE(q.ptr()));
+  if (const Torch* torch = torch_api();
+      api == nullptr && torch != nullptr && PyObject_TypeCheck(q.ptr(), torch->tensor))
+    api = exchange_api(torch->tensor);  // a subclass that hides the API: PyTorch's stream all the same
+  if (api == nullptr)
+    throw nb::type_error("stream: None (the framework's current stream) needs the DLPack C exchange API");
+  void* s = nullptr;
+  if (api->current_work_stream(nb::device::cuda::value, where.device, &s) != 0) throw nb::python_error();
+  return s;
+}
+
 // A flag as Python's bool() reads it (the package passes its callers' values).
 bool truth(nb::handle flag) {
   const int t = PyObject_IsTrue(flag.ptr());
@@ -240,7 +340,7 @@ void run(int op_code, nb::handle q, nb::handle k, nb::handle v, nb::handle g, nb
          nb::handle state_indices, nb::handle final_state, nb::handle checkpoints,
          nb::handle intermediate_states, nb::handle out, float scale, nb::handle l2norm, nb::handle layout_vk,
          nb::handle write_final, int64_t checkpoint_every, int64_t tokens_per_seq, const std::string& backend,
-         nb::handle strict, uintptr_t stream, nb::handle cu_seqlens_host, nb::handle state_indices_host) {
+         nb::handle strict, nb::handle stream, nb::handle cu_seqlens_host, nb::handle state_indices_host) {
   const gdn::Op op = static_cast<gdn::Op>(op_code);
   gdn::Args a;
   nb::object keep[6];  // copies made by reshape, alive until the call returns
@@ -271,7 +371,7 @@ void run(int op_code, nb::handle q, nb::handle k, nb::handle v, nb::handle g, nb
   a.tokens_per_seq = tokens_per_seq;
   a.backend = backend_of(backend);
   a.strict = truth(strict);
-  a.stream = reinterpret_cast<void*>(stream);
+  a.stream = stream_of(stream, q, where);
   gdn::Status s;
   {
     nb::gil_scoped_release release;
@@ -281,18 +381,19 @@ void run(int op_code, nb::handle q, nb::handle k, nb::handle v, nb::handle g, nb
 }
 
 void commit(nb::handle intermediate_states, nb::handle accepted, nb::handle pool, nb::handle state_indices,
-            const std::string& backend, nb::handle strict, uintptr_t stream, nb::handle accepted_host,
+            const std::string& backend, nb::handle strict, nb::handle stream, nb::handle accepted_host,
             nb::handle state_indices_host) {
   gdn::CommitArgs a;
   a.intermediate_states = tensor_of(intermediate_states, "intermediate_states");
   a.accepted = tensor_of(accepted, "accepted");
   a.state_indices = tensor_of(state_indices, "state_indices");
-  a.pool = tensor_of(pool, "pool");
+  Where where;  // the pool's device: where the call runs
+  a.pool = tensor_of(pool, "pool", &where);
   a.accepted_host = host_data(accepted_host, "accepted_host");
   a.state_indices_host = host_data(state_indices_host, "state_indices_host");
   a.backend = backend_of(backend);
   a.strict = truth(strict);
-  a.stream = reinterpret_cast<void*>(stream);
+  a.stream = stream_of(stream, pool, where);
   gdn::Status s;
   {
     nb::gil_scoped_release release;
@@ -311,14 +412,23 @@ NB_MODULE(_gdn, m) {
         nb::arg("final_state").none(), nb::arg("checkpoints").none(), nb::arg("intermediate_states").none(),
         nb::arg("out").none(), nb::arg("scale"), nb::arg("l2norm").none(), nb::arg("layout_vk").none(),
         nb::arg("write_final").none(), nb::arg("checkpoint_every"), nb::arg("tokens_per_seq"),
-        nb::arg("backend"), nb::arg("strict").none(), nb::arg("stream"), nb::arg("cu_seqlens_host").none(),
-        nb::arg("state_indices_host").none(),
+        nb::arg("backend"), nb::arg("strict").none(), nb::arg("stream").none(),
+        nb::arg("cu_seqlens_host").none(), nb::arg("state_indices_host").none(),
         "Runs op (0 prefill, 1 decode, 2 verify) on the given arrays (None: not given); with A_log or "
         "dt_bias, g and beta are the raw gates a and b. Raises with the library's message.");
   m.def("commit", &commit, nb::arg("intermediate_states").none(), nb::arg("accepted").none(),
         nb::arg("pool").none(), nb::arg("state_indices").none(), nb::arg("backend"), nb::arg("strict").none(),
-        nb::arg("stream"), nb::arg("accepted_host").none(), nb::arg("state_indices_host").none(),
+        nb::arg("stream").none(), nb::arg("accepted_host").none(), nb::arg("state_indices_host").none(),
         "Runs commit_states on the given arrays; raises with the library's message.");
+  m.def(
+      "has_exchange_api",
+      [](nb::handle type) {
+        return PyType_Check(type.ptr()) &&
+               exchange_api(reinterpret_cast<PyTypeObject*>(type.ptr())) != nullptr;
+      },
+      nb::arg("type"),
+      "Whether the extension reads arrays of this type through the DLPack C exchange API (and then, for "
+      "stream=None, asks it for the current stream).");
   m.def("version", [] { return std::string(gdn::version()); });
   m.def("device_count", [] { return gdn::device_count(); });
 }

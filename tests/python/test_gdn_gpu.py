@@ -79,16 +79,27 @@ def test_cuda_graph_replay_equals_eager():
         assert torch.equal(o, o_eager) and torch.equal(ht, h_eager)
 
 
-def test_batch_rows_in_graph_capture():
-    """Batch rows the extension folds into tokens, captured on a side
-    stream: the call finds the current stream and equals eager."""
+class NoExchange(torch.Tensor):
+    """Hides the DLPack C exchange API: the extension reads these tensors
+    through their attributes (its path for PyTorch before 2.10)."""
+
+    __dlpack_c_exchange_api__ = None
+
+
+def test_reading_paths_and_batch_rows_in_graph_capture():
+    """Batch rows the extension folds into tokens, and tensors read through
+    their attributes instead of the DLPack C exchange API, captured on a
+    side stream: each call finds the current stream and equals eager."""
     q, k, v, g, beta, cu, h0 = to_dev(*make([64, 64]))
     o_ref, h_ref = gt.chunk_gated_delta_rule(q, k, v, g, beta, initial_state=h0, output_final_state=True,
                                              use_qk_l2norm_in_kernel=True, cu_seqlens=cu)
     rows = [x.reshape(2, 64, *x.shape[2:]) for x in (q, k, v, g, beta)]
+    sub = [x.as_subclass(NoExchange) for x in (q, k, v, g, beta, cu, h0)]
     calls = [
         lambda: gt.chunk_gated_delta_rule(*rows, initial_state=h0, output_final_state=True,
                                           use_qk_l2norm_in_kernel=True),
+        lambda: gdn.chunk_gated_delta_rule(*sub[:5], cu_seqlens=sub[5], initial_state=sub[6], output_final_state=True,
+                                           use_qk_l2norm_in_kernel=True, _host_checks=False),
     ]
     for call in calls:
         stream = torch.cuda.Stream()
