@@ -22,6 +22,8 @@ with the library's message naming the argument and the rule) or
 RuntimeError.
 """
 
+import sys
+
 from . import _gdn
 
 __all__ = ["chunk_gated_delta_rule", "recurrent_update", "verify", "commit_states", "version", "device_count"]
@@ -39,115 +41,165 @@ def device_count():
     return _gdn.device_count()
 
 
-def _is_torch(x):
-    return type(x).__module__.split(".")[0] == "torch"
+class _Torch:
+    """PyTorch arrays: allocation on a tensor's device, the caller's current
+    CUDA stream, host copies of index arrays."""
 
-
-def _empty(like, shape, dtype=None):
-    """An uninitialised array of `shape` on `like`'s device, in its framework."""
-    if _is_torch(like):
+    def __init__(self):
         import torch
 
-        return torch.empty(shape, dtype=like.dtype if dtype is None else dtype, device=like.device)
-    mod = __import__(type(like).__module__.split(".")[0])
-    return mod.empty(shape, dtype=like.dtype if dtype is None else dtype)
+        self.float32 = torch.float32
+        self._torch = torch
+        # With the DLPack C exchange API (PyTorch 2.10 and later) the
+        # extension reads the tensors and asks PyTorch for the current
+        # stream itself (stream None). Otherwise the raw cudaStream_t of the
+        # current stream, without building a torch.cuda.Stream (several
+        # times cheaper), or the public call where this PyTorch lacks it.
+        self._stream_in_extension = _gdn.has_exchange_api(torch.Tensor)
+        self._raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+
+    def empty(self, like, shape, dtype):
+        # Sizes as separate arguments: PyTorch parses them faster than a tuple.
+        return self._torch.empty(*shape, dtype=dtype, device=like.device)
+
+    def stream(self, x):
+        if self._stream_in_extension:
+            return None
+        if not x.is_cuda:
+            return 0
+        if self._raw_stream is not None:
+            return self._raw_stream(x.get_device())
+        return self._torch.cuda.current_stream(x.device).cuda_stream
+
+    def device_copy(self, x):
+        return x.detach().cpu().numpy() if x.is_cuda else None
+
+    def host_values(self, x):
+        return x.detach().cpu().numpy()
+
+    def int32_range(self, like, host):
+        return self._torch.from_numpy(host).to(like.device)
 
 
-def _float32(like):
-    if _is_torch(like):
-        import torch
+class _Other:
+    """Any other array framework (NumPy, CuPy, ...), through its module's
+    empty, asarray and float32 and the array's get()."""
 
-        return torch.float32
-    return __import__(type(like).__module__.split(".")[0]).float32
+    def __init__(self, name):
+        self._mod = __import__(name)
+        self._numpy = name == "numpy"
+        self.float32 = self._mod.float32
+
+    def empty(self, like, shape, dtype):
+        return self._mod.empty(shape, dtype=dtype)
+
+    def stream(self, x):
+        return 0
+
+    def device_copy(self, x):
+        return x.get() if hasattr(x, "get") else None
+
+    def host_values(self, x):
+        return x if self._numpy else self.device_copy(x)
+
+    def int32_range(self, like, host):
+        return host if self._numpy else self._mod.asarray(host)
 
 
-def _int32_range(like, n, step):
+_FRAMEWORKS = {}  # array type -> _Torch or _Other
+
+
+def _framework(x):
+    """The framework of x's type (found once per type; torch.Tensor's
+    subclasses are PyTorch's wherever they are defined)."""
+    fw = _FRAMEWORKS.get(type(x))
+    if fw is None:
+        name = type(x).__module__.split(".")[0]
+        torch = sys.modules.get("torch")
+        if name == "torch" or (torch is not None and isinstance(x, torch.Tensor)):
+            fw = _Torch()
+        else:
+            fw = _Other(name)
+        _FRAMEWORKS[type(x)] = fw
+    return fw
+
+
+def _device_copy(x):
+    """A NumPy copy of a small index array that lives on a device, for the
+    library's value checks; None for host arrays (the library reads those
+    itself) and for None."""
+    return None if x is None else _framework(x).device_copy(x)
+
+
+def _host_values(x):
+    """The values of a small index array as a host (NumPy) array."""
+    return None if x is None else _framework(x).host_values(x)
+
+
+def _int32_range(fw, like, n, step):
     """[0, step, 2 step, ..., n step] as int32 on like's device, plus a host copy."""
     import numpy as np
 
     host = (np.arange(n + 1, dtype=np.int32) * step).astype(np.int32)
-    if _is_torch(like):
-        import torch
-
-        return torch.from_numpy(host).to(like.device), host
-    if type(like).__module__.split(".")[0] == "numpy":
-        return host, host
-    mod = __import__(type(like).__module__.split(".")[0])
-    return mod.asarray(host), host
+    return fw.int32_range(like, host), host
 
 
-def _host_copy(x):
-    """A NumPy copy of a small index array (for the library's value checks)."""
-    if x is None:
-        return None
-    if _is_torch(x):
-        return x.detach().cpu().numpy()
-    if type(x).__module__.split(".")[0] == "numpy":
-        return x
-    return x.get() if hasattr(x, "get") else None
+# The calls below take the arguments already checked and normalised by the
+# public functions (and by gdn.torch, which calls them directly); the token
+# arguments keep their batch dimension (the extension folds it into the
+# tokens), and outputs are allocated in their final shapes, so a call makes
+# no reshape.
 
 
-def _stream(x):
-    if _is_torch(x) and x.is_cuda:
-        import torch
-
-        return torch.cuda.current_stream(x.device).cuda_stream
-    return 0
-
-
-def _flat(x, name, rank):
-    """x with its leading batch dimensions folded into tokens."""
-    if x.ndim == rank:
-        return x
-    if x.ndim == rank + 1:
-        return x.reshape((x.shape[0] * x.shape[1],) + tuple(x.shape[2:]))
-    raise ValueError(f"{name}: expected {rank} or {rank + 1} dimensions, got shape {tuple(x.shape)}")
-
-
-_TORCH_CODES = None  # torch dtype -> gdn::DType value, filled on first use
-
-
-def _raw(x):
-    """A PyTorch tensor as the extension's raw descriptor (pointer, dtype,
-    shape, strides, device): no DLPack capsule, about 5x cheaper per tensor.
-    Anything else (and a dtype gdn does not take) passes through as is, to
-    the DLPack path and its error messages."""
-    global _TORCH_CODES
-    if not _is_torch(x):
-        return x
-    if _TORCH_CODES is None:
-        import torch
-
-        codes = _gdn.dtype_codes()
-        _TORCH_CODES = {torch.float32: codes["fp32"], torch.float16: codes["fp16"], torch.bfloat16: codes["bf16"],
-                        torch.int32: codes["int32"], torch.int64: codes["int64"]}
-    code = _TORCH_CODES.get(x.dtype)
-    if code is None:
-        return x
-    if x.is_cuda:
-        device = (2, x.get_device())  # DLPack kDLCUDA
-    elif x.device.type == "cpu":
-        device = (1, 0)  # kDLCPU
+def _prefill(fw, q, k, v, g, beta, cu, cu_host, scale, initial_state, output_final_state, l2norm, state_v_first,
+             state_indices, idx_host, A_log, dt_bias, checkpoint_every, checkpoints, backend, strict):
+    """Prefill of the sequences cu delimits in q's B * T tokens: (o [B, T, HV, V], final_state)."""
+    B, T, H, K = q.shape
+    vs = v.shape
+    HV, V = vs[2], vs[3]
+    o = fw.empty(v, (B, T, HV, V), v.dtype)
+    final = None
+    if state_indices is not None:
+        final, write = initial_state, True
     else:
-        return x
-    return (x.data_ptr(), code, tuple(x.shape), x.stride()) + device
+        write = output_final_state
+        if write:
+            N = cu.shape[0] - 1
+            dims = (N, HV, V, K) if state_v_first else (N, HV, K, V)
+            final = fw.empty(q, dims, fw.float32 if initial_state is None else initial_state.dtype)
+    _gdn.run(_PREFILL, q, k, v, g, beta, A_log, dt_bias, cu, initial_state, state_indices,
+             None if state_indices is not None else final, checkpoints, None, o, scale, l2norm, state_v_first, write,
+             checkpoint_every, 0, backend, strict, fw.stream(q), cu_host, idx_host)
+    return o, final
 
 
-def _run(op, tensors, *, scale, l2norm, fused, state_v_first, write_final, tokens_per_seq=0,
-         checkpoint_every=0, backend="auto", strict=False, cu_host=None, idx_host=None):
-    ref = tensors["q"]
-    _gdn.run(op, {k: _raw(v) for k, v in tensors.items() if v is not None},
-             0.0 if scale is None else float(scale), bool(l2norm), bool(fused), bool(state_v_first),
-             bool(write_final), int(checkpoint_every), int(tokens_per_seq), backend, bool(strict),
-             _stream(ref), cu_host, idx_host)
+def _decode(fw, q, k, v, g, beta, state, state_indices, idx_host, scale, l2norm, state_v_first, A_log, dt_bias,
+            backend, strict):
+    """Decode: o in v's shape ([N, HV, V] or [N, 1, HV, V])."""
+    o = fw.empty(v, v.shape, v.dtype)
+    _gdn.run(_DECODE, q, k, v, g, beta, A_log, dt_bias, None, state, state_indices,
+             state if state_indices is None else None, None, None, o, scale, l2norm, state_v_first, True, 0, 0,
+             backend, strict, fw.stream(q), None, idx_host)
+    return o
 
 
-def _gates(g, beta, A_log, dt_bias, rank):
-    """Log-space (g, beta), or raw (a, b) when A_log and dt_bias are given."""
-    fused = A_log is not None or dt_bias is not None
-    if fused:
-        return {"a": _flat(g, "g", rank), "b": _flat(beta, "beta", rank), "A_log": A_log, "dt_bias": dt_bias}, True
-    return {"g": _flat(g, "g", rank), "beta": _flat(beta, "beta", rank)}, False
+def _verify(fw, q, k, v, g, beta, state, state_indices, idx_host, cu_seqlens, cu_host, slots, scale, l2norm,
+            state_v_first, A_log, dt_bias, output_intermediate_states, update_state, backend, strict):
+    """Verify with `slots` intermediate states per sequence: (o [B, L, HV, V], states or None)."""
+    B, L, H, K = q.shape
+    vs = v.shape
+    HV, V = vs[2], vs[3]
+    o = fw.empty(v, (B, L, HV, V), v.dtype)
+    inter = None
+    if output_intermediate_states:
+        N = B if cu_seqlens is None else cu_seqlens.shape[0] - 1
+        dims = (N, max(slots, 1), HV, V, K) if state_v_first else (N, max(slots, 1), HV, K, V)
+        inter = fw.empty(q, dims, state.dtype)
+    _gdn.run(_VERIFY, q, k, v, g, beta, A_log, dt_bias, cu_seqlens, state, state_indices,
+             state if state_indices is None and update_state else None, None, inter, o, scale, l2norm,
+             state_v_first, update_state, 0, L if cu_seqlens is None else 0, backend, strict, fw.stream(q), cu_host,
+             idx_host)
+    return o, inter
 
 
 def chunk_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None, output_final_state=False,
@@ -166,42 +218,20 @@ def chunk_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None, out
     pool is then returned as final_state. checkpoints: [C, HV, K, V] written
     every checkpoint_every tokens (a multiple of 64).
     """
-    B, T, H, K = q.shape
-    HV, V = v.shape[2], v.shape[3]
+    fw = _FRAMEWORKS.get(type(q)) or _framework(q)
+    B, T = q.shape[0], q.shape[1]
     if cu_seqlens is None:
-        N = B
-        cu, cu_host = _int32_range(q, B, T)
+        cu, cu_host = _int32_range(fw, q, B, T)
     else:
         if B != 1:
             raise ValueError(f"q: with cu_seqlens the batch dimension must be 1, got {B}")
-        cu, cu_host = cu_seqlens, _host_copy(cu_seqlens) if _host_checks else None
-        N = cu_seqlens.shape[0] - 1
-    t = {"q": _flat(q, "q", 3), "k": _flat(k, "k", 3), "v": _flat(v, "v", 3), "cu_seqlens": cu}
-    gates, fused = _gates(g, beta, A_log, dt_bias, 2)
-    t.update(gates)
-    o = _empty(v, (B * T, HV, V))
-    t["out"] = o
-    final = None
-    if state_indices is not None:
-        if initial_state is None:
-            raise ValueError("initial_state: the state pool is required with state_indices")
-        t["initial_state"], t["state_indices"] = initial_state, state_indices
-        final = initial_state
-        write = True
-    else:
-        t["initial_state"] = initial_state
-        write = bool(output_final_state)
-        if write:
-            dims = (N, HV, V, K) if state_v_first else (N, HV, K, V)
-            sdtype = initial_state.dtype if initial_state is not None else _float32(q)
-            final = _empty(q, dims, sdtype)
-            t["final_state"] = final
-    if checkpoints is not None:
-        t["checkpoints"] = checkpoints
-    _run(_PREFILL, t, scale=scale, l2norm=use_qk_l2norm_in_kernel, fused=fused, state_v_first=state_v_first,
-         write_final=write, checkpoint_every=checkpoint_every, backend=backend, strict=strict, cu_host=cu_host,
-         idx_host=_host_copy(state_indices) if _host_checks else None)
-    return o.reshape((B, T, HV, V)), final
+        cu, cu_host = cu_seqlens, _device_copy(cu_seqlens) if _host_checks else None
+    if state_indices is not None and initial_state is None:
+        raise ValueError("initial_state: the state pool is required with state_indices")
+    return _prefill(fw, q, k, v, g, beta, cu, cu_host, 0.0 if scale is None else float(scale), initial_state,
+                    output_final_state, use_qk_l2norm_in_kernel, state_v_first, state_indices,
+                    _device_copy(state_indices) if _host_checks else None, A_log, dt_bias, int(checkpoint_every),
+                    checkpoints, backend, strict)
 
 
 def recurrent_update(q, k, v, g, beta, state, state_indices=None, scale=None, use_qk_l2norm_in_kernel=False,
@@ -213,21 +243,11 @@ def recurrent_update(q, k, v, g, beta, state, state_indices=None, scale=None, us
     padding, no read, no write), or [N, HV, K, V] without state_indices.
     Returns o [N, HV, V].
     """
-    qf, kf, vf = _flat(q, "q", 3), _flat(k, "k", 3), _flat(v, "v", 3)
-    t = {"q": qf, "k": kf, "v": vf}
-    gates, fused = _gates(g, beta, A_log, dt_bias, 2)
-    t.update(gates)
-    o = _empty(v, tuple(vf.shape))
-    t["out"] = o
-    t["initial_state"] = state
-    if state_indices is not None:
-        t["state_indices"] = state_indices
-    else:
-        t["final_state"] = state
-    _run(_DECODE, t, scale=scale, l2norm=use_qk_l2norm_in_kernel, fused=fused, state_v_first=state_v_first,
-         write_final=True, backend=backend, strict=strict,
-         idx_host=_host_copy(state_indices) if _host_checks else None)
-    return o
+    fw = _FRAMEWORKS.get(type(q)) or _framework(q)
+    o = _decode(fw, q, k, v, g, beta, state, state_indices, _device_copy(state_indices) if _host_checks else None,
+                0.0 if scale is None else float(scale), use_qk_l2norm_in_kernel, state_v_first, A_log, dt_bias,
+                backend, strict)
+    return o if o.ndim == 3 else o.reshape((o.shape[0] * o.shape[1],) + tuple(o.shape[2:]))
 
 
 def verify(q, k, v, g, beta, state, state_indices=None, cu_seqlens=None, scale=None,
@@ -242,35 +262,18 @@ def verify(q, k, v, g, beta, state, state_indices=None, cu_seqlens=None, scale=N
     token, when asked. With update_state the pool (or dense state) takes
     each sequence's final state; otherwise it is left untouched.
     """
-    B, L, H, K = q.shape
-    HV, V = v.shape[2], v.shape[3]
-    t = {"q": _flat(q, "q", 3), "k": _flat(k, "k", 3), "v": _flat(v, "v", 3)}
-    gates, fused = _gates(g, beta, A_log, dt_bias, 2)
-    t.update(gates)
-    cu_host, tokens = None, 0
+    fw = _FRAMEWORKS.get(type(q)) or _framework(q)
+    cu_host = None
     if cu_seqlens is not None:
-        t["cu_seqlens"], cu_host = cu_seqlens, _host_copy(cu_seqlens) if _host_checks else None
+        cu_host = _host_values(cu_seqlens) if _host_checks else None
         N = cu_seqlens.shape[0] - 1
         slots = int(max(cu_host[1:] - cu_host[:-1])) if cu_host is not None and N > 0 else 16
         slots = slots if _slots is None else _slots
     else:
-        N, tokens, slots = B, L, L
-    o = _empty(v, (B * L, HV, V))
-    t["out"] = o
-    t["initial_state"] = state
-    if state_indices is not None:
-        t["state_indices"] = state_indices
-    elif update_state:
-        t["final_state"] = state
-    inter = None
-    if output_intermediate_states:
-        dims = (N, max(slots, 1), HV, V, K) if state_v_first else (N, max(slots, 1), HV, K, V)
-        inter = _empty(q, dims, state.dtype)
-        t["intermediate_states"] = inter
-    _run(_VERIFY, t, scale=scale, l2norm=use_qk_l2norm_in_kernel, fused=fused, state_v_first=state_v_first,
-         write_final=bool(update_state), tokens_per_seq=tokens, backend=backend, strict=strict, cu_host=cu_host,
-         idx_host=_host_copy(state_indices) if _host_checks else None)
-    return o.reshape((B, L, HV, V)), inter
+        slots = q.shape[1]
+    return _verify(fw, q, k, v, g, beta, state, state_indices, _device_copy(state_indices) if _host_checks else None,
+                   cu_seqlens, cu_host, slots, 0.0 if scale is None else float(scale), use_qk_l2norm_in_kernel,
+                   state_v_first, A_log, dt_bias, output_intermediate_states, update_state, backend, strict)
 
 
 def commit_states(intermediate_states, accepted, pool, state_indices, backend="auto", strict=False,
@@ -282,8 +285,8 @@ def commit_states(intermediate_states, accepted, pool, state_indices, backend="a
     (as gdn.verify returns it); accepted, state_indices: [N] int32 or int64;
     pool: [P, HV, K, V] of the same dtype and layout. Returns the pool.
     """
-    t = {"intermediate_states": intermediate_states, "accepted": accepted, "pool": pool,
-         "state_indices": state_indices}
-    _gdn.commit({k: _raw(v) for k, v in t.items()}, backend, bool(strict), _stream(pool), _host_copy(accepted) if _host_checks else None,
-                _host_copy(state_indices) if _host_checks else None)
+    fw = _FRAMEWORKS.get(type(pool)) or _framework(pool)
+    _gdn.commit(intermediate_states, accepted, pool, state_indices, backend, strict, fw.stream(pool),
+                _device_copy(accepted) if _host_checks else None,
+                _device_copy(state_indices) if _host_checks else None)
     return pool

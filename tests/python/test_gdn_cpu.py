@@ -157,33 +157,31 @@ def test_errors_carry_the_library_message():
         gdn.chunk_gated_delta_rule(q, k, v, g, beta, cu_seqlens=cu, backend="cuda", strict=True)
 
 
-def test_raw_descriptors_are_checked_and_match_arrays():
-    """The extension's raw tensor descriptors (what the package passes for
-    PyTorch tensors) give the bytes the DLPack path gives; malformed ones
-    are refused by name."""
-    from gdn import _gdn
-
-    q, k, v, g, beta, cu, h0 = inputs([10, 3])
-    codes = _gdn.dtype_codes()
-
-    def raw(x):
-        return (x.ctypes.data, codes["fp32" if x.dtype == np.float32 else "int32"], x.shape,
-                tuple(s // x.itemsize for s in x.strides), 1, 0)
-
-    outs = []
-    for wrap in (lambda x: x, raw):
-        o = np.full((13, 4, 48), np.nan, np.float32)
-        t = {"q": q[0], "k": k[0], "v": v[0], "g": g[0], "beta": beta[0], "cu_seqlens": cu, "out": o}
-        _gdn.run(0, {key: wrap(x) for key, x in t.items()}, 0.0, True, False, False, False, 0, 0, "cpu", False,
-                 0, None, None)
-        outs.append(o)
-    assert np.isfinite(outs[0]).all() and outs[0].tobytes() == outs[1].tobytes()
-    bad = {"q": (q.ctypes.data, 99, q[0].shape, (1, 1, 1), 1, 0)}
-    with pytest.raises(TypeError, match="q: malformed raw tensor descriptor"):
-        _gdn.run(0, bad, 0.0, False, False, False, False, 0, 0, "cpu", False, 0, None, None)
-    with pytest.raises(TypeError, match="v: malformed raw tensor descriptor"):
-        _gdn.run(0, {"v": (0, 1, (2, 3), (1,), 1, 0)}, 0.0, False, False, False, False, 0, 0, "cpu", False, 0,
-                 None, None)
+def test_batch_rows_fold_into_tokens_in_any_layout():
+    """The extension folds a leading batch dimension into the tokens: as a
+    view where the strides allow, through the array's reshape (a copy)
+    where they do not; results are the same either way."""
+    q, k, v, g, beta, _, _ = inputs([30, 30])
+    q2, k2, v2 = (x.reshape(2, 30, *x.shape[2:]) for x in (q, k, v))
+    g2, b2 = g.reshape(2, 30, -1), beta.reshape(2, 30, -1)
+    o, ht = gdn.chunk_gated_delta_rule(q2, k2, v2, g2, b2, output_final_state=True)
+    # Token-major storage: [T, B, ...] seen as [B, T, ...] cannot fold into a view.
+    tm = [np.ascontiguousarray(x.swapaxes(0, 1)).swapaxes(0, 1) for x in (q2, k2, v2, g2, b2)]
+    assert not tm[0].flags.c_contiguous
+    o_tm, ht_tm = gdn.chunk_gated_delta_rule(*tm, output_final_state=True)
+    assert o.tobytes() == o_tm.tobytes() and ht.tobytes() == ht_tm.tobytes()
+    o_cu, _ = gdn.chunk_gated_delta_rule(q, k, v, g, beta, cu_seqlens=np.array([0, 30, 60], np.int32))
+    assert o.tobytes() == o_cu.tobytes()
+    # Decode takes [N, 1, ...] tokens as [N, ...]; o comes back [N, HV, V].
+    pool = (0.1 * RNG.standard_normal((2, 4, 32, 48))).astype(np.float32)
+    pool2 = pool.copy()
+    o1 = gdn.recurrent_update(q2[:, :1], k2[:, :1], v2[:, :1], g2[:, :1], b2[:, :1], pool)
+    o2 = gdn.recurrent_update(q2[:, 0], k2[:, 0], v2[:, 0], g2[:, 0], b2[:, 0], pool2)
+    assert o1.shape == (2, 4, 48) and o1.tobytes() == o2.tobytes() and pool.tobytes() == pool2.tobytes()
+    with pytest.raises(ValueError, match=r"k: expected 3 or 4 dimensions, got shape \(2, 30, 2, 32, 1\)"):
+        gdn.chunk_gated_delta_rule(q2, k2[..., None], v2, g2, b2)
+    with pytest.raises(ValueError, match=r"g: expected 2 or 3 dimensions, got shape \(60,\)"):
+        gdn.recurrent_update(q[0], k[0], v[0], g[0, :, 0], beta[0], pool)
 
 
 def test_version_names_a_commit():

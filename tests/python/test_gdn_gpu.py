@@ -79,6 +79,43 @@ def test_cuda_graph_replay_equals_eager():
         assert torch.equal(o, o_eager) and torch.equal(ht, h_eager)
 
 
+class NoExchange(torch.Tensor):
+    """Hides the DLPack C exchange API: the extension reads these tensors
+    through their attributes (its path for PyTorch before 2.10)."""
+
+    __dlpack_c_exchange_api__ = None
+
+
+def test_reading_paths_and_batch_rows_in_graph_capture():
+    """Batch rows the extension folds into tokens, and tensors read through
+    their attributes instead of the DLPack C exchange API, captured on a
+    side stream: each call finds the current stream and equals eager."""
+    q, k, v, g, beta, cu, h0 = to_dev(*make([64, 64]))
+    o_ref, h_ref = gt.chunk_gated_delta_rule(q, k, v, g, beta, initial_state=h0, output_final_state=True,
+                                             use_qk_l2norm_in_kernel=True, cu_seqlens=cu)
+    rows = [x.reshape(2, 64, *x.shape[2:]) for x in (q, k, v, g, beta)]
+    sub = [x.as_subclass(NoExchange) for x in (q, k, v, g, beta, cu, h0)]
+    calls = [
+        lambda: gt.chunk_gated_delta_rule(*rows, initial_state=h0, output_final_state=True,
+                                          use_qk_l2norm_in_kernel=True),
+        lambda: gdn.chunk_gated_delta_rule(*sub[:5], cu_seqlens=sub[5], initial_state=sub[6], output_final_state=True,
+                                           use_qk_l2norm_in_kernel=True, _host_checks=False),
+    ]
+    for call in calls:
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            call()
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            o, ht = call()
+        o.fill_(float("nan"))
+        graph.replay()
+        torch.cuda.synchronize()
+        assert torch.equal(o.reshape(o_ref.shape), o_ref) and torch.equal(ht, h_ref)
+
+
 def test_decode_verify_and_commit_on_the_gpu():
     N, L = 4, 3
     q, k, v, g, beta, _, _ = make([L] * N)

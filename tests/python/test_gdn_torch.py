@@ -81,6 +81,64 @@ def test_commit_states_op_mutates_the_pool():
     assert torch.equal(pool, expected)
 
 
+class NoExchange(torch.Tensor):
+    """Hides the DLPack C exchange API, so the extension reads these tensors
+    through their attributes (its path for PyTorch before 2.10)."""
+
+    __dlpack_c_exchange_api__ = None
+
+
+def test_tensor_reading_paths_agree():
+    """PyTorch tensors through the DLPack C exchange API, through their
+    attributes, and NumPy arrays through DLPack capsules: the same bytes, and
+    the same errors."""
+    from gdn import _gdn
+
+    q, k, v, a, b, cu, h0 = make([5, 70, 3])
+    A_log = torch.nn.Parameter(torch.rand(4) - 1.0)  # a Parameter (requires grad) reads like a tensor
+    dt_bias = torch.randn(4)
+    args = (q, k, v, a, b)
+    kw = dict(initial_state=h0, output_final_state=True, use_qk_l2norm_in_kernel=True)
+    o_np, h_np = gdn.chunk_gated_delta_rule(*(x.numpy() for x in args), cu_seqlens=cu.numpy(),
+                                            A_log=A_log.detach().numpy(), dt_bias=dt_bias.numpy(),
+                                            **{**kw, "initial_state": h0.numpy()})
+    o_t, h_t = gdn.chunk_gated_delta_rule(*args, cu_seqlens=cu, A_log=A_log, dt_bias=dt_bias, **kw)
+    sub = [x.as_subclass(NoExchange) for x in args + (cu, h0, dt_bias)]
+    o_s, h_s = gdn.chunk_gated_delta_rule(*sub[:5], cu_seqlens=sub[5], A_log=A_log, dt_bias=sub[7],
+                                          **{**kw, "initial_state": sub[6]})
+    for o, h in ((o_t, h_t), (o_s, h_s)):
+        assert o.numpy().tobytes() == o_np.tobytes() and h.numpy().tobytes() == h_np.tobytes()
+    if hasattr(torch.Tensor, "__dlpack_c_exchange_api__"):
+        assert _gdn.has_exchange_api(torch.Tensor)
+    assert not _gdn.has_exchange_api(NoExchange) and not _gdn.has_exchange_api(np.ndarray)
+    for wrap in (lambda x: x, lambda x: x.as_subclass(NoExchange)):
+        with pytest.raises(TypeError, match="q: dtype must be float32, float16, bfloat16, int32 or int64"):
+            gdn.chunk_gated_delta_rule(wrap(q.double()), k, v, a, b, cu_seqlens=cu)
+        with pytest.raises(ValueError, match=r"multiple of q/k heads H \(3\)"):
+            gdn.chunk_gated_delta_rule(wrap(q[:, :, :1].repeat(1, 1, 3, 1)), k[:, :, :1].repeat(1, 1, 3, 1), v, a, b,
+                                       cu_seqlens=cu)
+        with pytest.raises(ValueError, match=r"v: expected 3 or 4 dimensions, got shape \(1, 78, 4, 32, 1\)"):
+            gdn.chunk_gated_delta_rule(q, k, wrap(v[..., None]), a, b, cu_seqlens=cu)
+
+
+def test_batch_rows_flags_and_layouts():
+    """Eager gdn.torch calls leave the batch rows to the extension: a batch
+    equals the same sequences packed, in any memory layout; flags are read
+    as bool() reads them."""
+    q, k, v, g, beta, cu, h0 = make([40, 40])
+    packed = gt.chunk_gated_delta_rule(q, k, v, g, beta, initial_state=h0, output_final_state=True,
+                                       use_qk_l2norm_in_kernel=True, cu_seqlens=cu)
+    rows = [x.reshape(2, 40, *x.shape[2:]) for x in (q, k, v, g, beta)]
+    token_major = [x.transpose(0, 1).contiguous().transpose(0, 1) for x in rows]
+    assert not token_major[0].is_contiguous()
+    for xs, flag in ((rows, True), (token_major, 1)):
+        o, ht = gt.chunk_gated_delta_rule(*xs, initial_state=h0, output_final_state=flag, use_qk_l2norm_in_kernel=flag)
+        assert o.shape == (2, 40, 4, 32)
+        assert torch.equal(o.reshape(packed[0].shape), packed[0]) and torch.equal(ht, packed[1])
+    o, ht = gt.chunk_gated_delta_rule(*rows, output_final_state=0)
+    assert ht is None and o.shape == (2, 40, 4, 32)
+
+
 @pytest.mark.parametrize("name", ["prefill", "prefill_into_pool", "recurrent_update", "verify", "commit_states"])
 def test_opcheck(name):
     q, k, v, g, beta, cu, h0 = make([5, 9])
