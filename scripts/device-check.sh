@@ -31,9 +31,9 @@ for step in $STEPS; do
       grep -E '^\[  FAILED  \]' "$OUT/gpu-tests.log" | head -20 | tee -a "$summary"
       ;;
     sanitize)
-      # Prefill properties and cases 10-13; decode, verify and commit: their
+      # Prefill properties, the segment split and cases 10-13; decode, verify and commit: their
       # tests and matrix cases 22-33.
-      filter='CudaProperties.*:Matrix/CudaMatrix.MatchesReference/1[0-3]_*'
+      filter='CudaProperties.*:CudaSegments.*:Matrix/CudaMatrix.MatchesReference/1[0-3]_*'
       filter+=':CudaDecode.*:CudaCommit.*:Shapes/CudaVerifyVsDecode.*'
       filter+=':Matrix/CudaMatrix.MatchesReference/2[2-9]_*:Matrix/CudaMatrix.MatchesReference/3[0-3]_*'
       for tool in memcheck racecheck synccheck; do
