@@ -1,6 +1,6 @@
 // Warp-level tensor-core products (PTX ISA 9.7.14, "mma"), sm_80 and newer:
-// m16n8k8 with tf32 operands and m16n8k16 with bf16 operands, both with fp32
-// accumulators.
+// m16n8k8 with tf32 operands and m16n8k16 with bf16 or fp16 operands, all
+// with fp32 accumulators.
 //
 // Fragment ownership within a warp (g = lane / 4, t = lane % 4):
 //   A 16x8 (row-major): a0 (g, t)  a1 (g + 8, t)  a2 (g, t + 4)  a3 (g + 8, t + 4)
@@ -27,6 +27,21 @@ __device__ __forceinline__ float tf32_round(float x) {
   return __uint_as_float(to_tf32(x));
 }
 
+// The same with ties to even: one instruction from sm_90 on (cvt.rn.tf32;
+// cvt.rna takes five), to_tf32 before.
+__device__ __forceinline__ uint32_t to_tf32_rn(float x) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  uint32_t r;
+  asm("cvt.rn.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
+  return r;
+#else
+  return to_tf32(x);
+#endif
+}
+__device__ __forceinline__ float tf32_round_rn(float x) {
+  return __uint_as_float(to_tf32_rn(x));
+}
+
 // c += a * b
 __device__ __forceinline__ void mma_tf32(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
   asm volatile(
@@ -36,19 +51,40 @@ __device__ __forceinline__ void mma_tf32(float (&c)[4], const uint32_t (&a)[4], 
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
-// m16n8k16 with bf16 operands and fp32 accumulators (the same PTX section).
-// Fragment ownership (g = lane / 4, t = lane % 4; each 32-bit register holds
-// two consecutive-k elements, the lower k in the low half):
+// m16n8k16 with bf16 (mma_bf16) or fp16 (mma_f16) operands and fp32
+// accumulators (the same PTX section). Fragment ownership (g = lane / 4,
+// t = lane % 4; each 32-bit register holds two consecutive-k elements, the
+// lower k in the low half):
 //   A 16x16: a0 (g, 2t..)  a1 (g + 8, 2t..)  a2 (g, 2t + 8..)  a3 (g + 8, 2t + 8..)
 //   B 16x8:  b0 (2t.., g)  b1 (2t + 8.., g)
 //   C 16x8:  as for m16n8k8.
 // c += a * b
-__device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#define GDN_MMA_M16N8K16(NAME, AB)                                                                      \
+  __device__ __forceinline__ void NAME(float(&c)[4], const uint32_t(&a)[4], uint32_t b0, uint32_t b1) { \
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." AB "." AB                                     \
+                 ".f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"                 \
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])                                       \
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));                       \
+  }
+GDN_MMA_M16N8K16(mma_bf16, "bf16")
+GDN_MMA_M16N8K16(mma_f16, "f16")
+#undef GDN_MMA_M16N8K16
+
+// Splits x into tf32 values hi + lo with x ~ hi + lo to about 2^-22
+// relative (x - hi is exact): "3xTF32" products (a_lo b_hi + a_hi b_lo +
+// a_hi b_hi) then carry fp32 operands at close to fp32 precision.
+__device__ __forceinline__ void split_tf32(float x, uint32_t& hi, uint32_t& lo) {
+  hi = to_tf32_rn(x);
+  lo = to_tf32_rn(x - __uint_as_float(hi));
+}
+
+// c += a * b in 3xTF32 from split operands, small terms first.
+__device__ __forceinline__ void mma_tf32x3(float (&c)[4], const uint32_t (&a_hi)[4],
+                                           const uint32_t (&a_lo)[4], const uint32_t (&b_hi)[2],
+                                           const uint32_t (&b_lo)[2]) {
+  mma_tf32(c, a_lo, b_hi);
+  mma_tf32(c, a_hi, b_lo);
+  mma_tf32(c, a_hi, b_hi);
 }
 
 // Splits the pair (x0, x1) into bf16 pairs hi + lo with x ~ hi + lo to about
