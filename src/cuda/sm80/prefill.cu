@@ -65,8 +65,10 @@ constexpr size_t kSmemPerBlockReserved = 1024;
 // (another CTA's work hides this one's loads, and two slots, one CTA per SM,
 // would take a second wave: 1x64 of q3n-tp1, 256 CTAs, ran its state pass in
 // 20 us that way); else two slots when they fit (the next chunk loads while
-// this one computes); else one.
+// this one computes); else one. GDN_CUDA_RING_STAGES=1|2 forces the depth.
 int ring_stages(int64_t ctas, size_t one, size_t two, int min_blocks, const DeviceLimits& dev) {
+  if (const char* env = std::getenv("GDN_CUDA_RING_STAGES"); env != nullptr && (*env == '1' || *env == '2'))
+    return *env == '2' && two <= dev.smem_optin ? 2 : 1;  // forced (measurements)
   if (ctas > dev.sms && min_blocks >= 2 && 2 * (one + kSmemPerBlockReserved) <= dev.smem_per_sm) return 1;
   return two <= dev.smem_optin ? 2 : 1;
 }
@@ -136,6 +138,35 @@ bool column_state_pass(int64_t items, const DeviceLimits& dev) {
   return 4 * prefill_columns_ctas<KV, KV>(items) >= dev.sms;
 }
 
+// What the launches take from the host side of a call besides the kernel
+// parameters.
+struct HostPlan {
+  int64_t checkpoint_rows = 0;
+  bool long_tail = false;  // long_tail_of
+};
+
+// Whether one sequence's chunks outlast the rest of a column-owner launch by
+// far (known only from a host copy of cu_seqlens): its CTAs then run alone
+// for most of the launch, where a one-slot ring leaves every chunk's loads
+// exposed, so the launch takes two slots (one CTA per SM). The rest of the
+// launch takes about sum_n chunks_n x CTAs per sequence / (2 x SMs) chunk
+// steps; a tail is a sequence of more than twice that many chunks. Measured
+// on the H100 (graph ms, two slots / one; bench/results
+// cuda-h100-2026-11-25-ring-stages-ab.txt): q3n-tp1 skewed (one 16384-token
+// sequence, 31 of 128) 1.45 / 2.04; batch rows lose with two slots (32x1024
+// 1.48 / 1.41), and none of them has a tail.
+bool long_tail_of(const Call& c, const DeviceLimits& dev) {
+  if (!c.host_indexing || c.N < 2) return false;
+  int64_t longest = 0, total = 0;
+  for (int64_t n = 0; n < c.N; ++n) {
+    const int64_t chunks = (c.seq_start[n + 1] - c.seq_start[n] + kChunk - 1) / kChunk;
+    longest = std::max(longest, chunks);
+    total += chunks;
+  }
+  const int64_t per_seq = c.HV * (c.V / 64);
+  return longest * dev.sms > total * per_seq;
+}
+
 // Segments per sequence (params.h): when the column-owner pass's CTAs for
 // whole sequences would fill at most a quarter of the SMs, each sequence
 // splits into enough segments for about one CTA per SM, each of at least
@@ -145,10 +176,11 @@ bool column_state_pass(int64_t items, const DeviceLimits& dev) {
 // final pass). Measured on the H100 (graph ms, split / whole; bench/results
 // cuda-h100-2026-11-25-segments-ab.txt): q35-397b-tp8 1x65536 (16 CTAs,
 // 9 segments) 1.73 / 3.53, 1x8192 (8) 0.27 / 0.47, q3n-tp4 1x16384 (9) 0.51 /
-// 0.94; but 1x2048 (2 segments) 0.171 / 0.129 and q3n-tp1 1x8192 (64 CTAs,
-// 3 segments) 0.72 / 0.67. GDN_CUDA_SEGMENTS=P forces P (tests and
+// 0.94; but q3n-tp1 1x8192 (64 CTAs, 3 segments) 0.72 / 0.67. Segments of
+// 512 tokens still pay: q35-397b-tp8 1x2048 with 4, 0.106 ms, against 0.123
+// whole (cuda-h100-2026-11-25-ring-stages-ab.txt). GDN_CUDA_SEGMENTS=P forces P (tests and
 // measurements; 1 turns it off).
-constexpr int64_t kMinSegmentTokens = 1024;
+constexpr int64_t kMinSegmentTokens = 512;
 constexpr int kMinSegments = 3;
 constexpr int kMaxSegments = 16;
 
@@ -176,11 +208,13 @@ Status launch_state(PrefillParams p, int64_t items, const DeviceLimits& dev, cud
 
 // One column-owner launch of `phase` over `items` (sequence, value head) pairs.
 template <int KV>
-Status launch_columns_phase(PrefillParams p, int phase, int64_t items, const DeviceLimits& dev,
-                            cudaStream_t stream) {
+Status launch_columns_phase(PrefillParams p, int phase, int64_t items, bool long_tail,
+                            const DeviceLimits& dev, cudaStream_t stream) {
   p.seg_phase = phase;
   const int64_t ctas = prefill_columns_ctas<KV, KV>(items * p.segments) * (phase == kSegLocal ? 2 : 1);
-  p.stages = ring_stages(ctas, prefill_columns_smem<KV, KV>(1), prefill_columns_smem<KV, KV>(2), 2, dev);
+  // A long tail runs one CTA per SM (two slots), else two fit by registers.
+  p.stages = ring_stages(ctas, prefill_columns_smem<KV, KV>(1), prefill_columns_smem<KV, KV>(2),
+                         long_tail ? 1 : 2, dev);
   if (Status s = check_smem(prefill_columns_smem<KV, KV>(p.stages), dev); !s.ok()) return s;
   return launch_prefill_columns<KV, KV>(p, stream);
 }
@@ -188,11 +222,12 @@ Status launch_columns_phase(PrefillParams p, int phase, int64_t items, const Dev
 // The column-owner pass over whole sequences, or over p.segments segments
 // of each: local pass, combine, final pass.
 template <int KV>
-Status launch_columns(const PrefillParams& p, int64_t items, const DeviceLimits& dev, cudaStream_t stream) {
-  if (p.segments == 1) return launch_columns_phase<KV>(p, kSegWhole, items, dev, stream);
-  if (Status s = launch_columns_phase<KV>(p, kSegLocal, items, dev, stream); !s.ok()) return s;
+Status launch_columns(const PrefillParams& p, int64_t items, bool long_tail, const DeviceLimits& dev,
+                      cudaStream_t stream) {
+  if (p.segments == 1) return launch_columns_phase<KV>(p, kSegWhole, items, long_tail, dev, stream);
+  if (Status s = launch_columns_phase<KV>(p, kSegLocal, items, false, dev, stream); !s.ok()) return s;
   if (Status s = launch_combine_segments<KV, KV>(p, stream); !s.ok()) return s;
-  return launch_columns_phase<KV>(p, kSegFinal, items, dev, stream);
+  return launch_columns_phase<KV>(p, kSegFinal, items, false, dev, stream);
 }
 
 // State-pass shape: 32 state columns per CTA (fewer re-reads of q, k, Au, L
@@ -203,13 +238,14 @@ Status launch_columns(const PrefillParams& p, int64_t items, const DeviceLimits&
 // 3.92 / 2.77. 64 columns (one CTA per SM, 224 registers) was within 3% of 32
 // on the batch rows and slower on the others.
 template <typename T, int KV>
-Status launch(PrefillParams p, int64_t checkpoint_rows, const DeviceLimits& dev, cudaStream_t stream) {
-  launch_chunk_meta(p, checkpoint_rows, stream);
+Status launch(PrefillParams p, const HostPlan& plan, const DeviceLimits& dev, cudaStream_t stream) {
+  launch_chunk_meta(p, plan.checkpoint_rows, stream);
   GDN_CUDA_RETURN(cudaGetLastError());
   if (Status s = launch_prefill_prep<T, KV, KV>(p, stream); !s.ok()) return s;
   const int64_t items = p.N * p.HV;
   if constexpr (std::is_same_v<T, __nv_bfloat16>)
-    if (p.segments > 1 || column_state_pass<KV>(items, dev)) return launch_columns<KV>(p, items, dev, stream);
+    if (p.segments > 1 || column_state_pass<KV>(items, dev))
+      return launch_columns<KV>(p, items, plan.long_tail, dev, stream);
   int columns = forced_state_columns();
   if (columns == 0)
     columns =
@@ -219,13 +255,13 @@ Status launch(PrefillParams p, int64_t checkpoint_rows, const DeviceLimits& dev,
 }
 
 template <typename T>
-Status launch_dtype(const PrefillParams& p, int64_t kv, int64_t checkpoint_rows, const DeviceLimits& dev,
+Status launch_dtype(const PrefillParams& p, int64_t kv, const HostPlan& plan, const DeviceLimits& dev,
                     cudaStream_t stream) {
   switch (kv) {
     case 64:
-      return launch<T, 64>(p, checkpoint_rows, dev, stream);
+      return launch<T, 64>(p, plan, dev, stream);
     case 128:
-      return launch<T, 128>(p, checkpoint_rows, dev, stream);
+      return launch<T, 128>(p, plan, dev, stream);
     default:
       return Status::Unsupported("cuda: head size " + std::to_string(kv) + " is not compiled (64, 128)");
   }
@@ -291,14 +327,16 @@ Status run_cuda(const Call& c, const Args& a) {
   DeviceGuard guard;
   GDN_CUDA_RETURN(guard.set(c.device_ordinal));
   const auto stream = static_cast<cudaStream_t>(a.stream);
-  const int64_t ckpt_rows = a.checkpoints.defined() ? a.checkpoints.shape[0] : 0;
+  HostPlan plan;
+  plan.checkpoint_rows = a.checkpoints.defined() ? a.checkpoints.shape[0] : 0;
+  plan.long_tail = long_tail_of(c, dev);
   switch (c.io_dtype) {
     case DType::kBF16:
-      return launch_dtype<__nv_bfloat16>(p, c.K, ckpt_rows, dev, stream);
+      return launch_dtype<__nv_bfloat16>(p, c.K, plan, dev, stream);
     case DType::kF16:
-      return launch_dtype<__half>(p, c.K, ckpt_rows, dev, stream);
+      return launch_dtype<__half>(p, c.K, plan, dev, stream);
     case DType::kF32:
-      return launch_dtype<float>(p, c.K, ckpt_rows, dev, stream);
+      return launch_dtype<float>(p, c.K, plan, dev, stream);
     default:
       return Status::Unsupported(std::string("cuda: io dtype ") + dtype_name(c.io_dtype) +
                                  " is not compiled");

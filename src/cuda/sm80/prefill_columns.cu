@@ -84,12 +84,13 @@ __device__ __forceinline__ void load_chunk(const PrefillParams& p, unsigned char
 }
 
 // k-permuted tf32 A fragment of an 8-wide k-step from the accumulator tile
-// c of the same 8 columns (mma_sm80.cuh: logical k t is physical column 2t).
+// c of the same 8 columns (mma_sm80.cuh: logical k t is physical column 2t),
+// rounded to nearest (one instruction on sm_90).
 __device__ __forceinline__ void tf32_a_from_acc(uint32_t (&a)[4], const float (&c)[4]) {
-  a[0] = to_tf32(c[0]);
-  a[1] = to_tf32(c[2]);
-  a[2] = to_tf32(c[1]);
-  a[3] = to_tf32(c[3]);
+  a[0] = to_tf32_rn(c[0]);
+  a[1] = to_tf32_rn(c[2]);
+  a[2] = to_tf32_rn(c[1]);
+  a[3] = to_tf32_rn(c[3]);
 }
 
 // bf16 hi and lo A fragments of a 16-wide k-step from the accumulator tiles
