@@ -240,4 +240,22 @@ inline void set_token_inputs(const Args& a, TokenInputs* p) {
   }
 }
 
+// The state fields of a launch's parameters P (init, fin; indices, idx64,
+// idx_s, pool_rows for a pool): a pool (`pool_rows` rows) is read and, when
+// the call writes final states, updated in place; dense states come from
+// initial_state and go to final_state.
+template <typename P>
+void set_state_inputs(const Args& a, bool pool, int64_t pool_rows, P* p) {
+  p->init = state_view(a.initial_state, a.state_layout);
+  if (pool) {
+    p->indices = a.state_indices.data;
+    p->idx64 = a.state_indices.dtype == DType::kI64;
+    p->idx_s = a.state_indices.stride[0];
+    p->pool_rows = pool_rows;
+    if (a.write_final_state) p->fin = p->init;
+  } else if (a.write_final_state) {
+    p->fin = state_view(a.final_state, a.state_layout);
+  }
+}
+
 }  // namespace gdn::cuda

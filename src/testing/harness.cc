@@ -484,6 +484,15 @@ int64_t Workload::tokens() const {
   return impl_->in.T;
 }
 
+double rel_rms(const std::vector<float>& x, const std::vector<float>& r) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    num += (double(x[i]) - r[i]) * (double(x[i]) - r[i]);
+    den += double(r[i]) * r[i];
+  }
+  return std::sqrt(num / den);
+}
+
 void ErrorAccumulator::add(double x, double ref) {
   ++count_;
   if (!std::isfinite(x) || !std::isfinite(ref)) {

@@ -48,6 +48,10 @@ struct ErrorStats {
   int64_t non_finite = 0;
 };
 
+// Relative RMS error of x against r, sqrt(sum (x - r)^2 / sum r^2); NaN or
+// infinite when either holds a non-finite value (so a bound on it fails).
+double rel_rms(const std::vector<float>& x, const std::vector<float>& r);
+
 // Accumulates the error model's statistics over elements (x, reference).
 class ErrorAccumulator {
  public:

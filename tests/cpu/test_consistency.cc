@@ -21,15 +21,6 @@ std::vector<float> values(const Tensor& t) {
   return v;
 }
 
-double rel_rms(const std::vector<float>& x, const std::vector<float>& r) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < x.size(); ++i) {
-    num += (double(x[i]) - r[i]) * (double(x[i]) - r[i]);
-    den += double(r[i]) * r[i];
-  }
-  return std::sqrt(num / den);
-}
-
 std::vector<uint8_t> bytes(const Tensor& t) {
   const auto* p = static_cast<const uint8_t*>(t.data);
   return {p, p + t.numel() * static_cast<int64_t>(dtype_size(t.dtype))};

@@ -305,15 +305,6 @@ std::vector<float> host_values(const Tensor& t) {
   return values_of({p, p + t.numel() * static_cast<int64_t>(dtype_size(t.dtype))}, t.dtype);
 }
 
-double rel_rms(const std::vector<float>& x, const std::vector<float>& r) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < x.size(); ++i) {
-    num += (double(x[i]) - r[i]) * (double(x[i]) - r[i]);
-    den += double(r[i]) * r[i];
-  }
-  return std::sqrt(num / den);
-}
-
 // Whether element i of a byte image holds the 0xFF poison in every byte.
 bool poisoned(const std::vector<uint8_t>& b, size_t es, int64_t i) {
   for (size_t k = 0; k < es; ++k)

@@ -50,13 +50,20 @@ def test_bfloat16_tensors():
     assert err < 4e-3
 
 
-def test_pool_decode_and_verify_mutate_in_place():
+def draft_batch():
+    """N = 3 sequences of L = 4 tokens as [N, L, ...] inputs (q, k, v, g,
+    beta), a pool of N + 2 rows and the rows the sequences use."""
     N, L = 3, 4
     q, k, v, g, beta, _, _ = make([L] * N)
     q4, k4, v4 = (x.reshape(N, L, *x.shape[2:]) for x in (q, k, v))
     g4, b4 = g.reshape(N, L, -1), beta.reshape(N, L, -1)
     pool = 0.1 * torch.randn(N + 2, 4, 32, 32)
     idx = torch.tensor([3, 0, 4], dtype=torch.int32)
+    return N, L, (q4, k4, v4, g4, b4), pool, idx
+
+
+def test_pool_decode_and_verify_mutate_in_place():
+    _, L, (q4, k4, v4, g4, b4), pool, idx = draft_batch()
     before = pool.clone()
     o_ver, inter = gt.verify(q4, k4, v4, g4, b4, pool, state_indices=idx)
     assert torch.equal(pool, before)
@@ -67,12 +74,7 @@ def test_pool_decode_and_verify_mutate_in_place():
 
 
 def test_commit_states_op_mutates_the_pool():
-    N, L = 3, 4
-    q, k, v, g, beta, _, _ = make([L] * N)
-    q4, k4, v4 = (x.reshape(N, L, *x.shape[2:]) for x in (q, k, v))
-    g4, b4 = g.reshape(N, L, -1), beta.reshape(N, L, -1)
-    pool = 0.1 * torch.randn(N + 2, 4, 32, 32)
-    idx = torch.tensor([3, 0, 4], dtype=torch.int32)
+    _, _, (q4, k4, v4, g4, b4), pool, idx = draft_batch()
     _, inter = gt.verify(q4, k4, v4, g4, b4, pool, state_indices=idx)
     accepted = torch.tensor([1, -1, 3], dtype=torch.int64)
     expected = pool.clone()

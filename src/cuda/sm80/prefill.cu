@@ -295,16 +295,7 @@ Status run_cuda(const Call& c, const Args& a) {
   set_token_inputs(a, &p);
   p.cu_seqlens = a.cu_seqlens.data;
   p.cu64 = a.cu_seqlens.dtype == DType::kI64;
-  p.init = state_view(a.initial_state, a.state_layout);
-  if (c.pool) {
-    p.indices = a.state_indices.data;
-    p.idx64 = a.state_indices.dtype == DType::kI64;
-    p.idx_s = a.state_indices.stride[0];
-    p.pool_rows = c.pool_rows;
-    if (a.write_final_state) p.fin = p.init;
-  } else if (a.write_final_state) {
-    p.fin = state_view(a.final_state, a.state_layout);
-  }
+  set_state_inputs(a, c.pool, c.pool_rows, &p);
   p.ckpt = state_view(a.checkpoints, a.state_layout);
   p.ckpt_every = a.checkpoints.defined() ? a.checkpoint_every : 0;
   p.out = a.out.data, p.o_s0 = a.out.stride[0], p.o_s1 = a.out.stride[1];

@@ -35,53 +35,16 @@ constexpr int kCtaColumns = kColWarps * kWarpColumns;  // value columns per CTA
 constexpr int kMatStride = kChunk + 8;                 // floats per row of Au and L
 constexpr int kRowTiles = kChunk / 8;                  // 8-row tiles of a chunk
 
-// Shared-memory plan: a ring of `stages` slots of chunk inputs, then one
-// output staging tile per warp. Padded row strides: 16 bytes for the bf16
-// tiles (ldmatrix rows on distinct banks), 8 floats for Au and L (a
-// half-warp's 64-bit fragment loads on distinct banks).
+// Shared-memory plan: a ring of `stages` slots of chunk inputs (Au and L
+// rows of kMatStride floats: a half-warp's 64-bit fragment loads on distinct
+// banks), then one output staging tile per warp.
 template <int K>
-struct ColumnsPlan {
-  static constexpr int kQkStride = K + 8;            // bf16 per row of q and k
-  static constexpr int kVStride = kCtaColumns + 8;   // bf16 per row of v
+struct ColumnsPlan : ChunkSlot<Bf16, K, kCtaColumns, kMatStride> {
+  using Slot = ChunkSlot<Bf16, K, kCtaColumns, kMatStride>;
   static constexpr int kOStride = kWarpColumns + 8;  // bf16 per row of an output tile
-  static constexpr size_t kQBytes = size_t{kChunk} * kQkStride * sizeof(Bf16);
-  static constexpr size_t kVBytes = size_t{kChunk} * kVStride * sizeof(Bf16);
-  static constexpr size_t kMatBytes = size_t{kChunk} * kMatStride * sizeof(float);
-  static constexpr size_t kFBytes = kFactorStride * sizeof(float);
-  // Slot: q | k | v | Au | L | F.
-  static constexpr size_t kQ = 0, kK = kQBytes, kV = 2 * kQBytes, kAu = kV + kVBytes, kL = kAu + kMatBytes,
-                          kF = kL + kMatBytes, kSlot = kF + kFBytes;
   static constexpr size_t kOBytes = size_t{kColWarps} * kChunk * kOStride * sizeof(Bf16);
-  static size_t bytes(int stages) { return stages * kSlot + kOBytes; }
-  static_assert(kSlot % 16 == 0 && kQBytes % 16 == 0 && kVBytes % 16 == 0 && kMatBytes % 16 == 0,
-                "cp.async needs 16-byte slots");
+  static size_t bytes(int stages) { return stages * Slot::kSlot + kOBytes; }
 };
-
-template <int K>
-__device__ __forceinline__ void load_chunk(const PrefillParams& p, unsigned char* slot, int c, int64_t t0,
-                                           int len, int v_rows, int64_t h, int64_t hv, int v0, int tid) {
-  using Plan = ColumnsPlan<K>;
-  const Bf16* q = static_cast<const Bf16*>(p.q);
-  const Bf16* k = static_cast<const Bf16*>(p.k);
-  const Bf16* v = static_cast<const Bf16*>(p.v);
-  // Rows past the chunk's end, and past v_rows of v, are zero-filled (their
-  // source is not read).
-  copy_rows_async<Bf16, K, kChunk, kColThreads>(reinterpret_cast<Bf16*>(slot + Plan::kQ), Plan::kQkStride,
-                                                q + t0 * p.q_s0 + h * p.q_s1, p.q_s0, len, tid);
-  copy_rows_async<Bf16, K, kChunk, kColThreads>(reinterpret_cast<Bf16*>(slot + Plan::kK), Plan::kQkStride,
-                                                k + t0 * p.k_s0 + h * p.k_s1, p.k_s0, len, tid);
-  copy_rows_async<Bf16, kCtaColumns, kChunk, kColThreads>(reinterpret_cast<Bf16*>(slot + Plan::kV),
-                                                          Plan::kVStride, v + t0 * p.v_s0 + hv * p.v_s1 + v0,
-                                                          p.v_s0, v_rows, tid);
-  const int64_t item = int64_t{c} * p.HV + hv;
-  copy_rows_async<float, kChunk, kChunk, kColThreads>(reinterpret_cast<float*>(slot + Plan::kAu), kMatStride,
-                                                      p.Au + item * kChunk * kChunk, kChunk, kChunk, tid);
-  copy_rows_async<float, kChunk, kChunk, kColThreads>(reinterpret_cast<float*>(slot + Plan::kL), kMatStride,
-                                                      p.L + item * kChunk * kChunk, kChunk, kChunk, tid);
-  static_assert(kFactorStride / 4 <= kColThreads, "one 16-byte unit of F per thread");
-  if (tid < kFactorStride / 4)
-    cp_async_16(slot + Plan::kF + 16 * tid, p.F + item * kFactorStride + 4 * tid, true);
-}
 
 // k-permuted tf32 A fragment of an 8-wide k-step from the accumulator tile
 // c of the same 8 columns (mma_sm80.cuh: logical k t is physical column 2t),
@@ -205,8 +168,8 @@ __global__ void __launch_bounds__(kColThreads, 2)
   // Prefetch the first `stages` chunks; one commit group per slot, empty or not.
   for (int i = 0; i < stages; ++i) {
     if (first + i < last)
-      load_chunk<K>(p, smem_raw + i * Plan::kSlot, first + i, seq.t0(first + i), seq.len(first + i),
-                    map_cols ? 0 : seq.len(first + i), h, hv, v0, tid);
+      Plan::template load<kColThreads>(p, smem_raw + i * Plan::kSlot, first + i, seq.t0(first + i),
+                                       seq.len(first + i), map_cols ? 0 : seq.len(first + i), h, hv, v0, tid);
     cp_async_commit();
   }
 
@@ -333,8 +296,8 @@ __global__ void __launch_bounds__(kColThreads, 2)
     }
     __syncthreads();  // every warp is done with this slot
     if (c + stages < last)
-      load_chunk<K>(p, slot, c + stages, seq.t0(c + stages), seq.len(c + stages),
-                    map_cols ? 0 : seq.len(c + stages), h, hv, v0, tid);
+      Plan::template load<kColThreads>(p, slot, c + stages, seq.t0(c + stages), seq.len(c + stages),
+                                       map_cols ? 0 : seq.len(c + stages), h, hv, v0, tid);
     cp_async_commit();
   }
   cp_async_wait<0>();

@@ -36,57 +36,18 @@ constexpr int kRowWarps = 4;            // warps that split a chunk's 64 rows, 1
 constexpr int kMatStride = kChunk + 4;  // floats per row of the 64x64 tiles
 
 // Shared-memory plan: a ring of `stages` slots of chunk inputs, then the
-// S / X buffer, Vn and diag(s_k) Vn. Row strides are padded so that a warp's
-// fragment loads hit distinct banks (16 bytes for io tiles; the VT-wide fp32
-// tiles are pair-interleaved with a pair-row stride of VT + 4 float2).
+// S / X buffer, Vn and diag(s_k) Vn. The VT-wide fp32 tiles are
+// pair-interleaved with a pair-row stride of VT + 4 float2 (a warp's
+// fragment loads on distinct banks).
 template <typename T, int K, int VT>
-struct StatePlan {
-  static constexpr int kPad = 16 / sizeof(T);
-  static constexpr int kQkStride = K + kPad;  // elements of T
-  static constexpr int kVStride = VT + kPad;
-  static constexpr int kPairStride = VT + 4;  // float2 per pair row: X, Vn, S
-  static constexpr size_t kQBytes = size_t{kChunk} * kQkStride * sizeof(T);
-  static constexpr size_t kVBytes = size_t{kChunk} * kVStride * sizeof(T);
-  static constexpr size_t kMatBytes = size_t{kChunk} * kMatStride * sizeof(float);
-  static constexpr size_t kFBytes = kFactorStride * sizeof(float);
-  // Slot: q | k | v | Au | L | F.
-  static constexpr size_t kQ = 0, kK = kQBytes, kV = 2 * kQBytes, kAu = kV + kVBytes, kL = kAu + kMatBytes,
-                          kF = kL + kMatBytes, kSlot = kF + kFBytes;
+struct StatePlan : ChunkSlot<T, K, VT, kMatStride> {
+  using Slot = ChunkSlot<T, K, VT, kMatStride>;
+  static constexpr int kPairStride = VT + 4;                                  // float2 per pair row: X, Vn, S
   static constexpr size_t kSBytes = size_t{K} * kPairStride * sizeof(float);  // S, later X
   static constexpr size_t kVnBytes = size_t{kChunk} * kPairStride * sizeof(float);
-  static size_t bytes(int stages) { return stages * kSlot + kSBytes + 2 * kVnBytes; }
-  static_assert(kSlot % 16 == 0 && kQBytes % 16 == 0 && kVBytes % 16 == 0, "cp.async needs 16-byte slots");
+  static size_t bytes(int stages) { return stages * Slot::kSlot + kSBytes + 2 * kVnBytes; }
   static_assert(kSBytes % 16 == 0 && kVnBytes % 16 == 0, "the fp32 tiles start on 16-byte boundaries");
 };
-
-template <typename T, int K, int VT>
-__device__ __forceinline__ void load_chunk(const PrefillParams& p, unsigned char* slot, int c, int64_t t0,
-                                           int len, int64_t h, int64_t hv, int v0, int tid) {
-  using Plan = StatePlan<T, K, VT>;
-  const T* q = static_cast<const T*>(p.q);
-  const T* k = static_cast<const T*>(p.k);
-  const T* v = static_cast<const T*>(p.v);
-  T* sq = reinterpret_cast<T*>(slot + Plan::kQ);
-  T* sk = reinterpret_cast<T*>(slot + Plan::kK);
-  T* sv = reinterpret_cast<T*>(slot + Plan::kV);
-  // Rows past the chunk's end are zero-filled (their source is not read).
-  copy_rows_async<T, K, kChunk, kStateThreads>(sq, Plan::kQkStride, q + t0 * p.q_s0 + h * p.q_s1, p.q_s0, len,
-                                               tid);
-  copy_rows_async<T, K, kChunk, kStateThreads>(sk, Plan::kQkStride, k + t0 * p.k_s0 + h * p.k_s1, p.k_s0, len,
-                                               tid);
-  copy_rows_async<T, VT, kChunk, kStateThreads>(sv, Plan::kVStride, v + t0 * p.v_s0 + hv * p.v_s1 + v0,
-                                                p.v_s0, len, tid);
-  const int64_t item = int64_t{c} * p.HV + hv;
-  float* sau = reinterpret_cast<float*>(slot + Plan::kAu);
-  float* sl = reinterpret_cast<float*>(slot + Plan::kL);
-  copy_rows_async<float, kChunk, kChunk, kStateThreads>(sau, kMatStride, p.Au + item * kChunk * kChunk,
-                                                        kChunk, kChunk, tid);
-  copy_rows_async<float, kChunk, kChunk, kStateThreads>(sl, kMatStride, p.L + item * kChunk * kChunk, kChunk,
-                                                        kChunk, tid);
-  static_assert(kFactorStride / 4 <= kStateThreads, "one 16-byte unit of F per thread");
-  if (tid < kFactorStride / 4)
-    cp_async_16(slot + Plan::kF + 16 * tid, p.F + item * kFactorStride + 4 * tid, true);
-}
 
 template <typename T, int K, int V, int VT>
 __global__ void __launch_bounds__(kStateThreads, (kStateMinBlocks<K, VT>))
@@ -135,8 +96,8 @@ __global__ void __launch_bounds__(kStateThreads, (kStateMinBlocks<K, VT>))
   // Prefetch the first `stages` chunks; one commit group per slot, empty or not.
   for (int i = 0; i < stages; ++i) {
     if (seq.begin + i < seq.stop)
-      load_chunk<T, K, VT>(p, smem_raw + i * Plan::kSlot, seq.begin + i, seq.t0(seq.begin + i),
-                           seq.len(seq.begin + i), h, hv, v0, tid);
+      Plan::template load<kStateThreads>(p, smem_raw + i * Plan::kSlot, seq.begin + i, seq.t0(seq.begin + i),
+                                         seq.len(seq.begin + i), seq.len(seq.begin + i), h, hv, v0, tid);
     cp_async_commit();
   }
 
@@ -280,7 +241,8 @@ __global__ void __launch_bounds__(kStateThreads, (kStateMinBlocks<K, VT>))
     }
     __syncthreads();  // this slot and Vn are consumed
     if (c + stages < seq.stop)
-      load_chunk<T, K, VT>(p, slot, c + stages, seq.t0(c + stages), seq.len(c + stages), h, hv, v0, tid);
+      Plan::template load<kStateThreads>(p, slot, c + stages, seq.t0(c + stages), seq.len(c + stages),
+                                         seq.len(c + stages), h, hv, v0, tid);
     cp_async_commit();
   }
   cp_async_wait<0>();

@@ -571,17 +571,8 @@ Status run_cuda_recurrent(const Call& c, const Args& a) {
   } else {
     p.max_len = p.tokens_per_seq;
   }
-  p.init = state_view(a.initial_state, a.state_layout);
-  if (c.pool) {
-    p.indices = a.state_indices.data;
-    p.idx64 = a.state_indices.dtype == DType::kI64;
-    p.idx_s = a.state_indices.stride[0];
-    p.pool_rows = c.pool_rows;
-    p.check_rows = a.state_indices_host == nullptr;
-    if (a.write_final_state) p.fin = p.init;
-  } else if (a.write_final_state) {
-    p.fin = state_view(a.final_state, a.state_layout);
-  }
+  set_state_inputs(a, c.pool, c.pool_rows, &p);
+  p.check_rows = c.pool && a.state_indices_host == nullptr;
   p.inter = state_view(a.intermediate_states, a.state_layout, &p.inter_slot_stride);
   p.out = a.out.data, p.o_s0 = a.out.stride[0], p.o_s1 = a.out.stride[1];
   p.scale = c.scale;

@@ -1,13 +1,14 @@
 // What the two state passes of the portable prefill share (prefill_state.cu,
 // prefill_columns.cu): the rows of a sequence's entering and final state,
-// its chunk range, its checkpoint rows, and the launch with a dynamic
-// shared-memory size.
+// its chunk range, its checkpoint rows, the ring slot of chunk inputs and
+// its loads, and the launch with a dynamic shared-memory size.
 #pragma once
 
 #include <atomic>
 
 #include "cuda/ptx/cp_async.cuh"
 #include "cuda/ptx/griddep.cuh"
+#include "cuda/sm80/io_tiles.cuh"
 #include "cuda/sm80/params.h"
 
 namespace gdn::cuda {
@@ -47,6 +48,53 @@ struct SeqChunks {
   __device__ __forceinline__ int64_t checkpoint_row(const PrefillParams& p, int64_t n, int c) const {
     const int64_t done = t0(c) + len(c) - start;
     return p.ckpt_every > 0 && done % p.ckpt_every == 0 ? p.ckpt_offset[n] + done / p.ckpt_every - 1 : -1;
+  }
+};
+
+// The ring slot both state passes stream a chunk's inputs through, for io
+// type T, K columns of q and k and VT of v: q | k | v | Au | L | F. The io
+// tiles' rows are padded by 16 bytes (a warp's fragment and ldmatrix loads
+// on distinct banks); Au and L rows take MatStride floats, which each pass
+// picks for its own fragment loads.
+template <typename T, int K, int VT, int MatStride>
+struct ChunkSlot {
+  static constexpr int kPad = 16 / sizeof(T);
+  static constexpr int kQkStride = K + kPad;  // elements of T per row of q and k
+  static constexpr int kVStride = VT + kPad;  // ... of v
+  static constexpr int kMatStride = MatStride;
+  static constexpr size_t kQBytes = size_t{kChunk} * kQkStride * sizeof(T);
+  static constexpr size_t kVBytes = size_t{kChunk} * kVStride * sizeof(T);
+  static constexpr size_t kMatBytes = size_t{kChunk} * kMatStride * sizeof(float);
+  static constexpr size_t kFBytes = kFactorStride * sizeof(float);
+  static constexpr size_t kQ = 0, kK = kQBytes, kV = 2 * kQBytes, kAu = kV + kVBytes, kL = kAu + kMatBytes,
+                          kF = kL + kMatBytes, kSlot = kF + kFBytes;
+  static_assert(kSlot % 16 == 0 && kQBytes % 16 == 0 && kVBytes % 16 == 0 && kMatBytes % 16 == 0,
+                "cp.async needs 16-byte slots");
+
+  // Issues the copies of chunk c (first token t0, len tokens; q/k head h,
+  // value head hv, value columns v0..) into `slot` with nthreads threads.
+  // Rows past the chunk's end, and past v_rows of v, are zero-filled (their
+  // source is not read).
+  template <int nthreads>
+  static __device__ __forceinline__ void load(const PrefillParams& p, unsigned char* slot, int c, int64_t t0,
+                                              int len, int v_rows, int64_t h, int64_t hv, int v0, int tid) {
+    const T* q = static_cast<const T*>(p.q);
+    const T* k = static_cast<const T*>(p.k);
+    const T* v = static_cast<const T*>(p.v);
+    copy_rows_async<T, K, kChunk, nthreads>(reinterpret_cast<T*>(slot + kQ), kQkStride,
+                                            q + t0 * p.q_s0 + h * p.q_s1, p.q_s0, len, tid);
+    copy_rows_async<T, K, kChunk, nthreads>(reinterpret_cast<T*>(slot + kK), kQkStride,
+                                            k + t0 * p.k_s0 + h * p.k_s1, p.k_s0, len, tid);
+    copy_rows_async<T, VT, kChunk, nthreads>(reinterpret_cast<T*>(slot + kV), kVStride,
+                                             v + t0 * p.v_s0 + hv * p.v_s1 + v0, p.v_s0, v_rows, tid);
+    const int64_t item = int64_t{c} * p.HV + hv;
+    copy_rows_async<float, kChunk, kChunk, nthreads>(reinterpret_cast<float*>(slot + kAu), kMatStride,
+                                                     p.Au + item * kChunk * kChunk, kChunk, kChunk, tid);
+    copy_rows_async<float, kChunk, kChunk, nthreads>(reinterpret_cast<float*>(slot + kL), kMatStride,
+                                                     p.L + item * kChunk * kChunk, kChunk, kChunk, tid);
+    static_assert(kFactorStride / 4 <= nthreads, "one 16-byte unit of F per thread");
+    if (tid < kFactorStride / 4)
+      cp_async_16(slot + kF + 16 * tid, p.F + item * kFactorStride + 4 * tid, true);
   }
 };
 
