@@ -76,10 +76,19 @@ def mma_k8(c, a, b):
     return acc_add(c, A @ B, np.float32)
 
 
-def mma_tf32x3(c, ah, al, bh, bl):
-    for a, b in ((al, bh), (ah, bl), (ah, bh)):
-        c = mma_k8(c, a, b)
-    return c
+def mma_tf32x3(acc, ah, al, bh, bl):
+    """3xTF32 into three accumulators (hh, lh, hl), as Tf32x3Acc does."""
+    hh, lh, hl = acc
+    return (mma_k8(hh, ah, bh), mma_k8(lh, al, bh), mma_k8(hl, ah, bl))
+
+
+def acc3():
+    return (zeros(), zeros(), zeros())
+
+
+def acc3_sum(acc):  # hh + (lh + hl) in fp32
+    hh, lh, hl = acc
+    return [np.float32(hh[e]) + (np.float32(lh[e]) + np.float32(hl[e])) for e in range(4)]
 
 
 def split_a_from_acc(c):  # k-permuted: logical k t is physical column 2t
@@ -242,18 +251,20 @@ def step2(Ms, D, beta, out_round=tf32_rn):
             if i >= 4:
                 break
             yh[d - 1], yl[d - 1] = zip(*(split_a_from_acc(y[st]) for st in range(2)))
-            pt = [zeros(), zeros()]
+            pt = [acc3(), acc3()]
             for kb in range(d):
                 for st in range(2):
                     for u in range(2):
                         bh, bl = split_b_transposed(Ms, 16 * (j + kb) + 8 * st, 16 * i + 8 * u)
                         pt[u] = mma_tf32x3(pt[u], yh[kb][st], yl[kb][st], bh, bl)
+            pt = [acc3_sum(pt[u]) for u in range(2)]
             ph, pl = zip(*(split_a_from_acc(pt[st]) for st in range(2)))
-            ya = [zeros(), zeros()]
+            ya = [acc3(), acc3()]
             for st in range(2):
                 for u in range(st, 2):
                     bh, bl = split_b_transposed(D[i], 8 * st, 8 * u)
                     ya[u] = mma_tf32x3(ya[u], ph[st], pl[st], bh, bl)
+            ya = [acc3_sum(ya[u]) for u in range(2)]
             y = [[-ya[u][e] for e in range(4)] for u in range(2)]
             store(y, i)
     return Au, writes

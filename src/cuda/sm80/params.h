@@ -37,6 +37,7 @@ struct PrefillParams : TokenInputs {  // q, k, v and the gates
   float* Au = nullptr;              // [max_chunks, HV, 64, 64]: A diag(beta)
   float* L = nullptr;               // [max_chunks, HV, 64, 64]: lower_incl((scale Q) K^T .* Gamma)
   float* F = nullptr;               // [max_chunks, HV, kFactorStride]: row factors and decay
+  bool sm90_tiles = false;          // Au and L in the sm90 tile layout (prep/tile_layout.cuh)
   int stages = 1;                   // depth of the state pass's shared-memory ring (1 or 2)
   // Segments (prefill.cu, segments_for): each sequence's chunks split into
   // `segments` runs, passed three times: a local pass from a zero state that

@@ -46,26 +46,6 @@ struct ColumnsPlan : ChunkSlot<Bf16, K, kCtaColumns, kMatStride> {
   static size_t bytes(int stages) { return stages * Slot::kSlot + kOBytes; }
 };
 
-// k-permuted tf32 A fragment of an 8-wide k-step from the accumulator tile
-// c of the same 8 columns (mma_sm80.cuh: logical k t is physical column 2t),
-// rounded to nearest (one instruction on sm_90).
-__device__ __forceinline__ void tf32_a_from_acc(uint32_t (&a)[4], const float (&c)[4]) {
-  a[0] = to_tf32_rn(c[0]);
-  a[1] = to_tf32_rn(c[2]);
-  a[2] = to_tf32_rn(c[1]);
-  a[3] = to_tf32_rn(c[3]);
-}
-
-// bf16 hi and lo A fragments of a 16-wide k-step from the accumulator tiles
-// of its two 8-column halves.
-__device__ __forceinline__ void bf16_a_from_acc(uint32_t (&hi)[4], uint32_t (&lo)[4], const float (&c0)[4],
-                                                const float (&c1)[4]) {
-  split_bf16(c0[0], c0[1], hi[0], lo[0]);
-  split_bf16(c0[2], c0[3], hi[1], lo[1]);
-  split_bf16(c1[0], c1[1], hi[2], lo[2]);
-  split_bf16(c1[2], c1[3], hi[3], lo[3]);
-}
-
 // c0 += (hi + lo) B0 and c1 += (hi + lo) B1 for the B fragments of two
 // n-tiles in one x4 load (b0 b1 of the first, then of the second); the hi
 // products first, so each accumulator has another product between its two.
@@ -110,7 +90,7 @@ __global__ void __launch_bounds__(kColThreads, 2)
   const int segs = p.segments;
   const int64_t n = blockIdx.x / segs, hv = blockIdx.y, h = hv / p.group;
   const int seg = blockIdx.x % segs;
-  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, t = lane & 3;
   // In the local pass, CTAs past the value columns carry columns of the
   // segment's state map M (S_end = M S_start + S_local, column by column):
   // each column of M is a state column from a unit vector with v = 0.
@@ -133,18 +113,10 @@ __global__ void __launch_bounds__(kColThreads, 2)
   const bool combined = p.seg_phase == kSegFinal;
   if (kLocal || combined) row_in = -1;
   if (seg != segs - 1) row_out = -1;
-  // St[kt][e] = S[kt * 8 + 2t + e % 2][v0 + wc + g + 8 (e / 2)]: S^T in
-  // accumulator layout, rows = this warp's value columns.
-  auto k_of = [&](int kt, int e) { return kt * 8 + 2 * t + (e & 1); };
-  auto v_of = [&](int e) { return v0 + wc + g + 8 * (e >> 1); };
-  float St[kKt][4];
-#pragma unroll
-  for (int kt = 0; kt < kKt; ++kt)
-#pragma unroll
-    for (int e = 0; e < 4; ++e)
-      St[kt][e] = row_in >= 0 ? p.init.load(row_in, hv, k_of(kt, e), v_of(e))
-                  : map_cols  ? (k_of(kt, e) == v_of(e) ? 1.f : 0.f)
-                              : 0.f;
+  // S^T in accumulator layout, rows = this warp's value columns.
+  StateSlice<K> S(lane, v0 + wc);
+  auto& St = S.St;
+  S.enter(p.init, row_in, hv, map_cols);
 
   wait_for_prerequisites();  // chunk offsets, error flag, Au, L, the factors, combined states
   if (*p.error_flag) return;
@@ -153,11 +125,7 @@ __global__ void __launch_bounds__(kColThreads, 2)
     // Segment 0's entering state sits in the last segment's slot, segment s's
     // in slot s - 1 (prefill_segments.cu).
     const int64_t slot = (n * segs + (seg == 0 ? segs - 1 : seg - 1)) * p.HV + hv;
-    const float* s_in = p.seg_state + slot * K * V;
-#pragma unroll
-    for (int kt = 0; kt < kKt; ++kt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) St[kt][e] = s_in[k_of(kt, e) * V + v_of(e)];
+    S.load(p.seg_state + slot * K * V, V);
   }
   // This segment's chunks: [first, last) of the sequence's [begin, stop).
   const SeqChunks seq(p, n);
@@ -222,16 +190,9 @@ __global__ void __launch_bounds__(kColThreads, 2)
       uint32_t vb[4];  // (jt, v 0-7), (jt, v 8-15), (jt + 1, v 0-7), (jt + 1, v 8-15)
       ldmatrix_x4_trans(vb, sv + v_lane + jt * 8 * Plan::kVStride);
 #pragma unroll
-      for (int u = 0; u < 2; ++u) {
-        const float2 sx = *reinterpret_cast<const float2*>(sf + kFactorSx + (jt + u) * 8 + 2 * t);
-        const float2 va = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&vb[2 * u]));
-        const float2 vc = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&vb[2 * u + 1]));
-        float(&x)[4] = P[jt + u];
-        x[0] = va.x - sx.x * x[0];
-        x[1] = va.y - sx.y * x[1];
-        x[2] = vc.x - sx.x * x[2];
-        x[3] = vc.y - sx.y * x[3];
-      }
+      for (int u = 0; u < 2; ++u)
+        subtract_from_v(P[jt + u], vb[2 * u], vb[2 * u + 1],
+                        *reinterpret_cast<const float2*>(sf + kFactorSx + (jt + u) * 8 + 2 * t));
     }
 
     // Vn = X Au^T: B(i, j) = Au[j][i], a 64-bit load of the k-permuted pair.
@@ -246,22 +207,8 @@ __global__ void __launch_bounds__(kColThreads, 2)
         R[it][0] *= sq2.x, R[it][1] *= sq2.y, R[it][2] *= sq2.x, R[it][3] *= sq2.y;
       }
       add_times_transpose(R, Vn, sl, lane);
-      // O rows through the warp's staging tile, then 16-byte row pieces out.
-      __syncwarp();  // the previous chunk's pieces are out
-#pragma unroll
-      for (int it = 0; it < kRowTiles; ++it)
-#pragma unroll
-        for (int e = 0; e < 4; ++e)
-          stage_o[(it * 8 + 2 * t + (e & 1)) * Plan::kOStride + g + 8 * (e >> 1)] =
-              __float2bfloat16_rn(R[it][e]);
-      __syncwarp();
-#pragma unroll
-      for (int u = lane; u < 2 * kChunk; u += 32) {
-        const int r = u >> 1, half = u & 1;
-        if (r < len)
-          *reinterpret_cast<uint4*>(out + (t0 + r) * p.o_s0 + hv * p.o_s1 + v0 + wc + 8 * half) =
-              *reinterpret_cast<const uint4*>(stage_o + r * Plan::kOStride + 8 * half);
-      }
+      store_output_tile<Plan::kOStride>(out + t0 * p.o_s0 + hv * p.o_s1 + v0 + wc, p.o_s0, len, stage_o, R,
+                                        lane);
     }
 
     // S^T = decay S^T + (Vn diag(s_k)) K, over 16-wide k-steps of the chunk.
@@ -272,14 +219,8 @@ __global__ void __launch_bounds__(kColThreads, 2)
       for (int e = 0; e < 4; ++e) St[kt][e] *= decay;
 #pragma unroll
     for (int js = 0; js < kChunk / 16; ++js) {
-#pragma unroll
-      for (int u = 0; u < 2; ++u) {
-        const float2 s_k = *reinterpret_cast<const float2*>(sf + kFactorSk + (2 * js + u) * 8 + 2 * t);
-        float(&x)[4] = Vn[2 * js + u];
-        x[0] *= s_k.x, x[1] *= s_k.y, x[2] *= s_k.x, x[3] *= s_k.y;
-      }
       uint32_t hi[4], lo[4];
-      bf16_a_from_acc(hi, lo, Vn[2 * js], Vn[2 * js + 1]);
+      update_a_from_vn(Vn, sf, js, t, hi, lo);
 #pragma unroll
       for (int np = 0; np < kKt / 2; ++np) {
         uint32_t kb[4];  // (rows 16 js.., n-tile 2 np): b0 b1, then n-tile 2 np + 1
@@ -288,12 +229,8 @@ __global__ void __launch_bounds__(kColThreads, 2)
       }
     }
 
-    if (const int64_t ckpt_row = kLocal ? -1 : seq.checkpoint_row(p, n, c); ckpt_row >= 0) {
-#pragma unroll
-      for (int kt = 0; kt < kKt; ++kt)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) p.ckpt.store(ckpt_row, hv, k_of(kt, e), v_of(e), St[kt][e]);
-    }
+    if (const int64_t ckpt_row = kLocal ? -1 : seq.checkpoint_row(p, n, c); ckpt_row >= 0)
+      S.store(p.ckpt, ckpt_row, hv);
     __syncthreads();  // every warp is done with this slot
     if (c + stages < last)
       Plan::template load<kColThreads>(p, slot, c + stages, seq.t0(c + stages), seq.len(c + stages),
@@ -301,19 +238,10 @@ __global__ void __launch_bounds__(kColThreads, 2)
     cp_async_commit();
   }
   cp_async_wait<0>();
-  if (kLocal) {  // this segment's local end state or its map columns
-    float* dst = map_cols ? p.seg_map + seg_item * K * K : p.seg_state + seg_item * K * V;
-    const int width = map_cols ? K : V;
-#pragma unroll
-    for (int kt = 0; kt < kKt; ++kt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) dst[k_of(kt, e) * width + v_of(e)] = St[kt][e];
-  } else if (row_out >= 0) {
-#pragma unroll
-    for (int kt = 0; kt < kKt; ++kt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) p.fin.store(row_out, hv, k_of(kt, e), v_of(e), St[kt][e]);
-  }
+  if (kLocal)  // this segment's local end state or its map columns
+    S.store(map_cols ? p.seg_map + seg_item * K * K : p.seg_state + seg_item * K * V, map_cols ? K : V);
+  else if (row_out >= 0)
+    S.store(p.fin, row_out, hv);
 }
 
 }  // namespace

@@ -1,24 +1,17 @@
 // Stage 1 of the portable prefill: what a chunk contributes that does not
-// depend on the state entering it. One CTA of 4 warps per (chunk, value
-// head), all chunks in parallel. With G the in-chunk cumulative gate,
-// Gamma_ij = exp(G_i - G_j) (i >= j), q and k l2-normalised (when asked) and
-// rows past the chunk's end zero:
-//   M   = strict_lower(diag(beta) (K K^T) .* Gamma)        [64, 64]
-//   Au  = (I + M)^-1 diag(beta)                            [64, 64] -> workspace
-//   L   = lower_incl((scale Q) K^T .* Gamma)               [64, 64] -> workspace
-//   s_q, s_x, s_k, decay (params.h)                                  -> workspace
-// The state pass then needs only raw q, k, v:
+// depend on the state entering it (cuda/prep/chunk_prep.cuh: M, Au, L and
+// the row factors), written to the workspace. One CTA of 4 warps per (chunk,
+// value head), all chunks in parallel. The state pass then needs only raw q,
+// k, v:
 //   U - W S = Au (V - diag(exp G) K S).
 // K K^T and Q K^T run on tensor cores over the raw q and k rows (bf16/fp16
 // m16n8k16 with exact products for 16-bit io, tf32 for fp32 io), only over
 // the column tiles with j <= i, with the norms applied to the products (for
-// 16-bit io the squared norms are the products' diagonals). The inverse is
-// blocked over 16x16 blocks: the diagonal blocks by fp32 forward
-// substitution, the others by one warp per block column on tensor cores in
-// 3xTF32, whose error scripts/check_prep_fragments.py measures (about that of
-// fp32, far under the tf32 rounding of the stored Au).
+// 16-bit io the squared norms are the products' diagonals).
 #include <type_traits>
 
+#include "cuda/prep/chunk_prep.cuh"
+#include "cuda/prep/tile_layout.cuh"
 #include "cuda/ptx/griddep.cuh"
 #include "cuda/sm80/io_tiles.cuh"
 #include "cuda/sm80/kernels.cuh"
@@ -26,22 +19,9 @@
 namespace gdn::cuda {
 namespace {
 
-constexpr int kPrepThreads = 128;
-constexpr int kPrepWarps = kPrepThreads / 32;
-// Floats per row of M: a half-warp's 64-bit fragment loads and stores (rows
-// g, columns 2t) hit distinct banks.
-constexpr int kMatStride = kChunk + 8;
-
-// Blocked inverse of the 64x64 unit lower-triangular I + M.
-constexpr int kBlk = 16;                // side of one block
-constexpr int kNumBlk = kChunk / kBlk;  // blocks per side
-constexpr int kDStride = kBlk + 8;      // floats per row of a D block (banks as for M)
-constexpr int kVec = 4;                 // floats per vector (float4) access
-static_assert(kNumBlk * kBlk == kChunk, "the chunk must split into whole blocks");
-static_assert(kNumBlk == kPrepWarps, "one warp per 16-row tile of the products and per block column of A");
-static_assert(kBlk % kVec == 0 && kMatStride % kVec == 0, "float4 rows");
-static_assert(kPrepThreads == 2 * kChunk,
-              "step 1 runs on the first kChunk threads, the row factors on the other kChunk");
+constexpr int kMatStride = kPrepMatStride;
+constexpr int kNumBlk = kPrepBlocks;
+constexpr int kVec = 4;  // floats per vector (float4) access
 
 // Raw q and k rows (the io dtype, one 16-byte pad per row: the fragment loads
 // of a warp hit distinct banks); the l2 norms apply as row and column factors
@@ -58,18 +38,15 @@ struct PrepSmem {
     Rows raw;                     // raw q and k (last read by the products)
     float m[kChunk][kMatStride];  // then M; only its strictly lower part is read
   };
-  float D[kNumBlk][kBlk][kDStride];  // D_b = T_bb^-1 (step 1)
-  float G[kChunk];                   // in-chunk cumulative gate
-  float G2[kChunk];                  // G log2(e), for exp2
+  float D[kNumBlk][kPrepBlk][kPrepDStride];  // D_b = T_bb^-1 (step 1)
+  float G[kChunk];                           // in-chunk cumulative gate
+  float G2[kChunk];                          // G log2(e), for exp2
   float beta[kChunk], rnq[kChunk], rnk[kChunk];
 };
 
-// 2^x in one special-function instruction (PTX ex2.approx.ftz, the
-// approximation CUDA's exp2f uses: 2 ulp; results under 2^-126 flush to 0).
-__device__ __forceinline__ float exp2_approx(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-  return y;
+// Element (i, j) of a chunk's 64 x 64 matrix m in the sm90 tile layout.
+__device__ __forceinline__ void store_tiled(float* m, int i, int j, float x) {
+  *reinterpret_cast<float*>(reinterpret_cast<unsigned char*>(m) + f32_tile_offset(i, j)) = x;
 }
 
 // c += a b for 16-bit io: the products are exact in fp32.
@@ -79,25 +56,6 @@ __device__ __forceinline__ void mma_io16(float (&c)[4], const uint32_t (&a)[4], 
     mma_f16(c, a, b0, b1);
   else
     mma_bf16(c, a, b0, b1);
-}
-
-// hi and lo tf32 A fragments of an 8-wide k-step from the accumulator tile c
-// of the same 8 columns (k-permuted: logical k t is physical column 2t).
-__device__ __forceinline__ void split_a_from_acc(uint32_t (&hi)[4], uint32_t (&lo)[4], const float (&c)[4]) {
-  split_tf32(c[0], hi[0], lo[0]);
-  split_tf32(c[2], hi[1], lo[1]);
-  split_tf32(c[1], hi[2], lo[2]);
-  split_tf32(c[3], hi[3], lo[3]);
-}
-
-// hi and lo k-permuted B fragment of the transpose of a row-major fp32 tile:
-// B(k, n) = m[n][k], one 64-bit load.
-__device__ __forceinline__ void split_b_transposed(uint32_t (&hi)[2], uint32_t (&lo)[2], const float* m,
-                                                   int stride, int k0, int n0, int lane) {
-  const int g = lane >> 2, t = lane & 3;
-  const float2 v = *reinterpret_cast<const float2*>(m + (n0 + g) * stride + k0 + 2 * t);
-  split_tf32(v.x, hi[0], lo[0]);
-  split_tf32(v.y, hi[1], lo[1]);
 }
 
 template <typename T, int K, int V>
@@ -140,22 +98,7 @@ __global__ void __launch_bounds__(kPrepThreads) prefill_prep_kernel(const __grid
                                               p.k_s0, len, tid);
   cp_async_commit();
   // Gates (padding rows: g = 0, beta = 0).
-  if (tid < kChunk) {
-    float g = 0.f, beta = 0.f;
-    if (tid < len) {
-      const int64_t t = t0 + tid;
-      const float ga = load_gate_input(p.gate_a, p.gate_a_bf16, t * p.ga_s0 + hv * p.ga_s1);
-      const float gb = load_gate_input(p.gate_b, p.gate_b_bf16, t * p.gb_s0 + hv * p.gb_s1);
-      if (p.fused) {
-        fused_gate(ga, gb, p.a_log[hv * p.a_log_s], p.dt_bias[hv * p.dt_bias_s], &g, &beta);
-      } else {
-        g = ga;
-        beta = gb;
-      }
-    }
-    s.G[tid] = g;
-    s.beta[tid] = beta;
-  }
+  if (tid < kChunk) load_chunk_gates(p, s, t0, len, hv, tid);
   cp_async_wait<0>();
   __syncthreads();
 
@@ -261,195 +204,54 @@ __global__ void __launch_bounds__(kPrepThreads) prefill_prep_kernel(const __grid
     }
     (lane < 16 ? s.rnk : s.rnq)[r0 + (lane & 15)] = rnorm((acc[0] + acc[1]) + (acc[2] + acc[3]));
   }
-  if (warp == 0) {  // in-chunk inclusive cumulative sum, two gates per lane
-    const float g0 = s.G[2 * lane], g1 = s.G[2 * lane + 1];
-    float incl = g0 + g1;
-#pragma unroll
-    for (int off = 1; off < 32; off <<= 1) {
-      const float y = __shfl_up_sync(0xffffffffu, incl, off);
-      if (lane >= off) incl += y;
-    }
-    const float excl = incl - (g0 + g1);
-    s.G[2 * lane] = excl + g0;
-    s.G[2 * lane + 1] = incl;
-    constexpr float kLog2e = 1.4426950408889634f;
-    s.G2[2 * lane] = (excl + g0) * kLog2e;
-    s.G2[2 * lane + 1] = incl * kLog2e;
-  }
-  __syncthreads();  // norms and gates are in; q and k are dead
+  if (warp == 0) cumsum_chunk_gates(s, lane);  // in-chunk cumulative gates
+  __syncthreads();                             // norms and gates are in; q and k are dead
 
   // M (into s.m, over q and k) and L (to the workspace) from the products.
-  // Element e of n-tile nt: row i = r0 + g8 + 8 (e / 2), column
-  // j = 8 nt + 2 t4 + e % 2. Gamma_ij = 2^(G2_i - G2_j), formed only for
-  // j <= i. Addresses are per-lane bases plus constant offsets.
   {
-    float* L = p.L + (int64_t{c} * p.HV + hv) * kChunk * kChunk + (r0 + g8) * kChunk + 2 * t4;
-    float* m_out = &s.m[r0 + g8][2 * t4];
-    float g2i[2], bki[2], qsi[2];  // per row: G2, beta / |k|, scale / |q|
-#pragma unroll
-    for (int hf = 0; hf < 2; ++hf) {
-      const int i = r0 + g8 + 8 * hf;
-      g2i[hf] = s.G2[i];
-      bki[hf] = s.beta[i] * s.rnk[i];
-      qsi[hf] = s.rnq[i] * p.scale;
-    }
-    // diag: the tile is n-tile 2 warp + u of the diagonal block, where the
-    // masks apply (j <= i for L, j < i for M: i - j = g8 + 8 hf - 8 u - 2 t4 - e).
-    const auto out_tile = [&](const float(&kc)[4], const float(&qc)[4], int nt, bool diag, int u) {
-      const float2 g2j = *reinterpret_cast<const float2*>(&s.G2[nt * 8 + 2 * t4]);
-      const float2 rkj = *reinterpret_cast<const float2*>(&s.rnk[nt * 8 + 2 * t4]);
-#pragma unroll
-      for (int hf = 0; hf < 2; ++hf) {
-        float mv[2], lv[2];
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int below = g8 + 8 * hf - 8 * u - 2 * t4 - e;  // i - j when diag
-          float gamma = exp2_approx(g2i[hf] - (e ? g2j.y : g2j.x));
-          if (diag) gamma = below >= 0 ? gamma : 0.f;
-          const float w = (e ? rkj.y : rkj.x) * gamma;
-          mv[e] = (kc[2 * hf + e] * bki[hf]) * w;
-          if (diag) mv[e] = below > 0 ? mv[e] : 0.f;
-          lv[e] = (qc[2 * hf + e] * qsi[hf]) * w;
-        }
-        *reinterpret_cast<float2*>(m_out + 8 * hf * kMatStride + nt * 8) = make_float2(mv[0], mv[1]);
-        *reinterpret_cast<float2*>(L + 8 * hf * kChunk + nt * 8) =
-            make_float2(tf32_round_rn(lv[0]), tf32_round_rn(lv[1]));
+    float* L = p.L + (int64_t{c} * p.HV + hv) * kChunk * kChunk;
+    mask_products(s, p.scale, warp, lane, kk, qk, kd, qd, [&](int i, int j, float2 xy) {
+      if (p.sm90_tiles) {
+        store_tiled(L, i, j, xy.x);
+        store_tiled(L, i, j + 1, xy.y);
+      } else {
+        reinterpret_cast<float2*>(L + i * kChunk)[j >> 1] = xy;
       }
-    };
-#pragma unroll
-    for (int nt = 0; nt < 2 * (kNumBlk - 1); ++nt)
-      if (nt < 2 * warp) out_tile(kk[nt], qk[nt], nt, false, 0);
-    out_tile(kd[0], qd[0], 2 * warp, true, 0);
-    out_tile(kd[1], qd[1], 2 * warp + 1, true, 1);
-    // L is zero above the diagonal block.
-#pragma unroll
-    for (int nt = 2; nt < 2 * kNumBlk; ++nt)
-      if (nt >= 2 * warp + 2)
-#pragma unroll
-        for (int hf = 0; hf < 2; ++hf)
-          *reinterpret_cast<float2*>(L + 8 * hf * kChunk + nt * 8) = make_float2(0.f, 0.f);
+    });
   }
   __syncthreads();
 
-  // Au = (I + M)^-1 diag(beta) by a blocked inverse. T = I + M is unit lower
-  // triangular; split it into kNumBlk x kNumBlk blocks T_ik of kBlk x kBlk
-  // (T_ii unit lower triangular, T_ik = M_ik for i > k). A = T^-1 is block
-  // lower triangular:
-  //   A_ii = D_i = T_ii^-1                                  (step 1)
-  //   A_ij = -D_i sum_{k=j}^{i-1} T_ik A_kj,  i > j          (step 2)
-  // Block columns of A are independent: in step 2 warp j computes column j
-  // top down. Padding rows (r >= len) have zero rows and columns in M, so A is
-  // the identity there and Au's rows are 0.
+  // Au = (I + M)^-1 diag(beta): the diagonal blocks and the row factors,
+  // then one block column per warp.
   const int64_t item = int64_t{c} * p.HV + hv;
-  if (tid < kChunk) {
-    // Step 1: D_b = T_bb^-1, one column of one diagonal block per thread, by a
-    // forward substitution in registers, fp32 FMA.
-    const int b = tid / kBlk, b0 = b * kBlk, col = tid % kBlk;
-    float x[kBlk];
-#pragma unroll
-    for (int i = 0; i < kBlk; ++i) {
-      float acc = i == col ? 1.f : 0.f;
-#pragma unroll
-      for (int j4 = 0; j4 < i; j4 += kVec) {
-        const float4 t = *reinterpret_cast<const float4*>(&s.m[b0 + i][b0 + j4]);
-        const float tr[kVec] = {t.x, t.y, t.z, t.w};
-#pragma unroll
-        for (int e = 0; e < kVec && j4 + e < i; ++e) acc = fmaf(-tr[e], x[j4 + e], acc);
-      }
-      x[i] = acc;
-    }
-#pragma unroll
-    for (int i = 0; i < kBlk; ++i) s.D[b][i][col] = x[i];
-  } else {
-    // Row factors for the state pass (warps 2 and 3).
-    const int r = tid - kChunk;
-    float* F = p.F + item * kFactorStride;
-    const float gc = s.G[kChunk - 1], eg = expf(s.G[r]);
-    const bool valid = r < len;
-    F[kFactorSq + r] = valid ? s.rnq[r] * p.scale * eg : 0.f;
-    F[kFactorSx + r] = valid ? s.rnk[r] * eg : 0.f;
-    F[kFactorSk + r] = valid ? s.rnk[r] * expf(gc - s.G[r]) : 0.f;
-    if (r == 0) F[kFactorDecay] = expf(gc);
-  }
+  if (tid < kChunk)
+    invert_diagonal_blocks(s, tid);
+  else
+    row_factors(s, p.scale, len, tid - kChunk, p.F + item * kFactorStride);
   __syncthreads();
-
-  // Step 2, block column j = warp, on tensor cores in 3xTF32 (fp32 operands
-  // split hi + lo, mma_sm80.cuh) with the blocks transposed so that each
-  // result feeds the next product as an A operand straight from registers:
-  //   P_ij^T = sum_{k=j}^{i-1} A_kj^T T_ik^T     A_ij^T = -P_ij^T D_i^T
-  // (B(k, n) = T_ik[n][k] and D_i[n][k], 64-bit loads of row pairs). y holds
-  // A_ij^T in accumulator layout, tile s and element e being
-  // A_ij[8 s + 2 t4 + e % 2][g8 + 8 (e / 2)]; yh, yl keep the split A operands
-  // of the column's earlier blocks. Au = A diag(beta) is stored from there,
-  // tf32-rounded (the state pass feeds it to the tensor cores as is).
-  {
-    const int j = warp;
-    float* Au = p.Au + item * kChunk * kChunk;
-    const float bcol[2] = {s.beta[j * kBlk + g8], s.beta[j * kBlk + g8 + 8]};
-    // Block (j + d, j) from y: a per-lane base plus constant offsets.
-    float* au_col = Au + (j * kBlk + 2 * t4) * kChunk + j * kBlk + g8;
-    const auto store_block = [&](const float(&y)[2][4], int d) {
+  float* Au = p.Au + item * kChunk * kChunk;
+  invert_block_column(
+      s, warp, lane,
+      [&](int i, int j, float x) {
+        if (p.sm90_tiles)
+          store_tiled(Au, i, j, x);
+        else
+          Au[i * kChunk + j] = x;
+      },
+      [&](int i) {  // block (i, warp) above the diagonal
+        if (p.sm90_tiles) {
 #pragma unroll
-      for (int st = 0; st < 2; ++st)
-#pragma unroll
-        for (int e = 0; e < 4; ++e)
-          au_col[(d * kBlk + 8 * st + (e & 1)) * kChunk + 8 * (e >> 1)] =
-              tf32_round_rn(y[st][e] * bcol[e >> 1]);
-    };
-    // Blocks above the diagonal are zero: two float4 per lane per block.
-#pragma unroll
-    for (int i = 0; i < kNumBlk - 1; ++i)
-      if (i < j)
-#pragma unroll
-        for (int hf = 0; hf < 2; ++hf)
-          *reinterpret_cast<float4*>(Au + (i * kBlk + (lane >> 2) + 8 * hf) * kChunk + j * kBlk +
-                                     kVec * (lane & 3)) = make_float4(0.f, 0.f, 0.f, 0.f);
-    uint32_t yh[kNumBlk - 1][2][4], yl[kNumBlk - 1][2][4];
-    float y[2][4];
-#pragma unroll
-    for (int st = 0; st < 2; ++st)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) y[st][e] = s.D[j][8 * st + 2 * t4 + (e & 1)][g8 + 8 * (e >> 1)];
-    store_block(y, 0);
-#pragma unroll
-    for (int d = 1; d < kNumBlk; ++d) {
-      const int i = j + d;
-      if (i >= kNumBlk) break;
-      // The last block out, A_{i-1,j}, as split A operands.
-      split_a_from_acc(yh[d - 1][0], yl[d - 1][0], y[0]);
-      split_a_from_acc(yh[d - 1][1], yl[d - 1][1], y[1]);
-      float pt[2][4] = {};  // P_ij^T
-#pragma unroll
-      for (int kb = 0; kb < d; ++kb) {
-        const int kblk = j + kb;
-#pragma unroll
-        for (int st = 0; st < 2; ++st)
-#pragma unroll
-          for (int u = 0; u < 2; ++u) {
-            uint32_t bh[2], bl[2];
-            split_b_transposed(bh, bl, &s.m[0][0], kMatStride, kblk * kBlk + 8 * st, i * kBlk + 8 * u, lane);
-            mma_tf32x3(pt[u], yh[kb][st], yl[kb][st], bh, bl);
+          for (int e = 0; e < kPrepBlk * kPrepBlk / 32; ++e) {
+            const int x = lane + 32 * e;
+            store_tiled(Au, i * kPrepBlk + x / kPrepBlk, warp * kPrepBlk + x % kPrepBlk, 0.f);
           }
-      }
-      uint32_t ph[2][4], pl[2][4];
-      split_a_from_acc(ph[0], pl[0], pt[0]);
-      split_a_from_acc(ph[1], pl[1], pt[1]);
-      float ya[2][4] = {};
-#pragma unroll
-      for (int st = 0; st < 2; ++st)
-#pragma unroll
-        for (int u = st; u < 2; ++u) {  // D_i[n][k] is 0 for k > n: skip k-step 1 of n-tile 0
-          uint32_t bh[2], bl[2];
-          split_b_transposed(bh, bl, &s.D[i][0][0], kDStride, 8 * st, 8 * u, lane);
-          mma_tf32x3(ya[u], ph[st], pl[st], bh, bl);
+          return;
         }
 #pragma unroll
-      for (int u = 0; u < 2; ++u)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) y[u][e] = -ya[u][e];
-      store_block(y, d);
-    }
-  }
+        for (int hf = 0; hf < 2; ++hf)  // two float4 per lane
+          *reinterpret_cast<float4*>(Au + (i * kPrepBlk + (lane >> 2) + 8 * hf) * kChunk + warp * kPrepBlk +
+                                     kVec * (lane & 3)) = make_float4(0.f, 0.f, 0.f, 0.f);
+      });
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 
 #include "cuda/ptx/cp_async.cuh"
 #include "cuda/ptx/griddep.cuh"
+#include "cuda/ptx/mma_sm80.cuh"
 #include "cuda/sm80/io_tiles.cuh"
 #include "cuda/sm80/params.h"
 
@@ -27,6 +28,119 @@ __device__ __forceinline__ void state_rows(const PrefillParams& p, int64_t n, in
   } else {
     *row_in = p.init.data != nullptr ? n : -1;
     *row_out = p.fin.data != nullptr ? n : -1;
+  }
+}
+
+// The 16 state columns a warp owns, held as S^T in mma accumulator layout
+// (both the column-owner pass and the sm90 fused kernel): St[kt][e] =
+// S[8 kt + 2t + e % 2][v_base + g + 8 (e / 2)], g = lane / 4, t = lane % 4.
+template <int K>
+struct StateSlice {
+  static constexpr int kKt = K / 8;  // 8-wide tiles of S^T's K columns
+  float St[kKt][4];
+  int g, t, v_base;
+  __device__ __forceinline__ StateSlice(int lane, int v_base_) : g(lane >> 2), t(lane & 3), v_base(v_base_) {}
+  __device__ __forceinline__ int k_of(int kt, int e) const { return kt * 8 + 2 * t + (e & 1); }
+  __device__ __forceinline__ int v_of(int e) const { return v_base + g + 8 * (e >> 1); }
+  // Row `row` of `s`, or zero (row < 0), or the identity's columns (unit:
+  // the columns of a state map, which start as unit vectors).
+  __device__ __forceinline__ void enter(const StateTensor& s, int64_t row, int64_t hv, bool unit) {
+#pragma unroll
+    for (int kt = 0; kt < kKt; ++kt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e)
+        St[kt][e] = row >= 0 ? s.load(row, hv, k_of(kt, e), v_of(e))
+                    : unit   ? (k_of(kt, e) == v_of(e) ? 1.f : 0.f)
+                             : 0.f;
+  }
+  // From (to) a dense fp32 [K, width] matrix.
+  __device__ __forceinline__ void load(const float* src, int width) {
+#pragma unroll
+    for (int kt = 0; kt < kKt; ++kt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) St[kt][e] = src[k_of(kt, e) * width + v_of(e)];
+  }
+  __device__ __forceinline__ void store(float* dst, int width) const {
+#pragma unroll
+    for (int kt = 0; kt < kKt; ++kt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) dst[k_of(kt, e) * width + v_of(e)] = St[kt][e];
+  }
+  __device__ __forceinline__ void store(const StateTensor& s, int64_t row, int64_t hv) const {
+#pragma unroll
+    for (int kt = 0; kt < kKt; ++kt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) s.store(row, hv, k_of(kt, e), v_of(e), St[kt][e]);
+  }
+};
+
+// k-permuted tf32 A fragment of an 8-wide k-step from the accumulator tile
+// c of the same 8 columns (mma_sm80.cuh: logical k t is physical column 2t),
+// rounded to nearest (one instruction on sm_90).
+__device__ __forceinline__ void tf32_a_from_acc(uint32_t (&a)[4], const float (&c)[4]) {
+  a[0] = to_tf32_rn(c[0]);
+  a[1] = to_tf32_rn(c[2]);
+  a[2] = to_tf32_rn(c[1]);
+  a[3] = to_tf32_rn(c[3]);
+}
+
+// bf16 hi and lo A fragments of a 16-wide k-step from the accumulator tiles
+// of its two 8-column halves.
+__device__ __forceinline__ void bf16_a_from_acc(uint32_t (&hi)[4], uint32_t (&lo)[4], const float (&c0)[4],
+                                                const float (&c1)[4]) {
+  split_bf16(c0[0], c0[1], hi[0], lo[0]);
+  split_bf16(c0[2], c0[3], hi[1], lo[1]);
+  split_bf16(c1[0], c1[1], hi[2], lo[2]);
+  split_bf16(c1[2], c1[3], hi[3], lo[3]);
+}
+
+// The update's A operand of 16-token k-step js, (Vn diag(s_k)) as bf16 hi
+// and lo fragments: scales Vn's two accumulator tiles of the step in place
+// (sf: the chunk's row factors; t = lane % 4).
+__device__ __forceinline__ void update_a_from_vn(float (&vn)[kChunk / 8][4], const float* sf, int js, int t,
+                                                 uint32_t (&hi)[4], uint32_t (&lo)[4]) {
+#pragma unroll
+  for (int u = 0; u < 2; ++u) {
+    const float2 s_k = *reinterpret_cast<const float2*>(sf + kFactorSk + (2 * js + u) * 8 + 2 * t);
+    float(&x)[4] = vn[2 * js + u];
+    x[0] *= s_k.x, x[1] *= s_k.y, x[2] *= s_k.x, x[3] *= s_k.y;
+  }
+  bf16_a_from_acc(hi, lo, vn[2 * js], vn[2 * js + 1]);
+}
+
+// X = V^T - P diag(s_x) in place of the accumulator tile x of P (8 tokens
+// 2t, 2t + 1 of a tile; columns g and g + 8): v_g and v_g8 the bf16 pairs of
+// v^T (an ldmatrix.trans result), sx the two tokens' factors.
+__device__ __forceinline__ void subtract_from_v(float (&x)[4], uint32_t v_g, uint32_t v_g8, float2 sx) {
+  const float2 va = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&v_g));
+  const float2 vc = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&v_g8));
+  x[0] = va.x - sx.x * x[0];
+  x[1] = va.y - sx.y * x[1];
+  x[2] = vc.x - sx.x * x[2];
+  x[3] = vc.y - sx.y * x[3];
+}
+
+// A warp's output tile O^T [16 columns, 64 tokens] (accumulator tiles o)
+// out as bf16 rows of 16 columns: through the warp's staging tile (row
+// stride kOStride), then 16-byte row pieces to out[r * o_s0], r < len.
+template <int kOStride>
+__device__ __forceinline__ void store_output_tile(__nv_bfloat16* out, int64_t o_s0, int len,
+                                                  __nv_bfloat16* stage_o, const float (&o)[kChunk / 8][4],
+                                                  int lane) {
+  const int g = lane >> 2, t = lane & 3;
+  __syncwarp();  // the previous chunk's pieces are out
+#pragma unroll
+  for (int it = 0; it < kChunk / 8; ++it)
+#pragma unroll
+    for (int e = 0; e < 4; ++e)
+      stage_o[(it * 8 + 2 * t + (e & 1)) * kOStride + g + 8 * (e >> 1)] = __float2bfloat16_rn(o[it][e]);
+  __syncwarp();
+#pragma unroll
+  for (int u = lane; u < 2 * kChunk; u += 32) {
+    const int r = u >> 1, half = u & 1;
+    if (r < len)
+      *reinterpret_cast<uint4*>(out + r * o_s0 + 8 * half) =
+          *reinterpret_cast<const uint4*>(stage_o + r * kOStride + 8 * half);
   }
 }
 

@@ -1,0 +1,39 @@
+// The shared-memory byte layouts the sm90 prefill's wgmma operands use, as
+// plain index arithmetic (host and device, any architecture): the sm80 prep
+// kernel writes a chunk's Au and L in this layout to the workspace when the
+// sm90 state pass reads them, so one bulk copy puts them in place.
+//
+// 128-byte swizzle: rows of 128 bytes, whose 16-byte units are permuted by
+// unit ^= row % 8, in atoms of 8 rows (1024 bytes, 1024-aligned), which is
+// what a bulk tensor copy with CU_TENSOR_MAP_SWIZZLE_128B writes.
+//
+// fp32 64 x 64 matrices (Au, L) are two panels of 32 columns, each 64 rows
+// of 128 bytes, with the columns of every group of 8 in the order
+// (0 2 4 6 1 3 5 7): a tf32 A fragment taken straight from a wgmma
+// accumulator tile holds logical k t at column 2t, and this order puts the
+// matching B rows under it.
+#pragma once
+
+#include <cstdint>
+
+namespace gdn::cuda {
+
+// Byte offset of the 16-byte unit `unit` (0..7) of row `row` in a
+// 128-byte-swizzled tile.
+__host__ __device__ constexpr uint32_t swizzle128(uint32_t row, uint32_t unit) {
+  return row * 128 + ((unit ^ (row & 7)) << 4);
+}
+
+constexpr uint32_t kF32Panel = 64 * 128;           // bytes of one 32-column panel
+constexpr uint32_t kF32TileBytes = 2 * kF32Panel;  // a whole 64 x 64 fp32 matrix
+
+// Byte offset of element (i, j) of a 64 x 64 fp32 matrix in the tile layout.
+__host__ __device__ constexpr uint32_t f32_tile_offset(int i, int j) {
+  const int pos = (j & ~7) | ((j & 7) >> 1) | ((j & 1) << 2);
+  return static_cast<uint32_t>(pos >> 5) * kF32Panel + swizzle128(i, (pos & 31) >> 2) +
+         static_cast<uint32_t>(pos & 3) * 4;
+}
+static_assert(f32_tile_offset(63, 63) < kF32TileBytes && f32_tile_offset(0, 1) == 16,
+              "two panels of 64 rows; column 1 of a group sits after columns 0 2 4 6");
+
+}  // namespace gdn::cuda
