@@ -10,7 +10,7 @@ set -u
 cd "$(dirname "$0")/.."
 BIN=${GDN_DEVICE_BIN:-.deps/device-bin}
 OUT=${OUT:-/tmp/gdn-device-out}
-STEPS=${GDN_STEPS:-"tests sanitize bench sass python overhead compare"}
+STEPS=${GDN_STEPS:-"tests sanitize bench sm90 sass python overhead compare"}
 ROWS=${GDN_ROWS:-}
 mkdir -p "$OUT"
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
@@ -31,13 +31,16 @@ for step in $STEPS; do
       grep -E '^\[  FAILED  \]' "$OUT/gpu-tests.log" | head -20 | tee -a "$summary"
       ;;
     sanitize)
-      # Prefill properties, the segment split and cases 10-13; decode, verify and commit: their
-      # tests and matrix cases 22-33.
-      filter='CudaProperties.*:CudaSegments.*:Matrix/CudaMatrix.MatchesReference/1[0-3]_*'
+      # Prefill properties and the segment split on both backends, cases 10-13 on both;
+      # decode, verify and commit: their tests and matrix cases 22-33.
+      # GDN_SANITIZE_FILTER replaces the set, GDN_SANITIZE_TIMEOUT each tool's limit (300 s).
+      filter='CudaProperties.*:Backends/GpuPrefill.*:Matrix/CudaMatrix.MatchesReference/1[0-3]_*'
+      filter+=':Matrix/Sm90Matrix.*/1[0-3]_*'
       filter+=':CudaDecode.*:CudaCommit.*:Shapes/CudaVerifyVsDecode.*'
       filter+=':Matrix/CudaMatrix.MatchesReference/2[2-9]_*:Matrix/CudaMatrix.MatchesReference/3[0-3]_*'
+      filter=${GDN_SANITIZE_FILTER:-$filter}
       for tool in memcheck racecheck synccheck; do
-        timeout 300 compute-sanitizer --tool "$tool" --error-exitcode 99 "$BIN/gdn_gpu_tests" \
+        timeout "${GDN_SANITIZE_TIMEOUT:-300}" compute-sanitizer --tool "$tool" --error-exitcode 99 "$BIN/gdn_gpu_tests" \
           --gtest_filter="$filter" >"$OUT/sanitize-$tool.log" 2>&1
         rc=$?
         note "compute-sanitizer $tool: rc=$rc, $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitize-$tool.log" | tail -1)"
@@ -49,10 +52,20 @@ for step in $STEPS; do
       timeout 420 "$BIN/gdn" "${args[@]}" >"$OUT/bench-cuda.txt" 2>"$OUT/bench-cuda.err"
       note "bench: rc=$?"
       ;;
+    sm90)
+      # The prefill rows on the sm90 backend (auto picks it on sm_90 for sequences of 256
+      # tokens or more on average, cuda for shorter ones).
+      args=(bench --suite bench/suite.json --backend sm90 --json "$OUT/bench-sm90.json")
+      [ -n "$ROWS" ] && args+=(--rows "$ROWS")
+      timeout 300 "$BIN/gdn" "${args[@]}" >"$OUT/bench-sm90.txt" 2>"$OUT/bench-sm90.err"
+      note "bench sm90: rc=$?"
+      ;;
     sass)
       cuobjdump --dump-resource-usage "$BIN/gdn" >"$OUT/resource-usage.txt" 2>&1
       cuobjdump --dump-sass "$BIN/gdn" >"$OUT/sass.txt" 2>&1
       note "SASS: $(grep -c HMMA "$OUT/sass.txt") HMMA, $(grep -c HGMMA "$OUT/sass.txt") HGMMA, $(grep -cE 'LDL|STL' "$OUT/sass.txt") LDL/STL"
+      grep -A1 prefill_state_sm90 "$OUT/resource-usage.txt" | grep -oE 'REG:[0-9]+ STACK:[0-9]+ SHARED:[0-9]+ LOCAL:[0-9]+' |
+        sort | uniq -c | sed 's/^/sm90 state pass: /' | tee -a "$summary"
       rm -f "$OUT/sass.txt"
       ;;
     python)
@@ -67,7 +80,7 @@ for step in $STEPS; do
         CMAKE_ARGS="-DCMAKE_CUDA_ARCHITECTURES=90-real" \
         timeout 400 python3 -m pip install -q --no-build-isolation . >"$OUT/python-build.log" 2>&1
       note "python build: rc=$?"
-      (cd tests/python && timeout 300 python3 -X faulthandler -m pytest -q -rs >"$OUT/python-tests.log" 2>&1)
+      (cd tests/python && timeout "${GDN_PYTEST_TIMEOUT:-300}" python3 -X faulthandler -m pytest -q -rs >"$OUT/python-tests.log" 2>&1)
       note "python tests: rc=$?, $(tail -1 "$OUT/python-tests.log")"
       ;;
     overhead)
@@ -82,7 +95,7 @@ for step in $STEPS; do
       if [ -d "$fla/fla" ]; then
         args=(--json "$OUT/compare-fla.json" --png "$OUT/compare-fla.png")
         [ -n "$ROWS" ] && args+=(--rows "$ROWS")
-        PYTHONPATH=$fla FLA_COMMIT=$(cat "$fla/COMMIT" 2>/dev/null) timeout 400 python3 -X faulthandler scripts/compare_fla.py \
+        PYTHONPATH=$fla FLA_COMMIT=$(cat "$fla/COMMIT" 2>/dev/null) timeout "${GDN_COMPARE_TIMEOUT:-400}" python3 -X faulthandler scripts/compare_fla.py \
           "${args[@]}" >"$OUT/compare-fla.txt" 2>&1
         note "compare with flash-linear-attention: rc=$?, $(grep -c agree "$OUT/compare-fla.json" 2>/dev/null) rows"
       else
@@ -92,6 +105,7 @@ for step in $STEPS; do
   esac
 done
 [ -f "$OUT/bench-cuda.txt" ] && cat "$OUT/bench-cuda.txt"
+[ -f "$OUT/bench-sm90.txt" ] && cat "$OUT/bench-sm90.txt"
 [ -f "$OUT/compare-fla.txt" ] && tail -25 "$OUT/compare-fla.txt"
 [ -f "$OUT/py-overhead.txt" ] && cat "$OUT/py-overhead.txt"
 echo "---"

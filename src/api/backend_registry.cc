@@ -17,6 +17,10 @@ Status run_backend(Backend backend, const Call& call, const Args& args) {
     case Backend::kCuda:
       return call.op == Op::kPrefill ? cuda::run_cuda(call, args) : cuda::run_cuda_recurrent(call, args);
 #endif
+#if GDN_WITH_SM90_BACKEND
+    case Backend::kSm90:
+      return cuda::run_sm90(call, args);
+#endif
     default:
       return Status(StatusCode::kInternal,
                     std::string("backend ") + backend_name(backend) + " is not compiled in");
@@ -41,6 +45,9 @@ Status run_commit_backend(Backend backend, const CommitCall& call, const CommitA
 size_t backend_workspace_size(Backend backend, const Call& call, const Args& args) {
 #if GDN_WITH_CUDA_BACKEND
   if (backend == Backend::kCuda) return cuda::cuda_workspace_size(call, args);
+#endif
+#if GDN_WITH_SM90_BACKEND
+  if (backend == Backend::kSm90) return cuda::sm90_workspace_size(call, args);
 #endif
   (void)backend;
   (void)call;

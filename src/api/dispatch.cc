@@ -2,6 +2,7 @@
 // nothing here touches the CUDA runtime, so tests inject any device.
 #include "gdn/dispatch.h"
 
+#include <algorithm>
 #include <functional>
 #include <sstream>
 #include <string>
@@ -67,7 +68,18 @@ Status head_dims(const char* name, const Problem& p) {
 
 std::vector<Backend> auto_order(const Problem& problem) {
   if (!problem.on_device) return {Backend::kCpu};
-  if (problem.op == Op::kPrefill) return {Backend::kSm90, Backend::kCuda};
+  // Prefill on sm_90: sm90 first unless the sequences average under
+  // kSm90MinTokensPerSeq tokens, where its one CTA per SM and per-CTA ring
+  // fill cost more than its faster chunk steps save. Measured on an H200
+  // (graph ms, sm90 / cuda, bench/results/sm90-h200-2026-12-02-*.json):
+  // q3n-tp1 128x256 (256 tokens a sequence) 1.43 / 1.48, 64x512 0.32 / 0.34,
+  // but 257 short (69) 1.55 / 1.40, 4x7 0.034 / 0.025, 1x64 0.021 / 0.021.
+  constexpr int64_t kSm90MinTokensPerSeq = 256;
+  if (problem.op == Op::kPrefill) {
+    if (problem.T >= kSm90MinTokensPerSeq * std::max<int64_t>(problem.N, 1))
+      return {Backend::kSm90, Backend::kCuda};
+    return {Backend::kCuda, Backend::kSm90};
+  }
   return {Backend::kCuda};
 }
 
@@ -91,6 +103,15 @@ Status backend_supports(Backend backend, const Problem& p, const DeviceInfo& d, 
       if (Status s = gpu_common("sm90", p, d, 9, 9); !s.ok()) return s;
       if (p.op != Op::kPrefill)
         return Status::Unsupported(std::string("sm90 runs prefill only; ") + op_verb(p.op) + " runs on cuda");
+      if (p.io_dtype != DType::kBF16)
+        return Status::Unsupported(std::string("sm90 runs bf16 q, k, v and out; ") + dtype_name(p.io_dtype) +
+                                   " runs on cuda");
+      if (p.K != p.V)
+        return Status::Unsupported("sm90 prefill needs K == V; got K = " + std::to_string(p.K) +
+                                   ", V = " + std::to_string(p.V));
+      if (p.T > (int64_t{1} << 31) - kChunkSize)
+        return Status::Unsupported("sm90 addresses tokens with 32-bit tensor-map coordinates; T = " +
+                                   std::to_string(p.T) + " is too large");
       return head_dims("sm90", p);
     }
     case Backend::kAuto:

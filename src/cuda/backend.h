@@ -15,4 +15,9 @@ size_t cuda_workspace_size(const Call& call, const Args& args);
 Status run_cuda_recurrent(const Call& call, const Args& args);
 Status run_cuda_commit(const CommitCall& call, const CommitArgs& args);
 
+// The Hopper backend (sm_90a): prefill only, the prep kernel and the sm90
+// state pass (sm90/state_pass.cu), with the host side of sm80/prefill.cu.
+Status run_sm90(const Call& call, const Args& args);
+size_t sm90_workspace_size(const Call& call, const Args& args);
+
 }  // namespace gdn::cuda

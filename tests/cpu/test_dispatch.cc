@@ -62,7 +62,9 @@ TEST(Routing, InjectedDevicesWithEveryBackendBuilt) {
     for (Op op : {Op::kPrefill, Op::kDecode, Op::kVerify}) {
       SCOPED_TRACE(op_name(op));
       const char* expect = op == Op::kPrefill ? e.prefill : e.decode;
-      const Route r = route(Backend::kAuto, false, problem(op, true), e.info, all);
+      Problem p = problem(op, true);
+      if (op == Op::kPrefill) p.T = 2048;  // sequences of 1024 tokens on average
+      const Route r = route(Backend::kAuto, false, p, e.info, all);
       if (std::string(expect).empty()) {
         EXPECT_EQ(r.status.code(), StatusCode::kUnsupported);
         EXPECT_NE(r.status.message().find(std::string("no backend can run this ") + op_name(op)),
@@ -74,6 +76,22 @@ TEST(Routing, InjectedDevicesWithEveryBackendBuilt) {
         EXPECT_FALSE(r.fell_back);
       }
     }
+  }
+}
+
+// On sm_90, sequences of under 256 tokens on average go to cuda first
+// (dispatch.cc, auto_order), longer ones to sm90.
+TEST(Routing, ShortSequencesPreferCudaOnHopper) {
+  const BuildInfo all{true, true};
+  Problem p = problem(Op::kPrefill, true);
+  p.N = 4;
+  for (const auto& [T, expect] : {std::pair<int64_t, Backend>{4 * 255, Backend::kCuda},
+                                  std::pair<int64_t, Backend>{4 * 256, Backend::kSm90}}) {
+    p.T = T;
+    const Route r = route(Backend::kAuto, false, p, gpu(9, 0, "H100"), all);
+    ASSERT_TRUE(r.status.ok()) << r.status.message();
+    EXPECT_EQ(r.backend, expect) << "T = " << T;
+    EXPECT_NE(r.reason.find("fastest backend"), std::string::npos) << r.reason;
   }
 }
 
@@ -134,6 +152,18 @@ TEST(Routing, ExplicitRequests) {
   // Odd head size: sm90 cannot, and nothing on the GPU can.
   r = route(Backend::kSm90, false, problem(Op::kPrefill, true, 96), h100, all);
   EXPECT_FALSE(r.status.ok());
+  // fp16 io and K != V: sm90 falls back to cuda, saying why.
+  Problem f16 = problem(Op::kPrefill, true);
+  f16.io_dtype = DType::kF16;
+  r = route(Backend::kSm90, false, f16, h100, all);
+  ASSERT_TRUE(r.status.ok());
+  EXPECT_EQ(r.backend, Backend::kCuda);
+  EXPECT_NE(r.reason.find("sm90 runs bf16 q, k, v and out; fp16 runs on cuda"), std::string::npos)
+      << r.reason;
+  Problem kv = problem(Op::kPrefill, true);
+  kv.V = 64;
+  EXPECT_NE(backend_supports(Backend::kSm90, kv, h100, all).message().find("needs K == V"),
+            std::string::npos);
   // sm90 asked on an sm_100 device: falls back to cuda, saying why.
   const DeviceInfo b200 = gpu(10, 0, "B200");
   r = route(Backend::kSm90, false, problem(Op::kPrefill, true), b200, all);

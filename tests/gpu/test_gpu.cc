@@ -65,28 +65,70 @@ std::vector<uint8_t> device_bytes(const Tensor& t) {
   return h;
 }
 
+// Whether `backend` serves case c here; if not, the refusal must say why
+// (out of the backend's scope, or not this GPU) and the test is skipped.
+bool serves(Backend backend, const Case& c) {
+  Workload probe(c, true);
+  EXPECT_TRUE(probe.status().ok()) << probe.status().message();
+  const Status s = supports(backend, c.op, probe.args());
+  if (s.ok()) return true;
+  EXPECT_EQ(s.code(), StatusCode::kUnsupported);
+  EXPECT_FALSE(s.message().empty());
+  std::cout << "[ SKIPPED  ] " << backend_name(backend) << " refuses this case: " << s.message() << "\n";
+  return false;
+}
+
+void matches_reference(Backend backend, const Case& c) {
+  const CaseResult r = run_case(c, backend);
+  ASSERT_TRUE(r.status.ok()) << r.status.message();
+  expect_case_passes(c, r);
+}
+
 class CudaMatrix : public ::testing::TestWithParam<Case> {};
 
 TEST_P(CudaMatrix, MatchesReference) {
   REQUIRE_GPU();
   const Case c = for_gpu(GetParam());
-  {
-    Workload probe(c, true);
-    ASSERT_TRUE(probe.status().ok()) << probe.status().message();
-    const Status s = supports(Backend::kCuda, c.op, probe.args());
-    if (!s.ok()) {
-      // Out of the cuda backend's scope: the refusal must say why.
-      EXPECT_EQ(s.code(), StatusCode::kUnsupported);
-      EXPECT_FALSE(s.message().empty());
-      GTEST_SKIP() << "cuda refuses this case: " << s.message();
-    }
-  }
-  const CaseResult r = run_case(c, Backend::kCuda);
-  ASSERT_TRUE(r.status.ok()) << r.status.message();
-  expect_case_passes(c, r);
+  if (!serves(Backend::kCuda, c)) GTEST_SKIP() << "cuda refuses this case";
+  matches_reference(Backend::kCuda, c);
 }
 
 INSTANTIATE_TEST_SUITE_P(Matrix, CudaMatrix, ::testing::ValuesIn(correctness_matrix()), case_name);
+
+// The same matrix on the sm90 backend (H100, H200; skipped elsewhere),
+// which runs bf16 io only: the fp32 and fp16 io prefill cases run with bf16
+// inputs instead (at the bf16 cases' tolerance), so every shape and option
+// is covered. Each case's error must also stay within the cuda backend's on
+// the same inputs (plus 5%: the two sum in different orders).
+Case for_sm90(Case c) {
+  if (c.op == Op::kPrefill && c.io != DType::kBF16) {
+    const Case bf16;
+    c.io = DType::kBF16;
+    c.tol_o = bf16.tol_o;
+    c.tol_state = std::max(c.tol_state, bf16.tol_state);
+    c.name += " as bf16";
+  }
+  return for_gpu(c);
+}
+
+class Sm90Matrix : public ::testing::TestWithParam<Case> {};
+
+TEST_P(Sm90Matrix, MatchesReferenceAndTheCudaBackend) {
+  REQUIRE_GPU();
+  const Case c = for_sm90(GetParam());
+  if (!serves(Backend::kSm90, c)) GTEST_SKIP() << "sm90 refuses this case";
+  const CaseResult r = run_case(c, Backend::kSm90);
+  ASSERT_TRUE(r.status.ok()) << r.status.message();
+  expect_case_passes(c, r);
+  const CaseResult base = run_case(c, Backend::kCuda);
+  ASSERT_TRUE(base.status.ok()) << base.status.message();
+  constexpr double kSlack = 1.05;
+  EXPECT_LE(r.out.rel_rms, kSlack * base.out.rel_rms) << "cuda: " << base.out.rel_rms;
+  EXPECT_LE(r.state.rel_rms, kSlack * base.state.rel_rms) << "cuda: " << base.state.rel_rms;
+  EXPECT_LE(r.checkpoints.rel_rms, kSlack * base.checkpoints.rel_rms) << "cuda: " << base.checkpoints.rel_rms;
+}
+
+INSTANTIATE_TEST_SUITE_P(Matrix, Sm90Matrix, ::testing::ValuesIn(correctness_matrix()), case_name);
 
 Case suite_like() {
   Case c;
@@ -115,8 +157,27 @@ class ScopedEnv {
 // with GDN_CUDA_SEGMENTS) match the reference like whole ones: sequences
 // shorter than the split (empty segments), a pool updated in place,
 // checkpoints, both layouts, no initial state, adversarial gates.
-TEST(CudaSegments, SplitSequencesMatchTheReference) {
-  REQUIRE_GPU();
+// The prefill properties below hold on both GPU prefill backends.
+class GpuPrefill : public ::testing::TestWithParam<Backend> {
+ protected:
+  // Skips when this GPU or build has no such backend for the suite's shape.
+  void SetUp() override {
+    if (device_count() == 0) GTEST_SKIP() << "no CUDA device here";
+    if (!serves(GetParam(), suite_like()))
+      GTEST_SKIP() << backend_name(GetParam()) << " is not available here";
+  }
+  Args on_backend(Args a) const {
+    a.backend = GetParam();
+    a.strict = true;
+    return a;
+  }
+};
+
+std::string backend_param_name(const ::testing::TestParamInfo<Backend>& info) {
+  return backend_name(info.param);
+}
+
+TEST_P(GpuPrefill, SplitSequencesMatchTheReference) {
   std::vector<std::pair<Case, const char*>> cases;
   Case c = suite_like();
   c.name = "segments: suite-like pool, checkpoints every 128";
@@ -137,19 +198,14 @@ TEST(CudaSegments, SplitSequencesMatchTheReference) {
     SCOPED_TRACE(sc.name + ", GDN_CUDA_SEGMENTS=" + segments);
     sc.seed = 77;
     ScopedEnv env("GDN_CUDA_SEGMENTS", segments);
-    const CaseResult r = run_case(for_gpu(sc), Backend::kCuda);
-    ASSERT_TRUE(r.status.ok()) << r.status.message();
-    expect_case_passes(for_gpu(sc), r);
+    matches_reference(GetParam(), for_gpu(sc));
   }
 }
 
-TEST(CudaProperties, RepeatedCallsAreBitwiseIdentical) {
-  REQUIRE_GPU();
+TEST_P(GpuPrefill, RepeatedCallsAreBitwiseIdentical) {
   Workload w(suite_like(), true);
   ASSERT_TRUE(w.status().ok()) << w.status().message();
-  Args a = w.args();
-  a.backend = Backend::kCuda;
-  a.strict = true;
+  Args a = on_backend(w.args());
   a.write_final_state = false;  // keep the pool fixed so both calls see the same start
   ASSERT_TRUE(prefill(a).ok());
   CUDA_OK(cudaDeviceSynchronize());
@@ -195,13 +251,10 @@ TEST(CudaProperties, WorkspaceRunMatchesAPreparedCall) {
   EXPECT_EQ(prepared, device_bytes(b.out));
 }
 
-TEST(CudaProperties, GraphCaptureReplaysTheSameResult) {
-  REQUIRE_GPU();
+TEST_P(GpuPrefill, GraphCaptureReplaysTheSameResult) {
   Workload w(suite_like(), true);
   ASSERT_TRUE(w.status().ok());
-  Args a = w.args();
-  a.backend = Backend::kCuda;
-  a.strict = true;
+  Args a = on_backend(w.args());
   a.write_final_state = false;
   ASSERT_TRUE(prefill(a).ok());
   CUDA_OK(cudaDeviceSynchronize());
@@ -223,16 +276,13 @@ TEST(CudaProperties, GraphCaptureReplaysTheSameResult) {
   CUDA_OK(cudaStreamDestroy(stream));
 }
 
-TEST(CudaProperties, NonDefaultStreamAndOutInsideALargerBuffer) {
-  REQUIRE_GPU();
+TEST_P(GpuPrefill, NonDefaultStreamAndOutInsideALargerBuffer) {
   Case c = suite_like();
   c.pool = false;
   c.checkpoint_every = 0;
   Workload w(c, true);
   ASSERT_TRUE(w.status().ok());
-  Args a = w.args();
-  a.backend = Backend::kCuda;
-  a.strict = true;
+  Args a = on_backend(w.args());
   ASSERT_TRUE(prefill(a).ok());
   CUDA_OK(cudaDeviceSynchronize());
   const auto contiguous = device_bytes(a.out);
@@ -259,6 +309,9 @@ TEST(CudaProperties, NonDefaultStreamAndOutInsideALargerBuffer) {
   cudaFree(wide);
   cudaStreamDestroy(stream);
 }
+
+INSTANTIATE_TEST_SUITE_P(Backends, GpuPrefill, ::testing::Values(Backend::kCuda, Backend::kSm90),
+                         backend_param_name);
 
 // Enough (sequence, head, column tile) CTAs for two per SM: the state pass
 // then runs its single-slot ring, which the smaller cases above never reach.

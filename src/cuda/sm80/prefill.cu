@@ -1,5 +1,8 @@
-// Host side of the portable prefill: workspace layout, parameters, and the
-// three launches (chunk metadata, stage 1, stage 2) on the caller's stream.
+// Host side of the GPU prefill, both backends: workspace layout, parameters,
+// and the launches on the caller's stream: chunk metadata, then for cuda
+// stage 1 (prep) and stage 2 (a state pass), for sm90 the prep and the sm90
+// state pass (sm90/state_pass.cu); a split into segments adds a local pass
+// and a combine before the final one.
 // Nothing is allocated and nothing waits on the device, so a call can be
 // captured in a CUDA graph.
 #include <algorithm>
@@ -12,6 +15,9 @@
 #include "cuda/backend.h"
 #include "cuda/prep/chunk_meta.cuh"
 #include "cuda/sm80/kernels.cuh"
+#if GDN_WITH_SM90_BACKEND
+#include "cuda/sm90/state_pass.h"
+#endif
 
 namespace gdn::cuda {
 namespace {
@@ -83,7 +89,8 @@ struct Layout {
   size_t meta = 0, au = 0, l = 0, f = 0, seg_state = 0, seg_map = 0, total = 0;
 };
 
-// The workspace of a call split into `segments` per sequence.
+// The workspace of a call split into `segments` per sequence (the same for
+// both backends).
 Layout layout(const Call& c, int segments) {
   Layout l;
   const size_t chunks = static_cast<size_t>(max_chunks(c.T, c.N)) * static_cast<size_t>(c.HV);
@@ -254,6 +261,28 @@ Status launch(PrefillParams p, const HostPlan& plan, const DeviceLimits& dev, cu
                        : launch_state<T, KV, 16>(p, items, dev, stream);
 }
 
+#if GDN_WITH_SM90_BACKEND
+// The sm90 backend: chunk metadata, the prep kernel (Au and L in the sm90
+// tile layout), then the sm90 state pass over whole sequences, or local
+// pass, combine and final pass over segments.
+template <int KV>
+Status launch_sm90(sm90::StateParams fp, const HostPlan& plan, cudaStream_t stream) {
+  launch_chunk_meta(fp.p, plan.checkpoint_rows, stream);
+  GDN_CUDA_RETURN(cudaGetLastError());
+  fp.p.sm90_tiles = true;
+  if (Status s = launch_prefill_prep<__nv_bfloat16, KV, KV>(fp.p, stream); !s.ok()) return s;
+  if (fp.p.segments == 1) {
+    fp.p.seg_phase = kSegWhole;
+    return sm90::launch_state_sm90<KV>(fp, stream);
+  }
+  fp.p.seg_phase = kSegLocal;
+  if (Status s = sm90::launch_state_sm90<KV>(fp, stream); !s.ok()) return s;
+  if (Status s = launch_combine_segments<KV, KV>(fp.p, stream); !s.ok()) return s;
+  fp.p.seg_phase = kSegFinal;
+  return sm90::launch_state_sm90<KV>(fp, stream);
+}
+#endif
+
 template <typename T>
 Status launch_dtype(const PrefillParams& p, int64_t kv, const HostPlan& plan, const DeviceLimits& dev,
                     cudaStream_t stream) {
@@ -267,19 +296,17 @@ Status launch_dtype(const PrefillParams& p, int64_t kv, const HostPlan& plan, co
   }
 }
 
-}  // namespace
-
-size_t cuda_workspace_size(const Call& call, const Args& args) {
-  (void)args;
+size_t workspace_size(const Call& call) {
   if (call.op != Op::kPrefill) return 0;
   DeviceLimits dev;
   const int segments = device_limits(call.device_ordinal, &dev).ok() ? segments_for(call, dev) : 1;
   return layout(call, segments).total;
 }
 
-Status run_cuda(const Call& c, const Args& a) {
-  if (c.op != Op::kPrefill) return Status::Unsupported("cuda: only prefill runs on the GPU so far");
-  if (c.K != c.V) return Status::Unsupported("cuda: needs K == V");
+Status run_prefill(const Call& c, const Args& a, bool sm90) {
+  const char* name = sm90 ? "sm90" : "cuda";
+  if (c.op != Op::kPrefill) return Status::Unsupported(std::string(name) + ": runs prefill only");
+  if (c.K != c.V) return Status::Unsupported(std::string(name) + ": needs K == V");
   DeviceLimits dev;
   if (Status s = device_limits(c.device_ordinal, &dev); !s.ok()) return s;
   const int segments = segments_for(c, dev);
@@ -321,6 +348,24 @@ Status run_cuda(const Call& c, const Args& a) {
   HostPlan plan;
   plan.checkpoint_rows = a.checkpoints.defined() ? a.checkpoints.shape[0] : 0;
   plan.long_tail = long_tail_of(c, dev);
+  if (sm90) {
+#if GDN_WITH_SM90_BACKEND
+    if (c.io_dtype != DType::kBF16) return Status::Unsupported("sm90: runs bf16 io only");
+    sm90::StateParams fp;
+    fp.p = p;
+    if (Status s = sm90::encode_token_maps(p, c.K, c.V, &fp); !s.ok()) return s;
+    switch (c.K) {
+      case 64:
+        return launch_sm90<64>(fp, plan, stream);
+      case 128:
+        return launch_sm90<128>(fp, plan, stream);
+      default:
+        return Status::Unsupported("sm90: head size " + std::to_string(c.K) + " is not compiled (64, 128)");
+    }
+#else
+    return Status(StatusCode::kInternal, "backend sm90 is not compiled in");
+#endif
+  }
   switch (c.io_dtype) {
     case DType::kBF16:
       return launch_dtype<__nv_bfloat16>(p, c.K, plan, dev, stream);
@@ -332,6 +377,26 @@ Status run_cuda(const Call& c, const Args& a) {
       return Status::Unsupported(std::string("cuda: io dtype ") + dtype_name(c.io_dtype) +
                                  " is not compiled");
   }
+}
+
+}  // namespace
+
+size_t cuda_workspace_size(const Call& call, const Args& args) {
+  (void)args;
+  return workspace_size(call);
+}
+
+size_t sm90_workspace_size(const Call& call, const Args& args) {
+  (void)args;
+  return workspace_size(call);
+}
+
+Status run_cuda(const Call& call, const Args& args) {
+  return run_prefill(call, args, false);
+}
+
+Status run_sm90(const Call& call, const Args& args) {
+  return run_prefill(call, args, true);
 }
 
 }  // namespace gdn::cuda

@@ -1,0 +1,437 @@
+// The sm90 (H100, H200) state pass of the prefill for bf16 io: one CTA per
+// (sequence or segment, value head, 64 value columns), fed by the prep
+// kernel (sm80/prefill_prep.cu, which writes each chunk's Au, L and row
+// factors to the workspace in this kernel's shared-memory layout).
+//
+// Roles (160 threads, one CTA per SM by shared memory, so no register cap):
+//   kState (warpgroup 0)  warp w owns value columns 16 w .. of the CTA's 64
+//                         as S^T [64, K] in wgmma accumulator registers for
+//                         the whole sequence
+//   kLoad  (warp 4)       one thread issues each chunk's copies into a
+//                         kStages-slot ring completed on mbarriers: bulk
+//                         tensor copies of k, q (64 x K) and v (64 x 64),
+//                         bulk copies of Au, L and the factors
+// Per chunk, with the state entering it:
+//   [P | R] = S^T [K | Q]^T                 [64, 128]  bf16, S^T split hi + lo
+//   X   = V^T - P diag(s_x)
+//   Vn  = X Au^T                            [64, 64]   tf32
+//   O^T = R diag(s_q) + Vn L^T                         tf32
+//   S^T = decay S^T + (Vn diag(s_k)) K       [64, K]    bf16, Vn split hi + lo
+// Rows of a chunk past its sequence's end hold the next sequence's tokens
+// (or zeros past T): they contribute nothing, since Au and the factors are
+// zero there (beta = 0) and their outputs are not stored.
+// k and q tiles are 128-byte swizzled as the bulk copies write them
+// (K-major for [K | Q]^T, MN-major for the update); Au and L come in the
+// tile layout of prep/tile_layout.cuh.
+//
+// Measured and not kept (H200, GDN_SM90_PROBE=3, q3n-tp1 1x8192): this
+// kernel with the prep done in the CTA by a third warpgroup per chunk took
+// about 10,000 cycles a chunk in the prep (one warp per scheduler running
+// about 3,000 dependent instructions), twice the state pass's, and ran
+// slower than the cuda backend on 7 of 8 suite rows.
+#include <cuda.h>
+
+#include <string>
+
+#include "cuda/ptx/griddep.cuh"
+#include "cuda/ptx/sm90.cuh"
+#include "cuda/sm80/state_pass.cuh"
+#include "cuda/sm90/state_pass.h"
+
+namespace gdn::cuda::sm90 {
+namespace {
+
+// GDN_SM90_PROBE=3 (a measurement build): thread 0 of a role in CTA (0, 0, 0)
+// prints the cycles each step of its chunk loop took, summed over chunks.
+#if GDN_SM90_PROBE == 3
+#define GDN_PROBE_BEGIN()    \
+  long long probe_t[8] = {}; \
+  long long probe_last = clock64()
+#define GDN_PROBE_MARK(i)             \
+  do {                                \
+    const long long now_ = clock64(); \
+    probe_t[i] += now_ - probe_last;  \
+    probe_last = now_;                \
+  } while (0)
+#define GDN_PROBE_REPORT(who, chunks)                                                               \
+  if (blockIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0 && threadIdx.x % kGroupThreads == 0)    \
+  printf("probe %s chunks %d cycles/chunk: %lld %lld %lld %lld %lld %lld %lld %lld\n", who, chunks, \
+         probe_t[0] / chunks, probe_t[1] / chunks, probe_t[2] / chunks, probe_t[3] / chunks,        \
+         probe_t[4] / chunks, probe_t[5] / chunks, probe_t[6] / chunks, probe_t[7] / chunks)
+#else
+#define GDN_PROBE_BEGIN() (void)0
+#define GDN_PROBE_MARK(i) (void)0
+#define GDN_PROBE_REPORT(who, chunks) (void)0
+#endif
+
+using Bf16 = __nv_bfloat16;
+
+enum class Role { kState, kLoad };
+constexpr int kGroupThreads = 128;  // one warpgroup
+constexpr int kStateWarps = 4;      // warpgroup 0
+constexpr int kThreads = kGroupThreads + 32;
+constexpr int kCtaColumns = 16 * kStateWarps;
+constexpr int kStages = 2;                // ring slots
+constexpr uint32_t kTile = kChunk * 128;  // bytes of a 64-row tile of 128-byte rows
+constexpr uint32_t kRowGroup = 8 * 128;   // bytes of an 8-row swizzle atom
+constexpr int kOStride = 16 + 8;          // bf16 per row of a warp's output staging tile
+static_assert(kCtaColumns == 64, "one wgmma M of value columns per CTA");
+static_assert(kF32TileBytes == 2 * kTile, "an fp32 64 x 64 matrix is two swizzled panels");
+
+// One ring slot. kq[p] holds panel p (k columns 64 p ..) of the chunk's k
+// rows, then its q rows: 128 rows, so [K | Q]^T is one N = 128 operand.
+template <int K>
+struct Slot {
+  unsigned char kq[K / 64][2][kTile];
+  unsigned char v[kTile];      // 64 tokens x the CTA's 64 value columns
+  unsigned char au[2][kTile];  // fp32 Au (tile_layout.cuh)
+  unsigned char l[2][kTile];   // fp32 L
+};
+
+template <int K>
+struct SharedStorage {
+  Slot<K> slot[kStages];  // first: 1024-byte aligned
+  float F[kStages][kFactorStride];
+  Bf16 o[kStateWarps][kChunk][kOStride];
+  uint64_t full[kStages], empty[kStages];
+};
+static_assert(sizeof(Slot<128>) % 1024 == 0 && sizeof(Slot<64>) % 1024 == 0,
+              "slots keep the 1024-byte alignment");
+static_assert((kFactorStride * sizeof(float)) % 16 == 0, "bulk copies move multiples of 16 bytes");
+
+// p, with its value hidden from the optimiser.
+template <typename T>
+__device__ __forceinline__ T* opaque(T* p) {
+  asm volatile("" : "+l"(p));
+  return p;
+}
+__device__ __forceinline__ int64_t opaque(int64_t x) {
+  asm volatile("" : "+l"(x));
+  return x;
+}
+
+// Descriptors of the slot's operands. K-major: k-step ks of a 16-bit tile
+// starts 32 ks bytes into the rows (a new panel every 4 steps), of a tf32
+// tile 32 bytes per 8-wide step likewise.
+template <int K>
+__device__ __forceinline__ uint64_t kq_desc(const Slot<K>& s, int which, int ks) {
+  return smem_desc(s.kq[ks / 4][which] + (ks % 4) * 32, 16, kRowGroup);
+}
+__device__ __forceinline__ uint64_t f32_desc(const unsigned char (&tile)[2][kTile], int kk) {
+  return smem_desc(tile[kk / 4] + (kk % 4) * 32, 16, kRowGroup);
+}
+// k as the MN-major B of the update, tokens 16 js ..: panels of 64 k columns
+// are 2 kTile apart (k and q alternate).
+template <int K>
+__device__ __forceinline__ uint64_t k_update_desc(const Slot<K>& s, int js) {
+  return smem_desc(s.kq[0][0] + js * 2 * kRowGroup, 2 * kTile, kRowGroup);
+}
+
+template <int K, bool kLocal>
+__device__ __forceinline__ void state_role(const StateParams& fp, SharedStorage<K>& s, int64_t n, int seg,
+                                           int64_t hv, int v0, bool map_cols, int first, int last,
+                                           const SeqChunks& seq, int warp, int lane, int64_t row_out,
+                                           StateSlice<K>& S) {
+  constexpr int V = K;
+  const PrefillParams& p = fp.p;
+  auto& St = S.St;
+  const int t = lane & 3;
+  // v^T fragments: ldmatrix.trans matrix mi = lane / 8 takes token rows
+  // 8 (mi / 2) + lane % 8 (+ 16 per pair of 8-token tiles), 16-byte unit
+  // 2 warp + mi % 2 of the swizzled v tile.
+  const int mi = lane >> 3, mr = lane & 7;
+  const uint32_t v_lane = swizzle128(8 * (mi >> 1) + mr, 2 * warp + (mi & 1));
+  Bf16* out = static_cast<Bf16*>(p.out);
+  Bf16* stage_o = &s.o[warp][0][0];
+
+  GDN_PROBE_BEGIN();
+  for (int c = first, i = 0; c < last; ++c, ++i) {
+    const int st = i % kStages;
+    const uint32_t parity = (i / kStages) & 1;
+    mbar_wait(&s.full[st], parity);
+    GDN_PROBE_MARK(0);
+    // The slot's address is opaque to the compiler, so the operand
+    // descriptors are formed at their use instead of hoisted out of the loop
+    // for every slot (64-bit values it then spilled).
+    const Slot<K>& sl = *opaque(&s.slot[st]);
+    const float* sf = s.F[st];
+    const int64_t t0 = seq.t0(c);
+    const int len = seq.len(c);
+
+    // [P | R] = S^T [K | Q]^T over 16-wide k-steps, S^T split hi + lo.
+    uint32_t fh[K / 16][4], fl[K / 16][4];
+#pragma unroll
+    for (int ks = 0; ks < K / 16; ++ks) bf16_a_from_acc(fh[ks], fl[ks], St[2 * ks], St[2 * ks + 1]);
+    float P[kChunk / 8][4], R[kChunk / 8][4];
+#pragma unroll
+    for (int jt = 0; jt < kChunk / 8; ++jt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) P[jt][e] = 0.f, R[jt][e] = 0.f;
+    wgmma_fence();
+#pragma unroll
+    for (int ks = 0; ks < K / 16; ++ks) {
+      const uint64_t b = kq_desc(sl, 0, ks);
+      if constexpr (kLocal) {
+        wgmma_bf16_rs_n64(P, fh[ks], b);
+        wgmma_bf16_rs_n64(P, fl[ks], b);
+      } else {
+        wgmma_bf16_rs_n128(P, R, fh[ks], b);
+        wgmma_bf16_rs_n128(P, R, fl[ks], b);
+      }
+    }
+    wgmma_commit();
+    wgmma_wait<0>();
+    wgmma_fence_operand(P);
+    wgmma_fence_operand(R);
+    GDN_PROBE_MARK(1);
+
+    // X = V^T - P diag(s_x), in place of P (map columns: v = 0).
+#pragma unroll
+    for (int jt = 0; jt < kChunk / 8; jt += 2) {
+      uint32_t vb[4] = {0, 0, 0, 0};  // (jt, v 0-7), (jt, v 8-15), (jt + 1, v 0-7), (jt + 1, v 8-15)
+      if (!map_cols) ldmatrix_x4_trans(vb, sl.v + v_lane + jt * kRowGroup);
+#pragma unroll
+      for (int u = 0; u < 2; ++u)
+        subtract_from_v(P[jt + u], vb[2 * u], vb[2 * u + 1],
+                        *reinterpret_cast<const float2*>(sf + kFactorSx + (jt + u) * 8 + 2 * t));
+    }
+
+    // Vn = X Au^T in tf32.
+    uint32_t xa[kChunk / 8][4];
+#pragma unroll
+    for (int kk = 0; kk < kChunk / 8; ++kk) tf32_a_from_acc(xa[kk], P[kk]);
+    float Vn[kChunk / 8][4] = {};
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < kChunk / 8; ++kk) wgmma_tf32_rs_n64(Vn, xa[kk], f32_desc(sl.au, kk));
+    wgmma_commit();
+    wgmma_wait<0>();
+    wgmma_fence_operand(Vn);
+    GDN_PROBE_MARK(2);
+
+    if constexpr (!kLocal) {
+      // O^T = R diag(s_q) + Vn L^T, left running while the update starts.
+#pragma unroll
+      for (int it = 0; it < kChunk / 8; ++it) {
+        const float2 sq2 = *reinterpret_cast<const float2*>(sf + kFactorSq + it * 8 + 2 * t);
+        R[it][0] *= sq2.x, R[it][1] *= sq2.y, R[it][2] *= sq2.x, R[it][3] *= sq2.y;
+      }
+      uint32_t va[kChunk / 8][4];
+#pragma unroll
+      for (int kk = 0; kk < kChunk / 8; ++kk) tf32_a_from_acc(va[kk], Vn[kk]);
+      wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < kChunk / 8; ++kk) wgmma_tf32_rs_n64(R, va[kk], f32_desc(sl.l, kk));
+      wgmma_commit();
+    }
+
+    // S^T = decay S^T + (Vn diag(s_k)) K, over 16-token k-steps.
+    const float decay = sf[kFactorDecay];
+#pragma unroll
+    for (int kt = 0; kt < K / 8; ++kt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) St[kt][e] *= decay;
+    uint32_t uh[kChunk / 16][4], ul[kChunk / 16][4];
+#pragma unroll
+    for (int js = 0; js < kChunk / 16; ++js) update_a_from_vn(Vn, sf, js, t, uh[js], ul[js]);
+    wgmma_fence();
+#pragma unroll
+    for (int js = 0; js < kChunk / 16; ++js) {
+      const uint64_t b = k_update_desc(sl, js);
+      if constexpr (K == 128) {
+        wgmma_bf16_rs_n128_tb(St, uh[js], b);
+        wgmma_bf16_rs_n128_tb(St, ul[js], b);
+      } else {
+        wgmma_bf16_rs_n64_tb(St, uh[js], b);
+        wgmma_bf16_rs_n64_tb(St, ul[js], b);
+      }
+    }
+    wgmma_commit();
+    if constexpr (!kLocal) {
+      wgmma_wait<1>();  // O^T is complete
+      wgmma_fence_operand(R);
+      // Row offsets and staging addresses formed here, not held across the loop.
+      const int64_t o_s0 = opaque(p.o_s0);
+      store_output_tile<kOStride>(out + t0 * o_s0 + hv * p.o_s1 + v0 + 16 * warp, o_s0, len, opaque(stage_o),
+                                  R, lane);
+    }
+    GDN_PROBE_MARK(3);
+    wgmma_wait<0>();
+    wgmma_fence_operand(St);
+    mbar_arrive(&s.empty[st]);  // this slot's operands are read
+    GDN_PROBE_MARK(4);
+
+    if (const int64_t ckpt_row = kLocal ? -1 : seq.checkpoint_row(p, n, c); ckpt_row >= 0) {
+      StateTensor ckpt = p.ckpt;  // element offsets formed here, not held across the loop
+      ckpt.k_stride = opaque(ckpt.k_stride);
+      ckpt.v_stride = opaque(ckpt.v_stride);
+      S.store(ckpt, ckpt_row, hv);
+    }
+  }
+
+  GDN_PROBE_REPORT("state", max(1, last - first));
+  if (kLocal) {  // this segment's local end state or its map columns
+    const int64_t seg_item = (n * p.segments + seg) * p.HV + hv;
+    S.store(map_cols ? p.seg_map + seg_item * K * K : p.seg_state + seg_item * K * V, map_cols ? K : V);
+  } else if (row_out >= 0) {
+    S.store(p.fin, row_out, hv);
+  }
+}
+
+template <int K>
+__device__ __forceinline__ void load_role(const StateParams& fp, SharedStorage<K>& s, int64_t h, int64_t hv,
+                                          int v0, bool map_cols, int first, int last, const SeqChunks& seq) {
+  const PrefillParams& p = fp.p;
+  constexpr uint32_t kQkBytes = 2 * (K / 64) * kTile;
+  constexpr uint32_t kPrepBytes = 2 * kF32TileBytes + kFactorStride * sizeof(float);
+  for (int c = first, i = 0; c < last; ++c, ++i) {
+    const int st = i % kStages;
+    if (i >= kStages) mbar_wait(&s.empty[st], ((i / kStages) - 1) & 1);
+    Slot<K>& sl = s.slot[st];
+    mbar_arrive_expect_tx(&s.full[st], kQkBytes + kPrepBytes + (map_cols ? 0 : kTile));
+    const int32_t t0 = static_cast<int32_t>(seq.t0(c));
+#pragma unroll
+    for (int pp = 0; pp < K / 64; ++pp) {
+      tma_load_3d(sl.kq[pp][0], &fp.k_map, 64 * pp, static_cast<int32_t>(h), t0, &s.full[st]);
+      tma_load_3d(sl.kq[pp][1], &fp.q_map, 64 * pp, static_cast<int32_t>(h), t0, &s.full[st]);
+    }
+    if (!map_cols) tma_load_3d(sl.v, &fp.v_map, v0, static_cast<int32_t>(hv), t0, &s.full[st]);
+    const int64_t item = int64_t{c} * p.HV + hv;
+    bulk_load(sl.au, p.Au + item * kChunk * kChunk, kF32TileBytes, &s.full[st]);
+    bulk_load(sl.l, p.L + item * kChunk * kChunk, kF32TileBytes, &s.full[st]);
+    bulk_load(s.F[st], p.F + item * kFactorStride, kFactorStride * sizeof(float), &s.full[st]);
+  }
+}
+
+template <int K, bool kLocal>
+__global__ void __launch_bounds__(kThreads, 1)
+    prefill_state_sm90_kernel(const __grid_constant__ StateParams fp) {
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  constexpr int V = K;
+  const PrefillParams& p = fp.p;
+  extern __shared__ unsigned char smem_raw[];
+  auto& s =
+      *reinterpret_cast<SharedStorage<K>*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
+  const int segs = p.segments;
+  const int64_t n = blockIdx.x / segs, hv = blockIdx.y, h = hv / p.group;
+  const int seg = blockIdx.x % segs;
+  // In the local pass, CTAs past the value columns carry columns of the
+  // segment's state map (sm80/prefill_columns.cu).
+  constexpr int kVTiles = V / kCtaColumns;
+  const bool map_cols = kLocal && blockIdx.z >= kVTiles;
+  const int v0 = (map_cols ? blockIdx.z - kVTiles : blockIdx.z) * kCtaColumns;
+  if (kLocal && seg == segs - 1) return;  // the last segment's end state and map are not needed
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const Role role = warp < kStateWarps ? Role::kState : Role::kLoad;
+  if (tid == 0) {
+    for (int i = 0; i < kStages; ++i) {
+      mbar_init(&s.full[i], 1);
+      mbar_init(&s.empty[i], kGroupThreads);
+    }
+    mbar_init_fence();
+  }
+  __syncthreads();
+
+  // The entering state first (sm80/prefill_columns.cu explains the rows):
+  // only the caller's inputs address it, so it overlaps the prep kernel.
+  int64_t row_in = -1, row_out = -1;
+  StateSlice<K> S(lane, v0 + 16 * warp);
+  const bool combined = p.seg_phase == kSegFinal;
+  if (role == Role::kState) {
+    state_rows(p, n, &row_in, &row_out);
+    if (kLocal || combined) row_in = -1;
+    if (seg != segs - 1) row_out = -1;
+    S.enter(p.init, row_in, hv, map_cols);
+  }
+  wait_for_prerequisites();  // chunk offsets, error flag, prep results, combined states
+  if (*p.error_flag) return;
+  const SeqChunks seq(p, n);
+  const int count = seq.stop - seq.begin;
+  const int first = seq.begin + static_cast<int>(int64_t{count} * seg / segs);
+  const int last = seq.begin + static_cast<int>(int64_t{count} * (seg + 1) / segs);
+  if (role == Role::kState) {
+    if (combined) {
+      // Segment 0's entering state sits in the last segment's slot,
+      // segment s's in slot s - 1 (sm80/prefill_segments.cu).
+      const int64_t slot = (n * segs + (seg == 0 ? segs - 1 : seg - 1)) * p.HV + hv;
+      S.load(p.seg_state + slot * K * V, V);
+    }
+    state_role<K, kLocal>(fp, s, n, seg, hv, v0, map_cols, first, last, seq, warp, lane, row_out, S);
+  } else if (lane == 0) {
+    load_role<K>(fp, s, h, hv, v0, map_cols, first, last, seq);
+  }
+#else
+  __trap();  // built for sm_90a only; the dispatcher never launches it elsewhere
+#endif
+}
+
+// Dynamic shared memory: the storage plus its 1024-byte alignment slack.
+template <int K>
+constexpr size_t kSmemBytes = sizeof(SharedStorage<K>) + 1024;
+
+}  // namespace
+
+Status encode_token_maps(const PrefillParams& p, int64_t K, int64_t V, StateParams* fp) {
+  using Encode = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*,
+                              const cuuint64_t*, const cuuint32_t*, const cuuint32_t*, CUtensorMapInterleave,
+                              CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+  static Encode encode = [] {
+    void* fn = nullptr;
+    cudaDriverEntryPointQueryResult q{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &q) !=
+            cudaSuccess ||
+        q != cudaDriverEntryPointSuccess)
+      fn = nullptr;
+    return reinterpret_cast<Encode>(fn);
+  }();
+  if (encode == nullptr)
+    return Status(StatusCode::kDeviceError, "sm90: the driver has no cuTensorMapEncodeTiled");
+  // A [T, heads, cols] bf16 tensor in boxes of 64 columns x 1 head x 64
+  // tokens. Strides of extent-1 dimensions are never used; they get a valid
+  // value.
+  const auto map = [&](CUtensorMap* m, const void* base, int64_t cols, int64_t heads, int64_t s_head,
+                       int64_t s_tok, const char* name) -> Status {
+    const int64_t head_bytes = heads > 1 ? s_head * 2 : cols * 2;
+    const int64_t tok_bytes = p.T > 1 ? s_tok * 2 : heads * head_bytes;
+    const cuuint64_t dims[3] = {static_cast<cuuint64_t>(cols), static_cast<cuuint64_t>(heads),
+                                static_cast<cuuint64_t>(p.T)};
+    const cuuint64_t strides[2] = {static_cast<cuuint64_t>(head_bytes), static_cast<cuuint64_t>(tok_bytes)};
+    const cuuint32_t box[3] = {64, 1, static_cast<cuuint32_t>(kChunk)};
+    const cuuint32_t elem[3] = {1, 1, 1};
+    const CUresult r = encode(m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, const_cast<void*>(base), dims, strides,
+                              box, elem, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                              CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    if (r != CUDA_SUCCESS)
+      return Status(StatusCode::kDeviceError, std::string("sm90: cuTensorMapEncodeTiled failed for ") + name +
+                                                  " (" + std::to_string(r) + ")");
+    return Status::Ok();
+  };
+  if (Status s = map(&fp->q_map, p.q, K, p.H, p.q_s1, p.q_s0, "q"); !s.ok()) return s;
+  if (Status s = map(&fp->k_map, p.k, K, p.H, p.k_s1, p.k_s0, "k"); !s.ok()) return s;
+  return map(&fp->v_map, p.v, V, p.HV, p.v_s1, p.v_s0, "v");
+}
+
+template <int K, bool kLocal>
+Status launch_phase(const StateParams& fp, cudaStream_t stream) {
+  const auto kernel = prefill_state_sm90_kernel<K, kLocal>;
+  static const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                       static_cast<int>(kSmemBytes<K>));
+  GDN_CUDA_RETURN(attr);
+  static const bool programmatic = kernel_waits_for_prerequisites(kernel);
+  const PrefillParams& p = fp.p;
+  if (p.N == 0) return Status::Ok();
+  const dim3 grid(static_cast<unsigned>(p.N * p.segments), static_cast<unsigned>(p.HV),
+                  (K + (kLocal ? K : 0)) / kCtaColumns);
+  return cuda_status(launch_kernel(kernel, grid, dim3(kThreads), kSmemBytes<K>, stream, programmatic, fp),
+                     "prefill_state_sm90_kernel launch");
+}
+
+template <int K>
+Status launch_state_sm90(const StateParams& fp, cudaStream_t stream) {
+  return fp.p.seg_phase == kSegLocal ? launch_phase<K, true>(fp, stream) : launch_phase<K, false>(fp, stream);
+}
+
+template Status launch_state_sm90<64>(const StateParams&, cudaStream_t);
+template Status launch_state_sm90<128>(const StateParams&, cudaStream_t);
+
+}  // namespace gdn::cuda::sm90

@@ -1,0 +1,30 @@
+// Launchers of the sm90 (H100, H200) state pass (state_pass.cu, compiled for
+// sm_90a only), called by the host side of the prefill (sm80/prefill.cu),
+// which runs the chunk metadata, the prep kernel, the segment combine and
+// the launches' order for both GPU backends.
+#pragma once
+
+#include <cuda.h>
+#include <cuda_runtime.h>
+
+#include "cuda/sm80/params.h"
+
+namespace gdn::cuda::sm90 {
+
+// The kernel's parameters: the portable prefill's (p.sm90_tiles set: the
+// prep kernel wrote Au and L in the tile layout), and bulk-copy tensor maps
+// of q, k ([T, H, K]) and v ([T, HV, V]) in boxes of 64 tokens x 64 columns.
+struct StateParams {
+  CUtensorMap q_map, k_map, v_map;
+  PrefillParams p;
+};
+
+// Encodes the tensor maps of p's q, k and v (bf16 io).
+Status encode_token_maps(const PrefillParams& p, int64_t K, int64_t V, StateParams* fp);
+
+// One launch for fp.p.seg_phase (kSegWhole, kSegLocal, kSegFinal) over every
+// (sequence or segment, value head, 64 value columns).
+template <int K>
+Status launch_state_sm90(const StateParams& fp, cudaStream_t stream);
+
+}  // namespace gdn::cuda::sm90
