@@ -64,21 +64,26 @@ Status head_dims(const char* name, const Problem& p) {
   return Status::Ok();
 }
 
+// Prefill on sm_90: sm90 first unless the sequences average under
+// kSm90MinTokensPerSeq tokens, where its one CTA per SM and per-CTA ring
+// fill cost more than its faster chunk steps save. Measured on an H200
+// (graph ms, sm90 / cuda, bench/results/sm90-h200-2026-12-02.json and
+// cuda-h200-2026-12-02.json): q3n-tp1 128x256 (256 tokens a sequence)
+// 1.43 / 1.48, 64x512 0.32 / 0.34, but 257 short (69) 1.55 / 1.40, 4x7
+// 0.034 / 0.025, 1x64 0.021 / 0.021.
+constexpr int64_t kSm90MinTokensPerSeq = 256;
+
+bool short_sequences(const Problem& p) {
+  return p.op == Op::kPrefill && p.T < kSm90MinTokensPerSeq * std::max<int64_t>(p.N, 1);
+}
+
 }  // namespace
 
 std::vector<Backend> auto_order(const Problem& problem) {
   if (!problem.on_device) return {Backend::kCpu};
-  // Prefill on sm_90: sm90 first unless the sequences average under
-  // kSm90MinTokensPerSeq tokens, where its one CTA per SM and per-CTA ring
-  // fill cost more than its faster chunk steps save. Measured on an H200
-  // (graph ms, sm90 / cuda, bench/results/sm90-h200-2026-12-02-*.json):
-  // q3n-tp1 128x256 (256 tokens a sequence) 1.43 / 1.48, 64x512 0.32 / 0.34,
-  // but 257 short (69) 1.55 / 1.40, 4x7 0.034 / 0.025, 1x64 0.021 / 0.021.
-  constexpr int64_t kSm90MinTokensPerSeq = 256;
   if (problem.op == Op::kPrefill) {
-    if (problem.T >= kSm90MinTokensPerSeq * std::max<int64_t>(problem.N, 1))
-      return {Backend::kSm90, Backend::kCuda};
-    return {Backend::kCuda, Backend::kSm90};
+    if (short_sequences(problem)) return {Backend::kCuda, Backend::kSm90};
+    return {Backend::kSm90, Backend::kCuda};
   }
   return {Backend::kCuda};
 }
@@ -172,8 +177,13 @@ Route route_among(Backend requested, bool strict, const std::string& verb, bool 
 }  // namespace
 
 Route route(Backend requested, bool strict, const Problem& p, const DeviceInfo& d, const BuildInfo& b) {
-  return route_among(requested, strict, op_verb(p.op), p.on_device, d, auto_order(p),
-                     [&](Backend c) { return backend_supports(c, p, d, b); });
+  Route r = route_among(requested, strict, op_verb(p.op), p.on_device, d, auto_order(p),
+                        [&](Backend c) { return backend_supports(c, p, d, b); });
+  if (requested == Backend::kAuto && r.status.ok() && r.backend == Backend::kCuda && p.on_device &&
+      short_sequences(p) && backend_supports(Backend::kSm90, p, d, b).ok())
+    r.reason += "; sm90 serves it too, but its sequences average under " +
+                std::to_string(kSm90MinTokensPerSeq) + " tokens, where cuda is faster";
+  return r;
 }
 
 Status commit_supports(Backend backend, const CommitProblem& p, const DeviceInfo& d, const BuildInfo& b) {

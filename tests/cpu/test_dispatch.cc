@@ -92,6 +92,8 @@ TEST(Routing, ShortSequencesPreferCudaOnHopper) {
     ASSERT_TRUE(r.status.ok()) << r.status.message();
     EXPECT_EQ(r.backend, expect) << "T = " << T;
     EXPECT_NE(r.reason.find("fastest backend"), std::string::npos) << r.reason;
+    EXPECT_EQ(r.reason.find("average under 256 tokens") != std::string::npos, expect == Backend::kCuda)
+        << r.reason;
   }
 }
 

@@ -43,16 +43,18 @@ int cmd_info(int argc, char** argv) {
   std::cout << "routing (auto; GDN_PREFILL_BACKEND / GDN_DECODE_BACKEND override):\n";
   for (int where = 0; where <= (count > 0 ? 1 : 0); ++where) {
     for (Op op : {Op::kPrefill, Op::kDecode, Op::kVerify}) {
-      for (int64_t hd : {64, 128, 96}) {
+      for (int64_t hd : {64, 128, 96, 0}) {
+        // hd 0: a prefill of short sequences (16 tokens each), K = V = 128.
+        if (hd == 0 && op != Op::kPrefill) continue;
         Problem p;
         p.op = op;
-        p.T = 1024, p.N = 4, p.H = 16, p.HV = 32, p.K = p.V = hd;
+        p.T = hd == 0 ? 64 : 1024, p.N = 4, p.H = 16, p.HV = 32, p.K = p.V = hd == 0 ? 128 : hd;
         p.on_device = where == 1;
         p.device_ordinal = where == 1 ? 0 : -1;
         const DeviceInfo d = where == 1 ? device_info(0) : DeviceInfo{};
         const Route r = route(Backend::kAuto, false, p, d, build);
-        std::cout << "  " << op_name(op) << ", K=V=" << hd << ", data in " << (where ? "GPU 0" : "host")
-                  << " memory -> ";
+        std::cout << "  " << op_name(op) << ", K=V=" << p.K << (hd == 0 ? ", 4 x 16 tokens" : "")
+                  << ", data in " << (where ? "GPU 0" : "host") << " memory -> ";
         if (r.status.ok())
           std::cout << backend_name(r.backend) << " (" << r.reason << ")\n";
         else
