@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -42,7 +43,8 @@ constexpr const char* kHelp =
     "  --rows         comma-separated row names (default: every row)\n"
     "  --reps N       timed calls per row (default 5 on the host, 50 on a GPU)\n"
     "  --max-seconds  stop timing a row after this many seconds (default 10)\n"
-    "  --baseline F   baseline times (default: bench/baselines/fla-h100.json beside the suite)\n";
+    "  --baseline F   baseline times (default: the bench/baselines/fla-*.json beside the suite\n"
+    "                 measured on this device)\n";
 
 struct Row {
   std::string name;
@@ -172,25 +174,45 @@ int cmd_bench(int argc, char** argv) {
   if (on_gpu) return usage_error("bench", "this gdn was built without CUDA; GPU backends cannot be timed");
   const std::string device = host_name();
 #endif
-  std::string baseline_path = flags.get("baseline");
-  if (baseline_path.empty()) {
-    const std::string suite = flags.get("suite");
-    const size_t slash = suite.find_last_of('/');
-    baseline_path =
-        (slash == std::string::npos ? std::string(".") : suite.substr(0, slash)) + "/baselines/fla-h100.json";
-  }
+  // The baseline: --baseline, or the file of bench/baselines/fla-*.json
+  // (beside the suite) measured on this device.
   std::map<std::string, double> baseline;
-  std::string baseline_device;
-  if (std::ifstream bf(baseline_path); bf) {
+  std::string baseline_path;
+  const auto read_baseline = [&](const std::string& path, bool must_match, std::string* why) -> bool {
+    std::ifstream bf(path);
+    if (!bf) return false;
     try {
       json b;
       bf >> b;
-      baseline_device = b.value("device", "");
-      if (baseline_device == device)
-        for (auto& [name, r] : b.at("rows").items()) baseline[name] = r.at("graph_ms").get<double>();
+      if (b.value("device", "") != device) return false;
+      for (auto& [name, r] : b.at("rows").items()) baseline[name] = r.at("graph_ms").get<double>();
+      baseline_path = path;
+      return true;
     } catch (const std::exception& e) {
-      return usage_error("bench", "--baseline: '" + baseline_path + "' is not a baseline file: " + e.what());
+      if (must_match) *why = "--baseline: '" + path + "' is not a baseline file: " + e.what();
+      return false;
     }
+  };
+  std::string baseline_err;
+  if (const std::string given = flags.get("baseline"); !given.empty()) {
+    read_baseline(given, true, &baseline_err);
+    if (!baseline_err.empty()) return usage_error("bench", baseline_err);
+  } else {
+    const std::string suite = flags.get("suite");
+    const size_t slash = suite.find_last_of('/');
+    const std::filesystem::path dir =
+        std::filesystem::path(slash == std::string::npos ? std::string(".") : suite.substr(0, slash)) /
+        "baselines";
+    std::error_code ec;
+    std::vector<std::string> candidates;
+    for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+      const std::string name = entry.path().filename().string();
+      if (name.rfind("fla-", 0) == 0 && entry.path().extension() == ".json")
+        candidates.push_back(entry.path().string());
+    }
+    std::sort(candidates.begin(), candidates.end());
+    for (const std::string& c : candidates)
+      if (read_baseline(c, false, &baseline_err)) break;
   }
 
   const int nthreads =
