@@ -1,8 +1,7 @@
-// What every prefill kernel computes of one chunk that does not depend on
-// the state entering it, in pieces a block of four warps (128 threads) runs
-// over shared memory: the sm80 prep kernel (sm80/prefill_prep.cu) writes the
-// results to the workspace, the sm90 fused kernel (sm90/prefill_fused.cu) to
-// its shared-memory ring. With G the in-chunk cumulative gate,
+// What the prep kernel (sm80/prefill_prep.cu, shared by both GPU prefill
+// backends) computes of one chunk that does not depend on the state entering
+// it, in pieces a block of four warps (128 threads) runs over shared memory;
+// the results go to the workspace. With G the in-chunk cumulative gate,
 // Gamma_ij = exp(G_i - G_j) (i >= j) and rows past the chunk's end zero:
 //   M   = strict_lower(diag(beta) (K K^T) .* Gamma)        [64, 64]
 //   Au  = (I + M)^-1 diag(beta)                            [64, 64]
@@ -186,27 +185,6 @@ __device__ __forceinline__ void mask_products(S& s, float scale, int warp, int l
     if (nt >= 2 * warp + 2)
 #pragma unroll
       for (int hf = 0; hf < 2; ++hf) store_l(r0 + g8 + 8 * hf, nt * 8 + 2 * t4, make_float2(0.f, 0.f));
-}
-
-// The same from all eight n-tiles of the warp's rows (a wgmma result):
-// tile nt is below the diagonal block for nt < 2 warp, on it for the next
-// two, and L is zero for the rest (every index compile-time: a runtime one
-// would put the tiles in local memory).
-template <typename S, typename StoreL>
-__device__ __forceinline__ void mask_product_rows(S& s, float scale, int warp, int lane,
-                                                  const float (&kk)[2 * kPrepBlocks][4],
-                                                  const float (&qk)[2 * kPrepBlocks][4], StoreL&& store_l) {
-  const int r0 = warp * 16, g8 = lane >> 2, t4 = lane & 3;
-  float g2i[2], bki[2], qsi[2];
-  row_gate_factors(s, scale, r0 + g8, g2i, bki, qsi);
-#pragma unroll
-  for (int nt = 0; nt < 2 * kPrepBlocks; ++nt) {
-    if (nt < 2 * warp + 2)
-      mask_tile(s, r0, lane, g2i, bki, qsi, kk[nt], qk[nt], nt, nt >= 2 * warp, nt - 2 * warp, store_l);
-    else
-#pragma unroll
-      for (int hf = 0; hf < 2; ++hf) store_l(r0 + g8 + 8 * hf, nt * 8 + 2 * t4, make_float2(0.f, 0.f));
-  }
 }
 
 // Step 1 of the inverse of T = I + M (unit lower triangular), thread

@@ -32,7 +32,7 @@ __device__ __forceinline__ void state_rows(const PrefillParams& p, int64_t n, in
 }
 
 // The 16 state columns a warp owns, held as S^T in mma accumulator layout
-// (both the column-owner pass and the sm90 fused kernel): St[kt][e] =
+// (the column-owner pass and the sm90 state pass): St[kt][e] =
 // S[8 kt + 2t + e % 2][v_base + g + 8 (e / 2)], g = lane / 4, t = lane % 4.
 template <int K>
 struct StateSlice {

@@ -41,8 +41,9 @@
 namespace gdn::cuda::sm90 {
 namespace {
 
-// GDN_SM90_PROBE=3 (a measurement build): thread 0 of a role in CTA (0, 0, 0)
-// prints the cycles each step of its chunk loop took, summed over chunks.
+// GDN_SM90_PROBE=3 (a measurement build, -DCMAKE_CUDA_FLAGS=-DGDN_SM90_PROBE=3):
+// thread 0 of the state warpgroup in CTA (0, 0, 0) prints the cycles each
+// step of its chunk loop took, averaged over the chunks.
 #if GDN_SM90_PROBE == 3
 #define GDN_PROBE_BEGIN()    \
   long long probe_t[8] = {}; \
