@@ -69,7 +69,7 @@ Status head_dims(const char* name, const Problem& p) {
 // fill cost more than its faster chunk steps save. Measured on an H200
 // (graph ms, sm90 / cuda, bench/results/sm90-h200-2026-12-02.json and
 // cuda-h200-2026-12-02.json): q3n-tp1 128x256 (256 tokens a sequence)
-// 1.43 / 1.48, 64x512 0.32 / 0.34, but 257 short (69) 1.55 / 1.40, 4x7
+// 1.43 / 1.48, q3n-tp4 64x512 0.32 / 0.34, but q3n-tp1 257 short (69) 1.55 / 1.40, 4x7
 // 0.034 / 0.025, 1x64 0.021 / 0.021.
 constexpr int64_t kSm90MinTokensPerSeq = 256;
 

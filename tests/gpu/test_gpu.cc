@@ -153,10 +153,6 @@ class ScopedEnv {
   const char* name_;
 };
 
-// Sequences split into segments (local pass, combine, final pass; forced
-// with GDN_CUDA_SEGMENTS) match the reference like whole ones: sequences
-// shorter than the split (empty segments), a pool updated in place,
-// checkpoints, both layouts, no initial state, adversarial gates.
 // The prefill properties below hold on both GPU prefill backends.
 class GpuPrefill : public ::testing::TestWithParam<Backend> {
  protected:
@@ -177,6 +173,10 @@ std::string backend_param_name(const ::testing::TestParamInfo<Backend>& info) {
   return backend_name(info.param);
 }
 
+// Sequences split into segments (local pass, combine, final pass; forced
+// with GDN_CUDA_SEGMENTS) match the reference like whole ones: sequences
+// shorter than the split (empty segments), a pool updated in place,
+// checkpoints, both layouts, no initial state, adversarial gates.
 TEST_P(GpuPrefill, SplitSequencesMatchTheReference) {
   std::vector<std::pair<Case, const char*>> cases;
   Case c = suite_like();

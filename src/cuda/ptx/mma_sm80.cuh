@@ -78,25 +78,17 @@ __device__ __forceinline__ void split_tf32(float x, uint32_t& hi, uint32_t& lo) 
   lo = to_tf32_rn(x - __uint_as_float(hi));
 }
 
-// c += a * b in 3xTF32 from split operands, small terms first.
-__device__ __forceinline__ void mma_tf32x3(float (&c)[4], const uint32_t (&a_hi)[4],
-                                           const uint32_t (&a_lo)[4], const uint32_t (&b_hi)[2],
-                                           const uint32_t (&b_lo)[2]) {
-  mma_tf32(c, a_lo, b_hi);
-  mma_tf32(c, a_hi, b_lo);
-  mma_tf32(c, a_hi, b_hi);
-}
-
-// c += a * b in 3xTF32 like mma_tf32x3, each term into its own accumulator
-// (c.hh, c.lh, c.hl): the three products of a k-step are independent, so a
-// chain of k-steps is one product deep per step instead of three.
+// c += a * b in 3xTF32 from split operands (hi hi + lo hi + hi lo), each
+// term into its own accumulator (c.hh, c.lh, c.hl): the three products of a
+// k-step are independent, so a chain of k-steps is one product deep per
+// step instead of three.
 struct Tf32x3Acc {
   float hh[4], lh[4], hl[4];
   __device__ __forceinline__ void zero() {
 #pragma unroll
     for (int e = 0; e < 4; ++e) hh[e] = lh[e] = hl[e] = 0.f;
   }
-  // hh + (lh + hl): the small terms first, as mma_tf32x3 adds them.
+  // hh + (lh + hl): the small terms first.
   __device__ __forceinline__ void sum(float (&c)[4]) const {
 #pragma unroll
     for (int e = 0; e < 4; ++e) c[e] = hh[e] + (lh[e] + hl[e]);

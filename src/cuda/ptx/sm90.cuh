@@ -23,8 +23,6 @@
 
 namespace gdn::cuda::sm90 {
 
-using gdn::cuda::swizzle128;
-
 // A shared-memory matrix descriptor with the 128-byte swizzle. For a K-major
 // operand (each row of the M or N dimension holds consecutive k), rows are
 // 128 bytes apart, atoms of 8 rows `sbo` bytes apart, and a k-step starts

@@ -1,6 +1,7 @@
-// Stage 1 of the portable prefill: what a chunk contributes that does not
-// depend on the state entering it (cuda/prep/chunk_prep.cuh: M, Au, L and
-// the row factors), written to the workspace. One CTA of 4 warps per (chunk,
+// Stage 1 of the GPU prefill, both backends: what a chunk contributes that
+// does not depend on the state entering it (cuda/prep/chunk_prep.cuh: M, Au,
+// L and the row factors), written to the workspace (Au and L row-major, or
+// for the sm90 state pass in its tile layout, prep/tile_layout.cuh). One CTA of 4 warps per (chunk,
 // value head), all chunks in parallel. The state pass then needs only raw q,
 // k, v:
 //   U - W S = Au (V - diag(exp G) K S).

@@ -1,5 +1,5 @@
-// What the two state passes of the portable prefill share (prefill_state.cu,
-// prefill_columns.cu): the rows of a sequence's entering and final state,
+// What the state passes share (prefill_state.cu, prefill_columns.cu and the
+// sm90 pass, sm90/state_pass.cu): the rows of a sequence's entering and final state,
 // its chunk range, its checkpoint rows, the ring slot of chunk inputs and
 // its loads, and the launch with a dynamic shared-memory size.
 #pragma once
