@@ -116,9 +116,10 @@ def time_eager(fn, reps):
     return statistics.median(times)
 
 
-def time_graph(fn, reps):
-    """Median GPU time of one replay of a graph holding one call, in ms
-    (None when the call cannot be captured)."""
+def time_graph(fn, reps, calls=1):
+    """Median GPU time of one call as replay of a graph holding `calls`
+    calls (the replay's time over `calls`), in ms (None when the call cannot
+    be captured)."""
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):
@@ -128,7 +129,8 @@ def time_graph(fn, reps):
     graph = torch.cuda.CUDAGraph()
     try:
         with torch.cuda.graph(graph):
-            fn()
+            for _ in range(calls):
+                fn()
     except Exception as e:  # noqa: BLE001 - report, do not hide, a capture failure
         print(f"  graph capture failed: {e}", file=sys.stderr)
         return None
@@ -140,8 +142,82 @@ def time_graph(fn, reps):
         graph.replay()
         end.record()
         end.synchronize()
-        times.append(start.elapsed_time(end))
+        times.append(start.elapsed_time(end) / calls)
     return statistics.median(times)
+
+
+DECODE_GRAPH_CALLS = 16  # a decode call is a few microseconds: time a graph of many
+
+
+def decode_inputs(row, seed):
+    """A decode row's tokens [N, L, ...], a state pool and N distinct rows of it."""
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    N, L, P = row["batch"], row["tokens_per_seq"], row["pool_slots"]
+    H, HV, K, V = row["h"], row["hv"], row["k"], row["v"]
+
+    def randn(*shape):
+        return torch.randn(*shape, generator=gen, device="cuda")
+
+    q = randn(N, L, H, K).bfloat16()
+    k = randn(N, L, H, K).bfloat16()
+    v = randn(N, L, HV, V).bfloat16()
+    g = torch.nn.functional.logsigmoid(randn(N, L, HV) + 4.0)
+    beta = torch.sigmoid(randn(N, L, HV))
+    pool = 0.1 * randn(P, HV, K, V)
+    idx = torch.randperm(P, generator=gen, device="cuda")[:N].int()
+    return q, k, v, g, beta, pool, idx
+
+
+def gdn_decode_call(q, k, v, g, beta, pool, idx):
+    """gdn on the pool in place: decode for one token, verify with the pool
+    updated and no intermediate states for more."""
+    if q.shape[1] == 1:
+        return lambda: gt.recurrent_update(q[:, 0], k[:, 0], v[:, 0], g[:, 0], beta[:, 0], pool, idx,
+                                           use_qk_l2norm_in_kernel=True)
+    return lambda: gt.verify(q, k, v, g, beta, pool, idx, use_qk_l2norm_in_kernel=True,
+                             output_intermediate_states=False, update_state=True)[0]
+
+
+def fla_decode_call(fla_fn, q, k, v, g, beta, h0):
+    """fla's fused recurrence on a dense state (it takes no pool indices; the
+    gather and scatter a pool would need are not timed)."""
+    return lambda: fla_fn(q, k, v, g, beta, initial_state=h0, output_final_state=True, use_qk_l2norm_in_kernel=True)
+
+
+def compare_decode(row, seed, fla_fn, reps):
+    q, k, v, g, beta, pool, idx = decode_inputs(row, seed)
+    N, L = q.shape[0], q.shape[1]
+    h0 = pool[idx.long()].clone()
+    o_f, s_f = fla_decode_call(fla_fn, q, k, v, g, beta, h0)()
+    o_g = gdn_decode_call(q, k, v, g, beta, pool, idx)()
+    torch.cuda.synchronize()
+    s_g = pool[idx.long()]
+    o_g = o_g.reshape(o_f.shape)
+    r = {"name": row["name"], "kind": "decode", "rel_diff_o": rel(o_g, o_f), "rel_diff_state": rel(s_g, s_f)}
+    cu = torch.arange(0, N * L + 1, L, dtype=torch.int32, device="cuda")
+    flat = [x.reshape((1, N * L) + tuple(x.shape[2:])) for x in (q, k, v, g, beta)]
+    ro, rs = reference(*flat, h0, cu)
+    r.update(gdn_err_o=rel(o_g.reshape(ro.shape), ro), gdn_err_state=rel(s_g, rs),
+             fla_err_o=rel(o_f.reshape(ro.shape), ro), fla_err_state=rel(s_f, rs))
+    gdn_fn, fla_fn_ = gdn_decode_call(q, k, v, g, beta, pool, idx), fla_decode_call(fla_fn, q, k, v, g, beta, h0)
+    r["gdn_ms"] = time_eager(gdn_fn, reps)
+    r["fla_ms"] = time_eager(fla_fn_, reps)
+    r["gdn_ms_graph"] = time_graph(gdn_fn, reps, DECODE_GRAPH_CALLS)
+    r["fla_ms_graph"] = time_graph(fla_fn_, reps, DECODE_GRAPH_CALLS)
+    return r
+
+
+def finish(r):
+    """Adds a compared row's speedups and verdict, and prints it."""
+    r["speedup_eager"] = r["fla_ms"] / r["gdn_ms"]
+    if r["gdn_ms_graph"] and r["fla_ms_graph"]:
+        r["speedup_graph"] = r["fla_ms_graph"] / r["gdn_ms_graph"]
+    r["agree"] = r["rel_diff_o"] <= 1e-2 and r["rel_diff_state"] <= 1e-2
+    err = f" | err o gdn {r['gdn_err_o']:.2e} fla {r['fla_err_o']:.2e}" if "gdn_err_o" in r else ""
+    print(f"{r['name']:28s} gdn {r['gdn_ms']:.4f} ms (graph {r['gdn_ms_graph']}) | fla {r['fla_ms']:.4f} ms "
+          f"(graph {r['fla_ms_graph']}) | diff o {r['rel_diff_o']:.2e} state {r['rel_diff_state']:.2e}{err}",
+          flush=True)
+    return r
 
 
 def main():
@@ -151,15 +227,22 @@ def main():
     ap.add_argument("--reps", type=int, default=50)
     ap.add_argument("--json", required=True)
     ap.add_argument("--png", default="")
+    ap.add_argument("--no-decode", action="store_true", help="prefill rows only")
     args = ap.parse_args()
 
     from fla.ops.gated_delta_rule import chunk_gated_delta_rule as fla_fn
+    from fla.ops.gated_delta_rule import fused_recurrent_gated_delta_rule as fla_recurrent
 
     suite = json.load(open(args.suite))
     rows = suite["prefill"]
+    # fla's recurrence writes no intermediate states: verify rows that keep them have no counterpart.
+    decode_rows = [r for r in suite.get("decode", []) if not r.get("intermediate_states")]
     if args.rows:
         wanted = args.rows.split(",")
         rows = [r for r in rows if r["name"] in wanted]
+        decode_rows = [r for r in decode_rows if r["name"] in wanted]
+    elif args.no_decode:
+        decode_rows = []
     fla_commit = os.environ.get("FLA_COMMIT", "")
     try:
         fla_commit = fla_commit or subprocess.run(["git", "-C", inspect.getfile(fla_fn).rsplit("/fla/", 1)[0], "rev-parse",
@@ -168,14 +251,17 @@ def main():
         fla_commit = ""
     out = {"device": torch.cuda.get_device_name(0), "gdn": gdn.version(), "fla_commit": fla_commit or "unknown",
            "timing": "ms: median wall time of a plain call through torch.cuda.synchronize(); ms_graph: median "
-                     "CUDA-event time of one graph replay; the same inputs for both libraries",
+                     "CUDA-event time of one graph replay holding one call (prefill) or %d calls, over %d (decode); "
+                     "the same inputs for both libraries; decode: gdn updates a pool in place at state_indices, "
+                     "fla reads a dense initial state and writes a new final state" % (DECODE_GRAPH_CALLS,
+                                                                                        DECODE_GRAPH_CALLS),
            "rows": []}
     for i, row in enumerate(rows):
         q, k, v, g, beta, h0, cu = inputs(row, seed=i)
         o_g, s_g = gdn_call(q, k, v, g, beta, h0, cu)()
         o_f, s_f = fla_call(fla_fn, q, k, v, g, beta, h0, cu)()
         torch.cuda.synchronize()
-        r = {"name": row["name"], "rel_diff_o": rel(o_g, o_f), "rel_diff_state": rel(s_g, s_f)}
+        r = {"name": row["name"], "kind": "prefill", "rel_diff_o": rel(o_g, o_f), "rel_diff_state": rel(s_g, s_f)}
         if sum(row["seq_lens"]) <= REFERENCE_MAX_TOKENS:
             ro, rs = reference(q, k, v, g, beta, h0, cu)
             r.update(gdn_err_o=rel(o_g[0], ro), gdn_err_state=rel(s_g, rs), fla_err_o=rel(o_f[0], ro),
@@ -184,17 +270,13 @@ def main():
         r["fla_ms"] = time_eager(fla_call(fla_fn, q, k, v, g, beta, h0, cu), args.reps)
         r["gdn_ms_graph"] = time_graph(gdn_call(q, k, v, g, beta, h0, cu), args.reps)
         r["fla_ms_graph"] = time_graph(fla_call(fla_fn, q, k, v, g, beta, h0, cu), args.reps)
-        r["speedup_eager"] = r["fla_ms"] / r["gdn_ms"]
-        if r["gdn_ms_graph"] and r["fla_ms_graph"]:
-            r["speedup_graph"] = r["fla_ms_graph"] / r["gdn_ms_graph"]
-        r["agree"] = r["rel_diff_o"] <= 1e-2 and r["rel_diff_state"] <= 1e-2
-        out["rows"].append(r)
-        print(f"{row['name']:24s} gdn {r['gdn_ms']:.4f} ms (graph {r['gdn_ms_graph']}) | fla {r['fla_ms']:.4f} ms "
-              f"(graph {r['fla_ms_graph']}) | diff o {r['rel_diff_o']:.2e} state {r['rel_diff_state']:.2e}",
-              flush=True)
+        out["rows"].append(finish(r))
+    for i, row in enumerate(decode_rows):
+        out["rows"].append(finish(compare_decode(row, 1000 + i, fla_recurrent, args.reps)))
     graphs = [r["speedup_graph"] for r in out["rows"] if "speedup_graph" in r]
-    if graphs:
-        out["geomean_speedup_graph"] = math.exp(sum(math.log(s) for s in graphs) / len(graphs))
+    prefill_graphs = [r["speedup_graph"] for r in out["rows"] if "speedup_graph" in r and r.get("kind") != "decode"]
+    if prefill_graphs:
+        out["geomean_speedup_graph"] = math.exp(sum(math.log(s) for s in prefill_graphs) / len(prefill_graphs))
     with open(args.json, "w") as f:
         json.dump(out, f, indent=1)
     if args.png:

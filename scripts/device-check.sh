@@ -60,6 +60,22 @@ for step in $STEPS; do
       timeout 300 "$BIN/gdn" "${args[@]}" >"$OUT/bench-sm90.txt" 2>"$OUT/bench-sm90.err"
       note "bench sm90: rc=$?"
       ;;
+    decode-pdl)
+      # The decode rows again with programmatic launches off: what they bring (not a default step).
+      decode=$(python3 -c "import json;print(','.join(r['name'] for r in json.load(open('bench/suite.json'))['decode']))")
+      GDN_DISABLE_PDL=1 timeout 120 "$BIN/gdn" bench --suite bench/suite.json --backend cuda --rows "$decode" \
+        --json "$OUT/bench-decode-nopdl.json" >"$OUT/bench-decode-nopdl.txt" 2>&1
+      note "bench decode, GDN_DISABLE_PDL=1: rc=$?"
+      ;;
+    ncu-decode)
+      # The batch-1 decode kernel's own duration (Nsight Compute), next to its graph time (not a default step).
+      timeout 180 ncu --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum -k regex:recurrent_kernel \
+        -c 24 "$BIN/gdn" bench --suite bench/suite.json --backend cuda --rows "q3n-tp1 decode b1 t1" --reps 8 \
+        >"$OUT/ncu-decode.txt" 2>&1
+      rc=$?
+      note "ncu decode b1 t1: rc=$rc, median gpu__time_duration $(grep gpu__time_duration "$OUT/ncu-decode.txt" |
+        awk '{print $NF, $(NF-1)}' | sort -n | awk '{a[NR]=$0} END {print a[int((NR+1)/2)]}') over $(grep -c gpu__time_duration "$OUT/ncu-decode.txt") kernels"
+      ;;
     sass)
       cuobjdump --dump-resource-usage "$BIN/gdn" >"$OUT/resource-usage.txt" 2>&1
       cuobjdump --dump-sass "$BIN/gdn" >"$OUT/sass.txt" 2>&1
@@ -106,6 +122,7 @@ for step in $STEPS; do
 done
 [ -f "$OUT/bench-cuda.txt" ] && cat "$OUT/bench-cuda.txt"
 [ -f "$OUT/bench-sm90.txt" ] && cat "$OUT/bench-sm90.txt"
+[ -f "$OUT/bench-decode-nopdl.txt" ] && grep -E "^q3n|^row" "$OUT/bench-decode-nopdl.txt"
 [ -f "$OUT/compare-fla.txt" ] && tail -25 "$OUT/compare-fla.txt"
 [ -f "$OUT/py-overhead.txt" ] && cat "$OUT/py-overhead.txt"
 echo "---"

@@ -310,6 +310,52 @@ TEST_P(GpuPrefill, NonDefaultStreamAndOutInsideALargerBuffer) {
   cudaStreamDestroy(stream);
 }
 
+// The first `rows` rows (along dimension 0) of a device tensor, as bytes.
+std::vector<uint8_t> leading_rows(const Tensor& t, int64_t rows) {
+  std::vector<uint8_t> h(static_cast<size_t>(rows * t.stride[0]) * dtype_size(t.dtype));
+  EXPECT_EQ(cudaSuccess, cudaMemcpy(h.data(), t.data, h.size(), cudaMemcpyDeviceToHost));
+  return h;
+}
+
+// Sets every 16-bit element of rows [first, first + rows) of a device tensor
+// to `bits`.
+void fill_rows16(const Tensor& t, int64_t first, int64_t rows, uint16_t bits) {
+  ASSERT_EQ(dtype_size(t.dtype), 2u);
+  const std::vector<uint16_t> h(static_cast<size_t>(rows * t.stride[0]), bits);
+  CUDA_OK(cudaMemcpy(static_cast<uint16_t*>(t.data) + first * t.stride[0], h.data(), h.size() * 2,
+                     cudaMemcpyHostToDevice));
+}
+
+// A sequence's last chunk runs past its end into the next sequence's
+// tokens. Those rows must contribute nothing even when they are not finite:
+// with +Inf in every k and NaN in every v of the next sequence, the first
+// sequence's outputs and final state stay bitwise what they were with
+// finite neighbours, whole and split into segments.
+TEST_P(GpuPrefill, ANonFiniteNeighbourLeavesASequenceBitwiseUnchanged) {
+  for (const char* segments : {"1", "3"}) {
+    SCOPED_TRACE(std::string("GDN_CUDA_SEGMENTS=") + segments);
+    ScopedEnv env("GDN_CUDA_SEGMENTS", segments);
+    Case c;
+    c.name = "non-finite neighbour";
+    c.seq_lens = {1000, 80};  // the first one's last chunk holds 40 of its tokens
+    c.H = 2, c.HV = 4, c.K = c.V = 128;
+    c.seed = 23;
+    Workload w(c, true);
+    ASSERT_TRUE(w.status().ok()) << w.status().message();
+    Args a = on_backend(w.args());
+    ASSERT_TRUE(prefill(a).ok());
+    CUDA_OK(cudaDeviceSynchronize());
+    const int64_t len0 = c.seq_lens[0], len1 = c.seq_lens[1];
+    const auto out0 = leading_rows(a.out, len0), state0 = leading_rows(a.final_state, 1);
+    fill_rows16(a.k, len0, len1, 0x7F80);  // bf16 +Inf
+    fill_rows16(a.v, len0, len1, 0x7FC0);  // bf16 NaN
+    ASSERT_TRUE(prefill(a).ok());
+    CUDA_OK(cudaDeviceSynchronize());
+    EXPECT_EQ(out0, leading_rows(a.out, len0));
+    EXPECT_EQ(state0, leading_rows(a.final_state, 1));
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, GpuPrefill, ::testing::Values(Backend::kCuda, Backend::kSm90),
                          backend_param_name);
 

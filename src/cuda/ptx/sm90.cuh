@@ -141,6 +141,17 @@ __device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
   while (!::cuda::ptx::mbarrier_try_wait_parity(bar, parity)) {
   }
 }
+// Orders this thread's generic shared-memory writes before the async
+// proxy's later accesses of them (wgmma operand reads, bulk copies into the
+// same bytes); a barrier after it extends that to the other threads.
+__device__ __forceinline__ void fence_async_shared() {
+  ::cuda::ptx::fence_proxy_async(::cuda::ptx::space_shared);
+}
+// Barrier `id` (1-15; 0 is __syncthreads) over `threads` threads, a multiple
+// of 32.
+__device__ __forceinline__ void named_barrier(int id, int threads) {
+  asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");
+}
 // A 3-D box of the tensor map into shared memory, completing on `bar`.
 __device__ __forceinline__ void tma_load_3d(void* dst, const void* map, int32_t c0, int32_t c1, int32_t c2,
                                             uint64_t* bar) {

@@ -18,11 +18,11 @@
 //   O^T = R diag(s_q) + Vn L^T                         tf32
 //   S^T = decay S^T + (Vn diag(s_k)) K       [64, K]    bf16, Vn split hi + lo
 // Rows of a chunk past its sequence's end hold the next sequence's tokens
-// (or zeros past T): they contribute nothing, since Au and the factors are
-// zero there (beta = 0) and their outputs are not stored, as long as those
-// tokens are finite. Not yet handled: an Inf or NaN in the next sequence's
-// k or v reaches this one through those zero factors (0 * Inf); the cuda
-// passes zero-fill the rows instead.
+// (or zeros past T, the copies' out-of-bounds fill). Au, L and the factors
+// are zero there, but a zero factor times an Inf or NaN of the neighbour's
+// k or v is NaN, so the state warpgroup zeroes those rows of the k and v
+// tiles before its first product reads them (q's rows reach only outputs
+// that are not stored).
 // k and q tiles are 128-byte swizzled as the bulk copies write them
 // (K-major for [K | Q]^T, MN-major for the update); Au and L come in the
 // tile layout of prep/tile_layout.cuh.
@@ -131,6 +131,24 @@ __device__ __forceinline__ uint64_t k_update_desc(const Slot<K>& s, int js) {
   return smem_desc(s.kq[0][0] + js * 2 * kRowGroup, 2 * kTile, kRowGroup);
 }
 
+// Zeroes rows len .. 63 of the slot's k tiles and (unless v is not loaded)
+// its v tile, then makes the zeros visible to the warpgroup's wgmma reads.
+// A row is 128 contiguous bytes whatever the swizzle. Called by the 128
+// threads of the state warpgroup.
+template <int K>
+__device__ __forceinline__ void clear_rows_past(Slot<K>& sl, int len, bool map_cols, int tid) {
+  constexpr int kUnitsPerRow = 128 / 16;
+  const int from = len * kUnitsPerRow, units = (kChunk - len) * kUnitsPerRow;
+  const int4 zero = make_int4(0, 0, 0, 0);
+  for (int u = tid; u < units; u += kGroupThreads) {
+#pragma unroll
+    for (int pp = 0; pp < K / 64; ++pp) reinterpret_cast<int4*>(sl.kq[pp][0])[from + u] = zero;
+    if (!map_cols) reinterpret_cast<int4*>(sl.v)[from + u] = zero;
+  }
+  fence_async_shared();
+  named_barrier(1, kGroupThreads);
+}
+
 template <int K, bool kLocal>
 __device__ __forceinline__ void state_role(const StateParams& fp, SharedStorage<K>& s, int64_t n, int seg,
                                            int64_t hv, int v0, bool map_cols, int first, int last,
@@ -157,10 +175,11 @@ __device__ __forceinline__ void state_role(const StateParams& fp, SharedStorage<
     // The slot's address is opaque to the compiler, so the operand
     // descriptors are formed at their use instead of hoisted out of the loop
     // for every slot (64-bit values it then spilled).
-    const Slot<K>& sl = *opaque(&s.slot[st]);
+    Slot<K>& sl = *opaque(&s.slot[st]);
     const float* sf = s.F[st];
     const int64_t t0 = seq.t0(c);
     const int len = seq.len(c);
+    if (len < kChunk) clear_rows_past(sl, len, map_cols, warp * 32 + lane);
 
     // [P | R] = S^T [K | Q]^T over 16-wide k-steps, S^T split hi + lo.
     uint32_t fh[K / 16][4], fl[K / 16][4];
