@@ -180,8 +180,10 @@ def gdn_decode_call(q, k, v, g, beta, pool, idx):
 
 def fla_decode_call(fla_fn, q, k, v, g, beta, h0):
     """fla's fused recurrence on a dense state (it takes no pool indices; the
-    gather and scatter a pool would need are not timed)."""
-    return lambda: fla_fn(q, k, v, g, beta, initial_state=h0, output_final_state=True, use_qk_l2norm_in_kernel=True)
+    gather and scatter a pool would need are not timed). Its fourth to sixth
+    parameters are g, gk, gv: beta must go by name."""
+    return lambda: fla_fn(q, k, v, g=g, beta=beta, initial_state=h0, output_final_state=True,
+                          use_qk_l2norm_in_kernel=True)
 
 
 def compare_decode(row, seed, fla_fn, reps):
