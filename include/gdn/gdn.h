@@ -172,6 +172,16 @@ struct CommitArgs {
 };
 Status commit_states(const CommitArgs& args);
 
+// What the device-side checks of a GPU prefill found. A prefill given
+// cu_seqlens (or state_indices) on the GPU without their host copies checks
+// them there; a failure makes the call write nothing (out and the state pool
+// keep their bytes), but the call has returned Ok by then, since nothing waits
+// on the device. Given the same args, this waits for args.stream, reads what
+// the last prefill on args.workspace left there, and returns Ok or kInvalid
+// naming the argument and the rule. Ok for a prefill on a CPU backend (its
+// checks fail the call itself).
+Status prefill_device_status(const Args& args);
+
 // Scratch bytes the backend that would run (op, args) needs in
 // args.workspace. Zero for the CPU backends.
 Status workspace_size(Op op, const Args& args, size_t* bytes);
@@ -193,6 +203,8 @@ class Workspace {
 
   Status prepare(Op op, Args* args);
   Status run(Op op, const Args& args);
+  // prefill_device_status for the prefill run(Op::kPrefill, args) last ran here.
+  Status prefill_device_status(const Args& args);
   size_t bytes() const { return bytes_; }
 
  private:

@@ -71,6 +71,10 @@ void gdn_args_init(gdn_args_t* args);
 gdn_status_t gdn_prefill(const gdn_args_t* args);
 gdn_status_t gdn_decode(const gdn_args_t* args);
 gdn_status_t gdn_verify(const gdn_args_t* args);
+/* gdn::prefill_device_status: waits for args->stream, then GDN_INVALID with
+ * the message when the last GPU prefill on args->workspace (same args) failed
+ * its device-side checks and wrote nothing. */
+gdn_status_t gdn_prefill_device_status(const gdn_args_t* args);
 /* Fields as in gdn::CommitArgs (gdn.h): copies intermediate_states[n,
  * accepted[n]] into pool row state_indices[n] for every n where both are
  * non-negative. Zero-initialise (gdn_commit_args_init), then set. */

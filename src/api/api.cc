@@ -270,6 +270,24 @@ Status Workspace::run(Op op, const Args& args) {
   return run_planned(op, args, this);
 }
 
+Status prefill_device_status(const Args& args) {
+  return guarded([&] {
+    Call call;
+    Route r;
+    Backend requested;
+    // Routed as the prefill was, so the result is read where that backend left it.
+    if (Status s = plan(Op::kPrefill, args, &call, &r, &requested); !s.ok()) return s;
+    return backend_prefill_device_status(r.backend, call, args);
+  });
+}
+
+Status Workspace::prefill_device_status(const Args& args) {
+  Args with = args;
+  with.workspace = data_;
+  with.workspace_bytes = bytes_;
+  return gdn::prefill_device_status(with);
+}
+
 Status Workspace::prepare(Op op, Args* args) {
   if (args == nullptr) return Status::Invalid("args: null pointer");
   return guarded([&] {

@@ -55,4 +55,14 @@ size_t backend_workspace_size(Backend backend, const Call& call, const Args& arg
   return 0;  // the host backends allocate their own scratch
 }
 
+Status backend_prefill_device_status(Backend backend, const Call& call, const Args& args) {
+#if GDN_WITH_CUDA_BACKEND
+  if (backend == Backend::kCuda || backend == Backend::kSm90) return cuda::prefill_device_status(call, args);
+#endif
+  (void)backend;
+  (void)call;
+  (void)args;
+  return Status::Ok();  // the host backends' checks fail the call itself
+}
+
 }  // namespace gdn

@@ -102,6 +102,9 @@ gdn_status_t gdn_decode(const gdn_args_t* args) {
 gdn_status_t gdn_verify(const gdn_args_t* args) {
   return gdn::call_with(args, [](const gdn::Args& a) { return gdn::verify(a); });
 }
+gdn_status_t gdn_prefill_device_status(const gdn_args_t* args) {
+  return gdn::call_with(args, [](const gdn::Args& a) { return gdn::prefill_device_status(a); });
+}
 void gdn_commit_args_init(gdn_commit_args_t* args) {
   if (args == nullptr) return;
   *args = gdn_commit_args_t{};

@@ -14,6 +14,9 @@ Status run_cuda(const Call& call, const Args& args);
 size_t cuda_workspace_size(const Call& call, const Args& args);
 Status run_cuda_recurrent(const Call& call, const Args& args);
 Status run_cuda_commit(const CommitCall& call, const CommitArgs& args);
+// What the device-side checks of the last prefill on args.workspace found
+// (either GPU backend; waits for args.stream).
+Status prefill_device_status(const Call& call, const Args& args);
 
 // The Hopper backend (sm_90a): prefill only, the prep kernel and the sm90
 // state pass (sm90/state_pass.cu), with the host side of sm80/prefill.cu.

@@ -215,5 +215,23 @@ TEST(Validation, CAbiReportsTheMessage) {
   EXPECT_NE(std::string(gdn_last_error()).find("args: null"), std::string::npos);
 }
 
+// On a CPU backend a prefill's checks fail the call itself, so its device
+// status is Ok; arguments that would not validate are still named.
+TEST(Validation, PrefillDeviceStatusOfAHostPrefillIsOk) {
+  Workload w(base_case(Op::kPrefill, false));
+  ASSERT_TRUE(prefill(w.args()).ok());
+  const Status s = prefill_device_status(w.args());
+  EXPECT_TRUE(s.ok()) << s.message();
+  Args bad = w.args();
+  bad.q = Tensor{};
+  const Status rejected = prefill_device_status(bad);
+  EXPECT_EQ(rejected.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(rejected.message().find("q: required"), std::string::npos) << rejected.message();
+  gdn_args_t args;
+  gdn_args_init(&args);
+  EXPECT_EQ(gdn_prefill_device_status(&args), GDN_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(gdn_last_error()).find("q: required"), std::string::npos) << gdn_last_error();
+}
+
 }  // namespace
 }  // namespace gdn::testing

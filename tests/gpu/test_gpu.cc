@@ -356,6 +356,69 @@ TEST_P(GpuPrefill, ANonFiniteNeighbourLeavesASequenceBitwiseUnchanged) {
   }
 }
 
+// Without host copies, cu_seqlens and state_indices are checked on the GPU.
+// A prefill that fails there returns Ok (nothing waits on the device) but
+// writes nothing: out, the pool and the checkpoints keep their bytes; and
+// prefill_device_status names the argument and the rule. Good inputs report
+// Ok, also after a failed call (the result is written on every call).
+TEST_P(GpuPrefill, DeviceSideChecksWriteNothingAndAreReported) {
+  Workload w(suite_like(), true);
+  ASSERT_TRUE(w.status().ok()) << w.status().message();
+  Args a = on_backend(w.args());
+  a.cu_seqlens_host = nullptr;
+  a.state_indices_host = nullptr;
+  ASSERT_EQ(a.cu_seqlens.dtype, DType::kI32);
+  ASSERT_EQ(a.state_indices.dtype, DType::kI32);
+  ASSERT_TRUE(prefill(a).ok());
+  const Status good = prefill_device_status(a);
+  EXPECT_TRUE(good.ok()) << good.message();
+
+  const std::vector<uint8_t> cu0 = device_bytes(a.cu_seqlens), idx0 = device_bytes(a.state_indices);
+  auto set_i32 = [](const Tensor& t, int64_t i, int32_t value) {
+    CUDA_OK(cudaMemcpy(static_cast<int32_t*>(t.data) + i * t.stride[0], &value, sizeof(value),
+                       cudaMemcpyHostToDevice));
+  };
+  auto restore = [](const Tensor& t, const std::vector<uint8_t>& bytes) {
+    CUDA_OK(cudaMemcpy(t.data, bytes.data(), bytes.size(), cudaMemcpyHostToDevice));
+  };
+  struct Bad {
+    const char* what;
+    const Tensor* tensor;
+    int64_t at;
+    int32_t value;
+    const char* expect;
+  };
+  const int32_t* cu = reinterpret_cast<const int32_t*>(cu0.data());
+  const Bad bads[] = {
+      {"cu_seqlens[2] above cu_seqlens[3]", &a.cu_seqlens, 2, cu[3] + 1,
+       "cu_seqlens: must rise monotonically"},
+      {"cu_seqlens ending past T", &a.cu_seqlens, static_cast<int64_t>(cu0.size() / 4 - 1),
+       cu[cu0.size() / 4 - 1] + 64, "cu_seqlens: must rise monotonically"},
+      {"a pool index past the pool", &a.state_indices, 1, static_cast<int32_t>(a.initial_state.shape[0]),
+       "state_indices: every index must be below the pool's"},
+  };
+  for (const Bad& bad : bads) {
+    SCOPED_TRACE(bad.what);
+    CUDA_OK(cudaMemset(a.out.data, 0x7B, device_bytes(a.out).size()));
+    const std::vector<uint8_t> out0 = device_bytes(a.out), pool0 = device_bytes(a.initial_state),
+                               ckpt0 = device_bytes(a.checkpoints);
+    set_i32(*bad.tensor, bad.at, bad.value);
+    ASSERT_TRUE(prefill(a).ok());
+    const Status s = prefill_device_status(a);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(s.message().find(bad.expect), std::string::npos) << s.message();
+    EXPECT_NE(s.message().find("the prefill wrote nothing"), std::string::npos) << s.message();
+    EXPECT_EQ(out0, device_bytes(a.out));
+    EXPECT_EQ(pool0, device_bytes(a.initial_state));
+    EXPECT_EQ(ckpt0, device_bytes(a.checkpoints));
+    restore(a.cu_seqlens, cu0);
+    restore(a.state_indices, idx0);
+    ASSERT_TRUE(prefill(a).ok());
+    const Status again = prefill_device_status(a);
+    EXPECT_TRUE(again.ok()) << again.message();
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, GpuPrefill, ::testing::Values(Backend::kCuda, Backend::kSm90),
                          backend_param_name);
 

@@ -22,12 +22,13 @@ __global__ void __launch_bounds__(kMetaThreads) chunk_meta_kernel(PrefillParams 
     if (n < p.N) {
       const int64_t s = load_index(p.cu_seqlens, p.cu64, n), e = load_index(p.cu_seqlens, p.cu64, n + 1);
       if (s < 0 || e < s || e > p.T || (n == 0 && s != 0) || (n == p.N - 1 && e != p.T)) {
-        bad = 1;
+        bad |= kBadSeqlens;
       } else {
         chunks = (e - s + kChunk - 1) / kChunk;
         ckpts = p.ckpt_every > 0 ? (e - s) / p.ckpt_every : 0;
       }
-      if (p.indices != nullptr && load_index(p.indices, p.idx64, n * p.idx_s) >= p.pool_rows) bad = 1;
+      if (p.indices != nullptr && load_index(p.indices, p.idx64, n * p.idx_s) >= p.pool_rows)
+        bad |= kBadIndex;
     }
     int64_t chunk_excl, ckpt_excl, chunk_total, ckpt_total;
     Scan(scan_storage).ExclusiveSum(chunks, chunk_excl, chunk_total);
@@ -44,12 +45,15 @@ __global__ void __launch_bounds__(kMetaThreads) chunk_meta_kernel(PrefillParams 
     }
     __syncthreads();
   }
-  bad = __syncthreads_or(bad);
+  int32_t flags = 0;
+  for (const int32_t bit : {kBadSeqlens, kBadIndex})
+    if (__syncthreads_or(bad & bit)) flags |= bit;
   if (threadIdx.x == 0) {
     p.chunk_offset[p.N] = static_cast<int32_t>(carry_chunks);
     p.ckpt_offset[p.N] = static_cast<int32_t>(carry_ckpts);
-    if (carry_chunks > p.max_chunks || (p.ckpt_every > 0 && carry_ckpts > checkpoint_rows)) bad = 1;
-    *p.error_flag = bad;
+    if (carry_chunks > p.max_chunks) flags |= kBadSeqlens;  // only reachable with bad cu_seqlens
+    if (p.ckpt_every > 0 && carry_ckpts > checkpoint_rows) flags |= kBadCheckpoints;
+    *p.error_flag = flags;
   }
 }
 

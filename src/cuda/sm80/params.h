@@ -10,6 +10,11 @@ namespace gdn::cuda {
 
 constexpr int kChunk = 64;  // tokens per chunk (DESIGN section 2)
 
+// Bits of PrefillParams::error_flag: which device-side check failed.
+constexpr int32_t kBadSeqlens = 1;      // cu_seqlens not monotone from 0 to T
+constexpr int32_t kBadIndex = 2;        // a state_indices value >= the pool's rows
+constexpr int32_t kBadCheckpoints = 4;  // more checkpoints than the tensor has rows
+
 struct PrefillParams : TokenInputs {  // q, k, v and the gates
   int64_t T = 0, N = 0, H = 0, HV = 0;
   int64_t group = 1;  // HV / H: value heads per q/k head
@@ -33,7 +38,7 @@ struct PrefillParams : TokenInputs {  // q, k, v and the gates
   int64_t max_chunks = 0;           // upper bound on sum_n ceil(L_n / 64)
   int32_t* chunk_offset = nullptr;  // [N + 1] first chunk of sequence n
   int32_t* ckpt_offset = nullptr;   // [N + 1] first checkpoint row of sequence n
-  int32_t* error_flag = nullptr;    // non-zero: the device-side checks failed
+  int32_t* error_flag = nullptr;    // non-zero: the device-side checks failed (kBad* bits)
   float* Au = nullptr;              // [max_chunks, HV, 64, 64]: A diag(beta)
   float* L = nullptr;               // [max_chunks, HV, 64, 64]: lower_incl((scale Q) K^T .* Gamma)
   float* F = nullptr;               // [max_chunks, HV, kFactorStride]: row factors and decay

@@ -114,6 +114,12 @@ Layout layout(const Call& c, int segments) {
   return l;
 }
 
+// The meta region: the error flag first (at the workspace's start whatever
+// the call's shape), then chunk_offset [N + 1] and ckpt_offset [N + 1].
+int32_t* error_flag_in(void* workspace, const Layout& l) {
+  return reinterpret_cast<int32_t*>(static_cast<char*>(workspace) + l.meta);
+}
+
 // State columns per CTA when GDN_CUDA_STATE_COLUMNS names one (16 or 32;
 // for measuring the heuristic below), else 0.
 int forced_state_columns() {
@@ -330,9 +336,9 @@ Status run_prefill(const Call& c, const Args& a, bool sm90) {
   p.l2norm = a.l2norm_qk;
   p.max_chunks = max_chunks(c.T, c.N);
   char* ws = static_cast<char*>(a.workspace);
-  p.chunk_offset = reinterpret_cast<int32_t*>(ws + l.meta);
+  p.error_flag = error_flag_in(ws, l);
+  p.chunk_offset = p.error_flag + 1;
   p.ckpt_offset = p.chunk_offset + c.N + 1;
-  p.error_flag = p.ckpt_offset + c.N + 1;
   p.Au = reinterpret_cast<float*>(ws + l.au);
   p.L = reinterpret_cast<float*>(ws + l.l);
   p.F = reinterpret_cast<float*>(ws + l.f);
@@ -380,6 +386,34 @@ Status run_prefill(const Call& c, const Args& a, bool sm90) {
 }
 
 }  // namespace
+
+Status prefill_device_status(const Call& c, const Args& a) {
+  if (c.op != Op::kPrefill) return Status::Invalid("prefill_device_status: answers for prefill only");
+  DeviceLimits dev;
+  if (Status s = device_limits(c.device_ordinal, &dev); !s.ok()) return s;
+  const Layout l = layout(c, segments_for(c, dev));
+  if (a.workspace == nullptr || a.workspace_bytes < l.total)
+    return Status::Invalid("workspace: prefill_device_status reads the workspace the prefill ran on (" +
+                           std::to_string(l.total) + " bytes for these args), got " +
+                           std::to_string(a.workspace_bytes));
+  const int32_t* flag = error_flag_in(a.workspace, l);
+  DeviceGuard guard;
+  GDN_CUDA_RETURN(guard.set(c.device_ordinal));
+  int32_t flags = 0;
+  const auto stream = static_cast<cudaStream_t>(a.stream);
+  GDN_CUDA_RETURN(cudaMemcpyAsync(&flags, flag, sizeof(flags), cudaMemcpyDeviceToHost, stream));
+  GDN_CUDA_RETURN(cudaStreamSynchronize(stream));
+  if (flags == 0) return Status::Ok();
+  std::string why;
+  if (flags & kBadSeqlens)
+    why += "cu_seqlens: must rise monotonically from 0 to T (" + std::to_string(c.T) + ")";
+  if (flags & kBadIndex)
+    why += std::string(why.empty() ? "" : "; ") + "state_indices: every index must be below the pool's " +
+           std::to_string(c.pool_rows) + " rows";
+  if (flags & kBadCheckpoints)
+    why += std::string(why.empty() ? "" : "; ") + "checkpoints: fewer rows than the sequences' checkpoints";
+  return Status::Invalid(why + " (checked on the device; the prefill wrote nothing)");
+}
 
 size_t cuda_workspace_size(const Call& call, const Args& args) {
   (void)args;
