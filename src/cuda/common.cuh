@@ -7,7 +7,10 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <map>
+#include <mutex>
 #include <string>
+#include <utility>
 
 #include "gdn/gdn.h"
 
@@ -23,6 +26,27 @@ inline Status cuda_status(cudaError_t e, const char* what) {
   do {                                                                                   \
     if (::gdn::Status s_ = ::gdn::cuda::cuda_status((expr), #expr); !s_.ok()) return s_; \
   } while (0)
+
+// Raises `kernel`'s dynamic shared memory limit to at least `bytes` on the
+// current device. The limit is a per-device attribute of the function, so
+// it is set once per (kernel, device) and raised only when a launch needs
+// more than that device has.
+inline Status allow_dynamic_smem(const void* kernel, size_t bytes, const char* name) {
+  int device = 0;
+  if (Status s = cuda_status(cudaGetDevice(&device), name); !s.ok()) return s;
+  static std::mutex mutex;
+  static std::map<std::pair<const void*, int>, size_t> allowed;
+  std::lock_guard<std::mutex> lock(mutex);
+  size_t& now = allowed[{kernel, device}];
+  if (bytes <= now) return Status::Ok();
+  if (Status s = cuda_status(
+          cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)),
+          name);
+      !s.ok())
+    return s;
+  now = bytes;
+  return Status::Ok();
+}
 
 // Makes `ordinal` the current device for a scope and restores the caller's.
 class DeviceGuard {

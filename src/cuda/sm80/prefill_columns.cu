@@ -17,7 +17,6 @@
 // of q, k and v come by ldmatrix without conversion. Au and L are fp32
 // (tf32-rounded by stage 1). A CTA is kColWarps warps (64 columns); its only
 // barriers guard the ring.
-#include <atomic>
 
 #include "cuda/ptx/griddep.cuh"
 #include "cuda/sm80/io_tiles.cuh"
@@ -259,12 +258,11 @@ int64_t prefill_columns_ctas(int64_t items) {
 template <int K, int V, bool kLocal>
 Status launch_columns_pass(const PrefillParams& p, cudaStream_t stream) {
   const size_t smem = ColumnsPlan<K>::bytes(p.stages);
-  static std::atomic<size_t> allowed{0};
   static const bool programmatic = kernel_waits_for_prerequisites(prefill_columns_kernel<K, V, kLocal>);
   const dim3 grid(static_cast<unsigned>(p.N * p.segments), static_cast<unsigned>(p.HV),
                   (V + (kLocal ? K : 0)) / kCtaColumns);
-  return launch_state_kernel(prefill_columns_kernel<K, V, kLocal>, allowed, grid, dim3(kColThreads), smem,
-                             stream, programmatic, p, "prefill_columns_kernel launch");
+  return launch_state_kernel(prefill_columns_kernel<K, V, kLocal>, grid, dim3(kColThreads), smem, stream,
+                             programmatic, p, "prefill_columns_kernel launch");
 }
 
 template <int K, int V>

@@ -260,9 +260,10 @@ __global__ void __launch_bounds__(kPrepThreads) prefill_prep_kernel(const __grid
 template <typename T, int K, int V>
 Status launch_prefill_prep(const PrefillParams& p, cudaStream_t stream) {
   constexpr size_t kSmem = sizeof(PrepSmem<T, K>);
-  static const cudaError_t attr =
-      cudaFuncSetAttribute(prefill_prep_kernel<T, K, V>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
-  GDN_CUDA_RETURN(attr);
+  if (Status s = allow_dynamic_smem(reinterpret_cast<const void*>(prefill_prep_kernel<T, K, V>), kSmem,
+                                    "prefill_prep_kernel: raising its shared memory limit");
+      !s.ok())
+    return s;
   static const bool programmatic = kernel_waits_for_prerequisites(prefill_prep_kernel<T, K, V>);
   if (p.max_chunks == 0) return Status::Ok();
   const dim3 grid(static_cast<unsigned>(p.max_chunks), static_cast<unsigned>(p.HV));

@@ -15,7 +15,6 @@
 // accumulation. The fp32 B operands (S, X, Vn and diag(s_k) Vn) sit in
 // shared memory tf32-rounded and pair-interleaved, one 64-bit load per
 // fragment; 16-bit q and k fragments come by ldmatrix.
-#include <atomic>
 
 #include "cuda/ptx/griddep.cuh"
 #include "cuda/sm80/io_tiles.cuh"
@@ -269,9 +268,8 @@ int prefill_state_min_blocks() {
 template <typename T, int K, int V, int VT>
 Status launch_prefill_state(const PrefillParams& p, cudaStream_t stream) {
   const size_t smem = StatePlan<T, K, VT>::bytes(p.stages);
-  static std::atomic<size_t> allowed{0};
   static const bool programmatic = kernel_waits_for_prerequisites(prefill_state_kernel<T, K, V, VT>);
-  return launch_state_kernel(prefill_state_kernel<T, K, V, VT>, allowed,
+  return launch_state_kernel(prefill_state_kernel<T, K, V, VT>,
                              dim3(static_cast<unsigned>(p.N), static_cast<unsigned>(p.HV), V / VT),
                              dim3(kStateThreads), smem, stream, programmatic, p,
                              "prefill_state_kernel launch");

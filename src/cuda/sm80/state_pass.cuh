@@ -4,8 +4,6 @@
 // its loads, and the launch with a dynamic shared-memory size.
 #pragma once
 
-#include <atomic>
-
 #include "cuda/ptx/cp_async.cuh"
 #include "cuda/ptx/griddep.cuh"
 #include "cuda/ptx/mma_sm80.cuh"
@@ -235,18 +233,11 @@ __device__ __forceinline__ void ring_wait(int stages) {
 }
 
 // Launches a state-pass kernel with `smem` bytes of dynamic shared memory,
-// raising the kernel's limit first when `allowed` (one per kernel) is below.
+// raising the kernel's limit on this device first where it is below.
 template <typename Kernel>
-Status launch_state_kernel(Kernel kernel, std::atomic<size_t>& allowed, dim3 grid, dim3 block, size_t smem,
-                           cudaStream_t stream, bool programmatic, const PrefillParams& p, const char* name) {
-  if (smem > allowed.load()) {
-    if (Status s = cuda_status(
-            cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
-            name);
-        !s.ok())
-      return s;
-    allowed.store(smem);
-  }
+Status launch_state_kernel(Kernel kernel, dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+                           bool programmatic, const PrefillParams& p, const char* name) {
+  if (Status s = allow_dynamic_smem(reinterpret_cast<const void*>(kernel), smem, name); !s.ok()) return s;
   if (p.N == 0) return Status::Ok();
   return cuda_status(launch_kernel(kernel, grid, block, smem, stream, programmatic, p), name);
 }

@@ -444,9 +444,10 @@ Status encode_token_maps(const PrefillParams& p, int64_t K, int64_t V, StatePara
 template <int K, bool kLocal>
 Status launch_phase(const StateParams& fp, cudaStream_t stream) {
   const auto kernel = prefill_state_sm90_kernel<K, kLocal>;
-  static const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                       static_cast<int>(kSmemBytes<K>));
-  GDN_CUDA_RETURN(attr);
+  if (Status s = allow_dynamic_smem(reinterpret_cast<const void*>(kernel), kSmemBytes<K>,
+                                    "prefill_state_sm90_kernel: raising its shared memory limit");
+      !s.ok())
+    return s;
   static const bool programmatic = kernel_waits_for_prerequisites(kernel);
   const PrefillParams& p = fp.p;
   if (p.N == 0) return Status::Ok();
