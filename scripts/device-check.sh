@@ -5,7 +5,8 @@
 # where a Python call's time goes (overhead), flash-linear-attention side by
 # side (compare), and a short summary table printed last. GDN_STEPS picks steps. Uses the
 # binaries scripts/build-device.sh put in .deps/device-bin (carry it).
-# Every log lands in $OUT as it is written.
+# Every log lands in $OUT as it is written; at the end the logs are packed
+# into $OUT/logs.tgz (the device tool returns at most 8 files).
 set -u
 cd "$(dirname "$0")/.."
 BIN=${GDN_DEVICE_BIN:-.deps/device-bin}
@@ -127,3 +128,11 @@ done
 [ -f "$OUT/py-overhead.txt" ] && cat "$OUT/py-overhead.txt"
 echo "---"
 cat "$summary"
+# At most 8 files come back from the device: the JSONs, the chart and the
+# summary stay as they are, every log goes into one archive, logs.tgz.
+(
+  cd "$OUT" || exit
+  ls | grep -vE '\.(json|png)$|^summary\.txt$|^logs\.tgz$' >.pack
+  [ -s .pack ] && tar czf logs.tgz -T .pack && xargs rm -f <.pack
+  rm -f .pack
+)
