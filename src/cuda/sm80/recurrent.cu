@@ -38,8 +38,9 @@
 // all tokens are formed before the loop, eight lanes per token, and the
 // loop fetches each with a shuffle, so it holds only the state's chain:
 // sums, reduce-scatter, u, gather, update.
-// On sm_90+ a small grid (batch-1 decode and verify; launch() says why only
-// those) is launched programmatically (ptx/griddep.cuh): the grid lets the
+// On sm_90+ a small grid (batch-1 decode and verify) or one that writes
+// every intermediate state (launch() says why only those) is launched
+// programmatically (ptx/griddep.cuh): the grid lets the
 // next kernel launch at once, and before it waits for the kernel before to
 // complete (any input may be that kernel's output) it reads the pool index
 // and cu_seqlens as they are then and prefetches the state tile and the
@@ -506,15 +507,16 @@ Status launch(const RecurrentParams& p, cudaStream_t stream) {
     return Status::Unsupported("cuda: N * HV * V / 16 (" + std::to_string(p.tiles) +
                                ") exceeds 2^31 - 1 warps for one decode or verify launch");
   // Programmatic launch where the machine code has the grid dependency wait
-  // (sm_90+) and the grid is small: the launch latency and the state
-  // prefetch overlap the kernel before in the stream. On large grids the
-  // early CTAs and their prefetches only compete with that kernel's memory
-  // traffic. Measured on the H200 (graph us, programmatic / plain;
-  // bench/results/cuda-h200-2026-12-02-bc5be16*.json): decode b1 t1 (256
-  // warps) 3.9 / 4.4, b1 t4 5.8 / 6.4; b32 t1 (8192) 46.9 / 43.2, b32 t4
-  // 60.6 / 50.7, b256 t1 308 / 296, b256 t4 379 / 333.
+  // (sm_90+) and the grid is small or writes every intermediate state: the
+  // launch latency and the state prefetch overlap the kernel before in the
+  // stream. On other large grids the early CTAs and their prefetches only
+  // compete with that kernel's memory traffic. Measured on the H200 (graph
+  // us, programmatic / plain; bench/results/cuda-h200-2026-12-02-bc5be16*.json):
+  // decode b1 t1 (256 warps) 3.9 / 4.4, b1 t4 5.8 / 6.4; b32 t1 (8192) 46.9 /
+  // 43.2, b32 t4 60.6 / 50.7, b256 t1 308 / 296, b256 t4 379 / 333; verify
+  // with intermediate states b32 t4 103 / 102, b256 t4 751 / 773.
   static const bool can_wait = kernel_waits_for_prerequisites(recurrent_kernel<K, kVK, kBF16>);
-  const bool programmatic = can_wait && p.tiles < kManyTiles;
+  const bool programmatic = can_wait && (p.tiles < kManyTiles || p.inter.data != nullptr);
   RecurrentParams q = p;
   q.programmatic = programmatic;
   const Shape shape = launch_shape(q, K);
