@@ -23,6 +23,20 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv >"$
 note "device: $(head -2 "$OUT/gpu.txt" | tail -1)"
 note "binaries built from: $(cat "$BIN/COMMIT" 2>/dev/null)"
 
+# At most 8 files come back from the device: the JSONs, the chart and the
+# summary stay as they are, every log goes into one archive, logs.tgz (also
+# when the call's limit or an error ends the script early).
+pack_logs() {
+  (
+    cd "$OUT" || exit
+    ls | grep -vE '\.(json|png)$|^summary\.txt$|^logs\.tgz$' >.pack
+    [ -s .pack ] && tar czf logs.tgz -T .pack && xargs rm -f <.pack
+    rm -f .pack
+  )
+}
+trap pack_logs EXIT
+trap 'exit 143' TERM INT
+
 for step in $STEPS; do
   case $step in
     tests)
@@ -77,6 +91,22 @@ for step in $STEPS; do
       note "ncu decode b1 t1: rc=$rc, median gpu__time_duration $(grep gpu__time_duration "$OUT/ncu-decode.txt" |
         awk '{print $NF, $(NF-1)}' | sort -n | awk '{a[NR]=$0} END {print a[int((NR+1)/2)]}') over $(grep -c gpu__time_duration "$OUT/ncu-decode.txt") kernels"
       ;;
+    ncu-prefill)
+      # Each prefill kernel's own duration (Nsight Compute, median per kernel)
+      # on the rows in GDN_NCU_ROWS (comma-separated; default the short and
+      # the batch anchor rows), cuda and sm90: where a call's time goes (not a
+      # default step).
+      IFS=, read -ra nrows <<<"${GDN_NCU_ROWS:-q3n-tp1 1x64,q3n-tp1 32x1024}"
+      for row in "${nrows[@]}"; do
+        for backend in cuda sm90; do
+          log="$OUT/ncu-prefill-$backend-${row// /_}.csv"
+          timeout 150 ncu --csv --print-units base --cache-control none --metrics gpu__time_duration.sum \
+            "$BIN/gdn" bench --suite bench/suite.json --backend "$backend" --rows "$row" --reps 3 >"$log" 2>&1
+          note "ncu $backend '$row': rc=$?"
+          python3 scripts/ncu_kernel_times.py "$log" | tee -a "$summary"
+        done
+      done
+      ;;
     sass)
       cuobjdump --dump-resource-usage "$BIN/gdn" >"$OUT/resource-usage.txt" 2>&1
       cuobjdump --dump-sass "$BIN/gdn" >"$OUT/sass.txt" 2>&1
@@ -128,11 +158,3 @@ done
 [ -f "$OUT/py-overhead.txt" ] && cat "$OUT/py-overhead.txt"
 echo "---"
 cat "$summary"
-# At most 8 files come back from the device: the JSONs, the chart and the
-# summary stay as they are, every log goes into one archive, logs.tgz.
-(
-  cd "$OUT" || exit
-  ls | grep -vE '\.(json|png)$|^summary\.txt$|^logs\.tgz$' >.pack
-  [ -s .pack ] && tar czf logs.tgz -T .pack && xargs rm -f <.pack
-  rm -f .pack
-)

@@ -179,7 +179,8 @@ Status commit_states(const CommitArgs& args);
 // on the device. Given the same args, this waits for args.stream, reads what
 // the last prefill on args.workspace left there, and returns Ok or kInvalid
 // naming the argument and the rule. Ok for a prefill on a CPU backend (its
-// checks fail the call itself).
+// checks fail the call itself). A prefill rejected on the host launches
+// nothing and leaves the flag as the previous prefill on that workspace set it.
 Status prefill_device_status(const Args& args);
 
 // Scratch bytes the backend that would run (op, args) needs in

@@ -377,7 +377,7 @@ TEST_P(GpuPrefill, DeviceSideChecksWriteNothingAndAreReported) {
     const Status s = prefill(a);
     ASSERT_TRUE(s.ok()) << s.message();
   };
-  run();
+  ASSERT_NO_FATAL_FAILURE(run());
   const Status good = prefill_device_status(a);
   EXPECT_TRUE(good.ok()) << good.message();
 
@@ -399,9 +399,9 @@ TEST_P(GpuPrefill, DeviceSideChecksWriteNothingAndAreReported) {
   const int32_t* cu = reinterpret_cast<const int32_t*>(cu0.data());
   const Bad bads[] = {
       {"cu_seqlens[2] above cu_seqlens[3]", &a.cu_seqlens, 2, cu[3] + 1,
-       "cu_seqlens: must rise monotonically"},
+       "cu_seqlens: must be non-decreasing"},
       {"cu_seqlens ending past T", &a.cu_seqlens, static_cast<int64_t>(cu0.size() / 4 - 1),
-       cu[cu0.size() / 4 - 1] + 64, "cu_seqlens: must rise monotonically"},
+       cu[cu0.size() / 4 - 1] + 64, "cu_seqlens: must be non-decreasing"},
       {"a pool index past the pool", &a.state_indices, 1, static_cast<int32_t>(a.initial_state.shape[0]),
        "state_indices: every index must be below the pool's"},
   };
@@ -410,7 +410,7 @@ TEST_P(GpuPrefill, DeviceSideChecksWriteNothingAndAreReported) {
     CUDA_OK(cudaMemset(a.out.data, 0x7B, device_bytes(a.out).size()));
     const std::vector<uint8_t> out0 = device_bytes(a.out), pool0 = device_bytes(a.initial_state);
     set_i32(*bad.tensor, bad.at, bad.value);
-    run();
+    ASSERT_NO_FATAL_FAILURE(run());
     const Status s = prefill_device_status(a);
     EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
     EXPECT_NE(s.message().find(bad.expect), std::string::npos) << s.message();
@@ -419,7 +419,7 @@ TEST_P(GpuPrefill, DeviceSideChecksWriteNothingAndAreReported) {
     EXPECT_EQ(pool0, device_bytes(a.initial_state));
     restore(a.cu_seqlens, cu0);
     restore(a.state_indices, idx0);
-    run();
+    ASSERT_NO_FATAL_FAILURE(run());
     const Status again = prefill_device_status(a);
     EXPECT_TRUE(again.ok()) << again.message();
   }

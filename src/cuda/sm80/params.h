@@ -11,9 +11,11 @@ namespace gdn::cuda {
 constexpr int kChunk = 64;  // tokens per chunk (DESIGN section 2)
 
 // Bits of PrefillParams::error_flag: which device-side check failed.
-constexpr int32_t kBadSeqlens = 1;      // cu_seqlens not monotone from 0 to T
+constexpr int32_t kBadSeqlens = 1;      // cu_seqlens not non-decreasing from 0 to T
 constexpr int32_t kBadIndex = 2;        // a state_indices value >= the pool's rows
-constexpr int32_t kBadCheckpoints = 4;  // more checkpoints than the tensor has rows
+// More checkpoints than the tensor has rows: the host checks the rows against
+// what valid cu_seqlens can need, so this comes only beside kBadSeqlens.
+constexpr int32_t kBadCheckpoints = 4;
 
 struct PrefillParams : TokenInputs {  // q, k, v and the gates
   int64_t T = 0, N = 0, H = 0, HV = 0;

@@ -72,6 +72,7 @@ using Bf16 = __nv_bfloat16;
 
 enum class Role { kState, kLoad };
 constexpr int kGroupThreads = 128;  // one warpgroup
+constexpr int kStateGroupBarrier = 1;  // named barrier of the state warpgroup alone (0 is __syncthreads)
 constexpr int kStateWarps = 4;      // warpgroup 0
 constexpr int kThreads = kGroupThreads + 32;
 constexpr int kCtaColumns = 16 * kStateWarps;
@@ -146,7 +147,7 @@ __device__ __forceinline__ void clear_rows_past(Slot<K>& sl, int len, bool map_c
     if (!map_cols) reinterpret_cast<int4*>(sl.v)[from + u] = zero;
   }
   fence_async_shared();
-  named_barrier(1, kGroupThreads);
+  named_barrier(kStateGroupBarrier, kGroupThreads);
 }
 
 template <int K, bool kLocal>
