@@ -12,7 +12,9 @@ namespace gdn::cuda {
 // verify (sm80/recurrent.cu, no workspace), commit_states (sm80/commit.cu).
 Status run_cuda(const Call& call, const Args& args);
 size_t cuda_workspace_size(const Call& call, const Args& args);
-Status run_cuda_recurrent(const Call& call, const Args& args);
+// Decode and verify; also a prefill of short sequences (prefill.cu), which
+// passes the workspace's error flag to clear.
+Status run_cuda_recurrent(const Call& call, const Args& args, int32_t* prefill_error_flag = nullptr);
 Status run_cuda_commit(const CommitCall& call, const CommitArgs& args);
 // What the device-side checks of the last prefill on args.workspace found
 // (either GPU backend; waits for args.stream).

@@ -425,6 +425,49 @@ TEST_P(GpuPrefill, DeviceSideChecksWriteNothingAndAreReported) {
   }
 }
 
+// A prefill whose sequences are all at most 16 tokens long (known from the
+// host copies) runs the token recurrence in one launch; it matches the
+// reference, as the chunked pipeline does on the same inputs
+// (GDN_CUDA_SHORT_PREFILL=0), with empty sequences, both layouts, a pool
+// with padding rows, and it clears the device-check flag a failed prefill
+// left on the workspace.
+TEST_P(GpuPrefill, ShortSequencesTakeTheRecurrenceAndMatchTheReference) {
+  for (const StateLayout layout : {StateLayout::kKV, StateLayout::kVK}) {
+    Case c;
+    c.name = "short prefill";
+    c.seq_lens = {1, 7, 16, 0, 12, 3};
+    c.H = 4, c.HV = 8, c.K = c.V = 128;
+    c.pool = true;
+    c.layout = layout;
+    c = for_gpu(c);
+    SCOPED_TRACE(layout == StateLayout::kKV ? "layout kv" : "layout vk");
+    ASSERT_NO_FATAL_FAILURE(matches_reference(GetParam(), c));
+    {
+      ScopedEnv chunked("GDN_CUDA_SHORT_PREFILL", "0");
+      ASSERT_NO_FATAL_FAILURE(matches_reference(GetParam(), c));
+    }
+  }
+  Case c;
+  c.seq_lens = {5, 16, 9};
+  c.H = 2, c.HV = 4, c.K = c.V = 64;
+  c.pool = true;
+  Workload w(c, true);
+  ASSERT_TRUE(w.status().ok()) << w.status().message();
+  Args a = on_backend(w.args());
+  const void* host_rows = a.state_indices_host;
+  a.state_indices_host = nullptr;  // checked on the device: a bad row sets the flag
+  const std::vector<uint8_t> idx0 = device_bytes(a.state_indices);
+  const int32_t past = static_cast<int32_t>(a.initial_state.shape[0]);
+  CUDA_OK(cudaMemcpy(a.state_indices.data, &past, sizeof(past), cudaMemcpyHostToDevice));
+  ASSERT_TRUE(prefill(a).ok());
+  EXPECT_EQ(prefill_device_status(a).code(), StatusCode::kInvalidArgument);
+  CUDA_OK(cudaMemcpy(a.state_indices.data, idx0.data(), idx0.size(), cudaMemcpyHostToDevice));
+  a.state_indices_host = host_rows;
+  ASSERT_TRUE(prefill(a).ok());
+  const Status s = prefill_device_status(a);
+  EXPECT_TRUE(s.ok()) << s.message();
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, GpuPrefill, ::testing::Values(Backend::kCuda, Backend::kSm90),
                          backend_param_name);
 
@@ -510,7 +553,9 @@ void PrintTo(const DecodeVsPrefill& v, std::ostream* os) {
 class CudaDecodeVsPrefill : public ::testing::TestWithParam<DecodeVsPrefill> {};
 
 // One token per sequence: decode on cuda equals the prefill of those tokens,
-// on the reference (to the fp32 bound) and on cuda (to the prefill's tf32 bound).
+// on the reference (to the fp32 bound) and on cuda's chunked pipeline (to the
+// prefill's tf32 bound; without the host copy of cu_seqlens, so the prefill
+// does not take the token recurrence that decode runs).
 TEST_P(CudaDecodeVsPrefill, DecodeEqualsPrefillOfOneTokenPerSequence) {
   REQUIRE_GPU();
   const DecodeVsPrefill& v = GetParam();
@@ -522,7 +567,8 @@ TEST_P(CudaDecodeVsPrefill, DecodeEqualsPrefillOfOneTokenPerSequence) {
   c.layout = v.layout;
   Workload w(c, true);
   ASSERT_TRUE(w.status().ok()) << w.status().message();
-  const Args pre = on_cuda(w.args());
+  Args pre = on_cuda(w.args());
+  pre.cu_seqlens_host = nullptr;
   ASSERT_TRUE(prefill(pre).ok());
   CUDA_OK(cudaDeviceSynchronize());
   const std::vector<float> out_pre = device_values(pre.out), state_pre = device_values(pre.final_state);

@@ -15,6 +15,7 @@
 #include "cuda/backend.h"
 #include "cuda/prep/chunk_meta.cuh"
 #include "cuda/sm80/kernels.cuh"
+#include "cuda/sm80/recurrent.h"
 #if GDN_WITH_SM90_BACKEND
 #include "cuda/sm90/state_pass.h"
 #endif
@@ -302,6 +303,24 @@ Status launch_dtype(const PrefillParams& p, int64_t kv, const HostPlan& plan, co
   }
 }
 
+// Whether a prefill runs the token recurrence of decode and verify
+// (recurrent.cu, one launch) instead of the chunked pipeline: when the host
+// copies show every sequence at most kShortPrefillTokens long (no checkpoint
+// falls in so short a sequence: checkpoint_every is a multiple of 64). The
+// recurrence is exact fp32 per token; its cost grows by a token's step per
+// token, the chunked pipeline's is that of one chunk (three kernels in a
+// chain) from the first token. GDN_CUDA_SHORT_PREFILL=0 keeps the chunked
+// pipeline (tests and measurements).
+constexpr int64_t kShortPrefillTokens = kMaxVerifyTokens;
+
+bool short_prefill(const Call& c) {
+  const char* env = std::getenv("GDN_CUDA_SHORT_PREFILL");  // read per call: tests set it
+  if ((env != nullptr && std::string(env) == "0") || !c.host_indexing || c.N == 0 || c.V % kTileColumns != 0) return false;
+  for (int64_t n = 0; n < c.N; ++n)
+    if (c.seq_start[n + 1] - c.seq_start[n] > kShortPrefillTokens) return false;
+  return true;
+}
+
 size_t workspace_size(const Call& call) {
   if (call.op != Op::kPrefill) return 0;
   DeviceLimits dev;
@@ -322,6 +341,7 @@ Status run_prefill(const Call& c, const Args& a, bool sm90) {
                            " bytes (gdn::workspace_size), got " + std::to_string(a.workspace_bytes));
   if (reinterpret_cast<uintptr_t>(a.workspace) % kAlign != 0)
     return Status::Invalid("workspace: must be 256-byte aligned");
+  if (short_prefill(c)) return run_cuda_recurrent(c, a, error_flag_in(a.workspace, l));
 
   PrefillParams p;
   p.T = c.T, p.N = c.N, p.H = c.H, p.HV = c.HV, p.group = c.HV / c.H;

@@ -260,6 +260,7 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
     }
   }
   wait_for_prerequisites();
+  if (p.error_flag != nullptr && tile == 0 && lane == 0) *p.error_flag = 0;
 
   // Every global load of the warp is issued before any math that waits on
   // one: the pool row's index; the state, where its row is known without
@@ -550,7 +551,7 @@ Status launch_recurrent(const RecurrentParams& p, int64_t K, StateLayout layout,
   }
 }
 
-Status run_cuda_recurrent(const Call& c, const Args& a) {
+Status run_cuda_recurrent(const Call& c, const Args& a, int32_t* prefill_error_flag) {
   if (c.V % kTileColumns != 0)
     return Status::Unsupported("cuda: decode and verify need V to be a multiple of " +
                                std::to_string(kTileColumns) + ", got V = " + std::to_string(c.V));
@@ -586,6 +587,7 @@ Status run_cuda_recurrent(const Call& c, const Args& a) {
   p.out = a.out.data, p.o_s0 = a.out.stride[0], p.o_s1 = a.out.stride[1];
   p.scale = c.scale;
   p.l2norm = a.l2norm_qk;
+  p.error_flag = prefill_error_flag;
 
   DeviceGuard guard;
   GDN_CUDA_RETURN(guard.set(c.device_ordinal));

@@ -48,6 +48,11 @@ struct RecurrentParams : TokenInputs {  // q, k, v and the gates
   int64_t o_s0 = 0, o_s1 = 0;
   float scale = 1.0f;
   bool l2norm = false;
+  // A prefill run by this kernel (short_prefill in prefill.cu): the
+  // workspace's device-check flag, cleared by one lane after the grid
+  // dependency wait (the host checked everything; the flag is written on
+  // every prefill). nullptr otherwise.
+  int32_t* error_flag = nullptr;
   // Set by the launcher under a programmatic launch: prefetch the inputs
   // and the state tile before the grid dependency wait, and read the state
   // at the pool row the index named then (recurrent.cu).
