@@ -75,6 +75,16 @@ for step in $STEPS; do
       timeout 300 "$BIN/gdn" "${args[@]}" >"$OUT/bench-sm90.txt" 2>"$OUT/bench-sm90.err"
       note "bench sm90: rc=$?"
       ;;
+    sm90-groups)
+      # The prefill rows on sm90 with one and with two column tiles per CTA forced
+      # (GDN_SM90_GROUPS): what pairing a head's tiles brings, row by row (not a default step).
+      prefill=$(python3 -c "import json;print(','.join(r['name'] for r in json.load(open('bench/suite.json'))['prefill']))")
+      for g in 1 2; do
+        GDN_SM90_GROUPS=$g timeout 200 "$BIN/gdn" bench --suite bench/suite.json --backend sm90 --rows "${ROWS:-$prefill}" \
+          --json "$OUT/bench-sm90-groups$g.json" >"$OUT/bench-sm90-groups$g.txt" 2>&1
+        note "bench sm90, GDN_SM90_GROUPS=$g: rc=$?"
+      done
+      ;;
     decode-pdl)
       # The decode rows again with programmatic launches off: what they bring (not a default step).
       decode=$(python3 -c "import json;print(','.join(r['name'] for r in json.load(open('bench/suite.json'))['decode']))")

@@ -273,20 +273,20 @@ Status launch(PrefillParams p, const HostPlan& plan, const DeviceLimits& dev, cu
 // tile layout), then the sm90 state pass over whole sequences, or local
 // pass, combine and final pass over segments.
 template <int KV>
-Status launch_sm90(sm90::StateParams fp, const HostPlan& plan, cudaStream_t stream) {
+Status launch_sm90(sm90::StateParams fp, const HostPlan& plan, const DeviceLimits& dev, cudaStream_t stream) {
   launch_chunk_meta(fp.p, plan.checkpoint_rows, stream);
   GDN_CUDA_RETURN(cudaGetLastError());
   fp.p.sm90_tiles = true;
   if (Status s = launch_prefill_prep<__nv_bfloat16, KV, KV>(fp.p, stream); !s.ok()) return s;
   if (fp.p.segments == 1) {
     fp.p.seg_phase = kSegWhole;
-    return sm90::launch_state_sm90<KV>(fp, stream);
+    return sm90::launch_state_sm90<KV>(fp, dev.sms, plan.long_tail, stream);
   }
   fp.p.seg_phase = kSegLocal;
-  if (Status s = sm90::launch_state_sm90<KV>(fp, stream); !s.ok()) return s;
+  if (Status s = sm90::launch_state_sm90<KV>(fp, dev.sms, plan.long_tail, stream); !s.ok()) return s;
   if (Status s = launch_combine_segments<KV, KV>(fp.p, stream); !s.ok()) return s;
   fp.p.seg_phase = kSegFinal;
-  return sm90::launch_state_sm90<KV>(fp, stream);
+  return sm90::launch_state_sm90<KV>(fp, dev.sms, plan.long_tail, stream);
 }
 #endif
 
@@ -315,7 +315,8 @@ constexpr int64_t kShortPrefillTokens = kMaxVerifyTokens;
 
 bool short_prefill(const Call& c) {
   const char* env = std::getenv("GDN_CUDA_SHORT_PREFILL");  // read per call: tests set it
-  if ((env != nullptr && std::string(env) == "0") || !c.host_indexing || c.N == 0 || c.V % kTileColumns != 0) return false;
+  if ((env != nullptr && std::string(env) == "0") || !c.host_indexing || c.N == 0 || c.V % kTileColumns != 0)
+    return false;
   for (int64_t n = 0; n < c.N; ++n)
     if (c.seq_start[n + 1] - c.seq_start[n] > kShortPrefillTokens) return false;
   return true;
@@ -382,9 +383,9 @@ Status run_prefill(const Call& c, const Args& a, bool sm90) {
     if (Status s = sm90::encode_token_maps(p, c.K, c.V, &fp); !s.ok()) return s;
     switch (c.K) {
       case 64:
-        return launch_sm90<64>(fp, plan, stream);
+        return launch_sm90<64>(fp, plan, dev, stream);
       case 128:
-        return launch_sm90<128>(fp, plan, stream);
+        return launch_sm90<128>(fp, plan, dev, stream);
       default:
         return Status::Unsupported("sm90: head size " + std::to_string(c.K) + " is not compiled (64, 128)");
     }

@@ -1,16 +1,24 @@
 // The sm90 (H100, H200) state pass of the prefill for bf16 io: one CTA per
-// (sequence or segment, value head, 64 value columns), fed by the prep
-// kernel (sm80/prefill_prep.cu, which writes each chunk's Au, L and row
-// factors to the workspace in this kernel's shared-memory layout).
+// (sequence or segment, value head, one or two tiles of 64 value columns),
+// fed by the prep kernel (sm80/prefill_prep.cu, which writes each chunk's
+// Au, L and row factors to the workspace in this kernel's shared-memory
+// layout).
 //
-// Roles (160 threads, one CTA per SM by shared memory, so no register cap):
-//   kState (warpgroup 0)  warp w owns value columns 16 w .. of the CTA's 64
+// Roles (384 threads, one CTA per SM by shared memory; the load warpgroup
+// gives its registers to the state warpgroups, kStateRegs each):
+//   kState (warpgroups 0, 1)  warpgroup g owns column tile g of the CTA;
+//                         its warp w owns value columns 16 w .. of the tile
 //                         as S^T [64, K] in wgmma accumulator registers for
-//                         the whole sequence
-//   kLoad  (warp 4)       one thread issues each chunk's copies into a
+//                         the whole sequence. With one tile per CTA
+//                         (StateParams::groups == 1) warpgroup 1 idles.
+//   kLoad  (warpgroup 2)  one thread issues each chunk's copies into a
 //                         kStages-slot ring completed on mbarriers: bulk
-//                         tensor copies of k, q (64 x K) and v (64 x 64),
-//                         bulk copies of Au, L and the factors
+//                         tensor copies of k, q (64 x K) and v (64 x 64 per
+//                         tile), bulk copies of Au, L and the factors
+// The two tiles of a CTA belong to the same (sequence, value head): they
+// share the slot's k, q, Au, L and factors, so a head's chunk crosses from
+// L2 once instead of once per tile, and the SM interleaves two chains of
+// dependent products instead of running one.
 // Per chunk, with the state entering it:
 //   [P | R] = S^T [K | Q]^T                 [64, 128]  bf16, S^T split hi + lo
 //   X   = V^T - P diag(s_x)
@@ -35,6 +43,7 @@
 // the 8 rows timed after its norms and inverse were sped up.
 #include <cuda.h>
 
+#include <cstdlib>
 #include <string>
 
 #include "cuda/ptx/griddep.cuh"
@@ -72,15 +81,19 @@ using Bf16 = __nv_bfloat16;
 
 enum class Role { kState, kLoad };
 constexpr int kGroupThreads = 128;  // one warpgroup
-constexpr int kStateGroupBarrier = 1;  // named barrier of the state warpgroup alone (0 is __syncthreads)
-constexpr int kStateWarps = 4;      // warpgroup 0
-constexpr int kThreads = kGroupThreads + 32;
-constexpr int kCtaColumns = 16 * kStateWarps;
+constexpr int kMaxGroups = 2;       // state warpgroups per CTA
+constexpr int kStateBarrier = 1;    // named barrier of the state warpgroups alone (0 is __syncthreads)
+constexpr int kStateWarps = 4 * kMaxGroups;
+constexpr int kThreads = (kMaxGroups + 1) * kGroupThreads;
+constexpr int kStateRegs = 240, kLoadRegs = 24;  // setmaxnreg
+static_assert(kMaxGroups * kGroupThreads * kStateRegs + kGroupThreads * kLoadRegs <= 65536,
+              "the warpgroups' registers fit the SM's");
+constexpr int kTileColumns = 16 * 4;      // value columns of one warpgroup
 constexpr int kStages = 2;                // ring slots
 constexpr uint32_t kTile = kChunk * 128;  // bytes of a 64-row tile of 128-byte rows
 constexpr uint32_t kRowGroup = 8 * 128;   // bytes of an 8-row swizzle atom
 constexpr int kOStride = 16 + 8;          // bf16 per row of a warp's output staging tile
-static_assert(kCtaColumns == 64, "one wgmma M of value columns per CTA");
+static_assert(kTileColumns == 64, "one wgmma M of value columns per warpgroup");
 static_assert(kF32TileBytes == 2 * kTile, "an fp32 64 x 64 matrix is two swizzled panels");
 
 // One ring slot. kq[p] holds panel p (k columns 64 p ..) of the chunk's k
@@ -88,9 +101,9 @@ static_assert(kF32TileBytes == 2 * kTile, "an fp32 64 x 64 matrix is two swizzle
 template <int K>
 struct Slot {
   unsigned char kq[K / 64][2][kTile];
-  unsigned char v[kTile];      // 64 tokens x the CTA's 64 value columns
-  unsigned char au[2][kTile];  // fp32 Au (tile_layout.cuh)
-  unsigned char l[2][kTile];   // fp32 L
+  unsigned char v[kMaxGroups][kTile];  // 64 tokens x a tile's 64 value columns
+  unsigned char au[2][kTile];          // fp32 Au (tile_layout.cuh)
+  unsigned char l[2][kTile];           // fp32 L
 };
 
 template <int K>
@@ -133,39 +146,63 @@ __device__ __forceinline__ uint64_t k_update_desc(const Slot<K>& s, int js) {
 }
 
 // Zeroes rows len .. 63 of the slot's k tiles and (unless v is not loaded)
-// its v tile, then makes the zeros visible to the warpgroup's wgmma reads.
-// A row is 128 contiguous bytes whatever the swizzle. Called by the 128
-// threads of the state warpgroup.
+// the group's v tile, then makes the zeros visible to the wgmma reads of
+// every state warpgroup. A row is 128 contiguous bytes whatever the swizzle.
+// Called by the threads of all `groups` state warpgroups (tid among them):
+// the k panels are shared, so their rows are split over all of them.
 template <int K>
-__device__ __forceinline__ void clear_rows_past(Slot<K>& sl, int len, bool map_cols, int tid) {
+__device__ __forceinline__ void clear_rows_past(Slot<K>& sl, int len, int groups, int group, bool map_cols,
+                                                int tid) {
   constexpr int kUnitsPerRow = 128 / 16;
   const int from = len * kUnitsPerRow, units = (kChunk - len) * kUnitsPerRow;
   const int4 zero = make_int4(0, 0, 0, 0);
-  for (int u = tid; u < units; u += kGroupThreads) {
-#pragma unroll
-    for (int pp = 0; pp < K / 64; ++pp) reinterpret_cast<int4*>(sl.kq[pp][0])[from + u] = zero;
-    if (!map_cols) reinterpret_cast<int4*>(sl.v)[from + u] = zero;
-  }
+  for (int u = tid; u < units * (K / 64); u += groups * kGroupThreads)
+    reinterpret_cast<int4*>(sl.kq[u / units][0])[from + u % units] = zero;
+  if (!map_cols)
+    for (int u = tid % kGroupThreads; u < units; u += kGroupThreads)
+      reinterpret_cast<int4*>(sl.v[group])[from + u] = zero;
   fence_async_shared();
-  named_barrier(kStateGroupBarrier, kGroupThreads);
+  named_barrier(kStateBarrier, groups * kGroupThreads);
 }
+
+// Chunks [first, last) of segment seg of segs of a sequence.
+struct SegChunks {
+  int first, last;
+  __device__ __forceinline__ SegChunks(const SeqChunks& seq, int seg, int segs) {
+    const int count = seq.stop - seq.begin;
+    first = seq.begin + static_cast<int>(int64_t{count} * seg / segs);
+    last = seq.begin + static_cast<int>(int64_t{count} * (seg + 1) / segs);
+  }
+};
+
+// The column tiles of a CTA: state warpgroup g takes tile first + g of the
+// (sequence or segment, value head). In the local pass, tiles past the value
+// columns carry columns of the segment's state map (sm80/prefill_columns.cu).
+struct CtaTiles {
+  int first, v_tiles;
+  bool local;
+  __device__ __forceinline__ bool map_cols(int g) const { return local && first + g >= v_tiles; }
+  __device__ __forceinline__ int v0(int g) const {
+    return (map_cols(g) ? first + g - v_tiles : first + g) * kTileColumns;
+  }
+};
 
 template <int K, bool kLocal>
 __device__ __forceinline__ void state_role(const StateParams& fp, SharedStorage<K>& s, int64_t n, int seg,
-                                           int64_t hv, int v0, bool map_cols, int first, int last,
+                                           int64_t hv, int group, int v0, bool map_cols, int first, int last,
                                            const SeqChunks& seq, int warp, int lane, int64_t row_out,
                                            StateSlice<K>& S) {
   constexpr int V = K;
   const PrefillParams& p = fp.p;
   auto& St = S.St;
   const int t = lane & 3;
-  // v^T fragments: ldmatrix.trans matrix mi = lane / 8 takes token rows
+  // warp: the warp within the group. v^T fragments: ldmatrix.trans matrix mi = lane / 8 takes token rows
   // 8 (mi / 2) + lane % 8 (+ 16 per pair of 8-token tiles), 16-byte unit
   // 2 warp + mi % 2 of the swizzled v tile.
   const int mi = lane >> 3, mr = lane & 7;
   const uint32_t v_lane = swizzle128(8 * (mi >> 1) + mr, 2 * warp + (mi & 1));
   Bf16* out = static_cast<Bf16*>(p.out);
-  Bf16* stage_o = &s.o[warp][0][0];
+  Bf16* stage_o = &s.o[4 * group + warp][0][0];
 
   GDN_PROBE_BEGIN();
   for (int c = first, i = 0; c < last; ++c, ++i) {
@@ -180,7 +217,8 @@ __device__ __forceinline__ void state_role(const StateParams& fp, SharedStorage<
     const float* sf = s.F[st];
     const int64_t t0 = seq.t0(c);
     const int len = seq.len(c);
-    if (len < kChunk) clear_rows_past(sl, len, map_cols, warp * 32 + lane);
+    if (len < kChunk)
+      clear_rows_past(sl, len, fp.groups, group, map_cols, group * kGroupThreads + warp * 32 + lane);
 
     // [P | R] = S^T [K | Q]^T over 16-wide k-steps, S^T split hi + lo.
     uint32_t fh[K / 16][4], fl[K / 16][4];
@@ -213,7 +251,7 @@ __device__ __forceinline__ void state_role(const StateParams& fp, SharedStorage<
 #pragma unroll
     for (int jt = 0; jt < kChunk / 8; jt += 2) {
       uint32_t vb[4] = {0, 0, 0, 0};  // (jt, v 0-7), (jt, v 8-15), (jt + 1, v 0-7), (jt + 1, v 8-15)
-      if (!map_cols) ldmatrix_x4_trans(vb, sl.v + v_lane + jt * kRowGroup);
+      if (!map_cols) ldmatrix_x4_trans(vb, sl.v[group] + v_lane + jt * kRowGroup);
 #pragma unroll
       for (int u = 0; u < 2; ++u)
         subtract_from_v(P[jt + u], vb[2 * u], vb[2 * u + 1],
@@ -304,22 +342,26 @@ __device__ __forceinline__ void state_role(const StateParams& fp, SharedStorage<
 
 template <int K>
 __device__ __forceinline__ void load_role(const StateParams& fp, SharedStorage<K>& s, int64_t h, int64_t hv,
-                                          int v0, bool map_cols, int first, int last, const SeqChunks& seq) {
+                                          const CtaTiles& tiles, int first, int last, const SeqChunks& seq) {
   const PrefillParams& p = fp.p;
   constexpr uint32_t kQkBytes = 2 * (K / 64) * kTile;
   constexpr uint32_t kPrepBytes = 2 * kF32TileBytes + kFactorStride * sizeof(float);
+  uint32_t v_bytes = 0;
+  for (int g = 0; g < fp.groups; ++g) v_bytes += tiles.map_cols(g) ? 0 : kTile;
   for (int c = first, i = 0; c < last; ++c, ++i) {
     const int st = i % kStages;
     if (i >= kStages) mbar_wait(&s.empty[st], ((i / kStages) - 1) & 1);
     Slot<K>& sl = s.slot[st];
-    mbar_arrive_expect_tx(&s.full[st], kQkBytes + kPrepBytes + (map_cols ? 0 : kTile));
+    mbar_arrive_expect_tx(&s.full[st], kQkBytes + kPrepBytes + v_bytes);
     const int32_t t0 = static_cast<int32_t>(seq.t0(c));
 #pragma unroll
     for (int pp = 0; pp < K / 64; ++pp) {
       tma_load_3d(sl.kq[pp][0], &fp.k_map, 64 * pp, static_cast<int32_t>(h), t0, &s.full[st]);
       tma_load_3d(sl.kq[pp][1], &fp.q_map, 64 * pp, static_cast<int32_t>(h), t0, &s.full[st]);
     }
-    if (!map_cols) tma_load_3d(sl.v, &fp.v_map, v0, static_cast<int32_t>(hv), t0, &s.full[st]);
+    for (int g = 0; g < fp.groups; ++g)
+      if (!tiles.map_cols(g))
+        tma_load_3d(sl.v[g], &fp.v_map, tiles.v0(g), static_cast<int32_t>(hv), t0, &s.full[st]);
     const int64_t item = int64_t{c} * p.HV + hv;
     bulk_load(sl.au, p.Au + item * kChunk * kChunk, kF32TileBytes, &s.full[st]);
     bulk_load(sl.l, p.L + item * kChunk * kChunk, kF32TileBytes, &s.full[st]);
@@ -339,51 +381,57 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int segs = p.segments;
   const int64_t n = blockIdx.x / segs, hv = blockIdx.y, h = hv / p.group;
   const int seg = blockIdx.x % segs;
-  // In the local pass, CTAs past the value columns carry columns of the
-  // segment's state map (sm80/prefill_columns.cu).
-  constexpr int kVTiles = V / kCtaColumns;
-  const bool map_cols = kLocal && blockIdx.z >= kVTiles;
-  const int v0 = (map_cols ? blockIdx.z - kVTiles : blockIdx.z) * kCtaColumns;
+  const CtaTiles tiles{static_cast<int>(blockIdx.z) * fp.groups, V / kTileColumns, kLocal};
   if (kLocal && seg == segs - 1) return;  // the last segment's end state and map are not needed
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int group = warp / 4;
   const Role role = warp < kStateWarps ? Role::kState : Role::kLoad;
   if (tid == 0) {
     for (int i = 0; i < kStages; ++i) {
       mbar_init(&s.full[i], 1);
-      mbar_init(&s.empty[i], kGroupThreads);
+      mbar_init(&s.empty[i], fp.groups * kGroupThreads);
     }
     mbar_init_fence();
   }
   __syncthreads();
+  // The roles part here for good: ptxas gives a path its setmaxnreg budget
+  // only where no path of the other budget joins it.
+  if (role == Role::kLoad) {
+    setmaxnreg_dec<kLoadRegs>();
+    if (warp != kStateWarps || lane != 0) return;
+    wait_for_prerequisites();  // chunk offsets, error flag, prep results
+    if (*p.error_flag) return;
+    const SeqChunks seq(p, n);
+    const SegChunks r(seq, seg, segs);
+    load_role<K>(fp, s, h, hv, tiles, r.first, r.last, seq);
+    return;
+  }
+  setmaxnreg_inc<kStateRegs>();
+  if (group >= fp.groups) return;  // one tile in this CTA
+  const bool map_cols = tiles.map_cols(group);
+  const int v0 = tiles.v0(group);
 
   // The entering state first (sm80/prefill_columns.cu explains the rows):
   // only the caller's inputs address it, so it overlaps the prep kernel.
   int64_t row_in = -1, row_out = -1;
-  StateSlice<K> S(lane, v0 + 16 * warp);
+  StateSlice<K> S(lane, v0 + 16 * (warp % 4));
   const bool combined = p.seg_phase == kSegFinal;
-  if (role == Role::kState) {
-    state_rows(p, n, &row_in, &row_out);
-    if (kLocal || combined) row_in = -1;
-    if (seg != segs - 1) row_out = -1;
-    S.enter(p.init, row_in, hv, map_cols);
-  }
+  state_rows(p, n, &row_in, &row_out);
+  if (kLocal || combined) row_in = -1;
+  if (seg != segs - 1) row_out = -1;
+  S.enter(p.init, row_in, hv, map_cols);
   wait_for_prerequisites();  // chunk offsets, error flag, prep results, combined states
   if (*p.error_flag) return;
   const SeqChunks seq(p, n);
-  const int count = seq.stop - seq.begin;
-  const int first = seq.begin + static_cast<int>(int64_t{count} * seg / segs);
-  const int last = seq.begin + static_cast<int>(int64_t{count} * (seg + 1) / segs);
-  if (role == Role::kState) {
-    if (combined) {
-      // Segment 0's entering state sits in the last segment's slot,
-      // segment s's in slot s - 1 (sm80/prefill_segments.cu).
-      const int64_t slot = (n * segs + (seg == 0 ? segs - 1 : seg - 1)) * p.HV + hv;
-      S.load(p.seg_state + slot * K * V, V);
-    }
-    state_role<K, kLocal>(fp, s, n, seg, hv, v0, map_cols, first, last, seq, warp, lane, row_out, S);
-  } else if (lane == 0) {
-    load_role<K>(fp, s, h, hv, v0, map_cols, first, last, seq);
+  const SegChunks r(seq, seg, segs);
+  if (combined) {
+    // Segment 0's entering state sits in the last segment's slot,
+    // segment s's in slot s - 1 (sm80/prefill_segments.cu).
+    const int64_t slot = (n * segs + (seg == 0 ? segs - 1 : seg - 1)) * p.HV + hv;
+    S.load(p.seg_state + slot * K * V, V);
   }
+  state_role<K, kLocal>(fp, s, n, seg, hv, group, v0, map_cols, r.first, r.last, seq, warp % 4, lane, row_out,
+                        S);
 #else
   __trap();  // built for sm_90a only; the dispatcher never launches it elsewhere
 #endif
@@ -442,8 +490,34 @@ Status encode_token_maps(const PrefillParams& p, int64_t K, int64_t V, StatePara
   return map(&fp->v_map, p.v, V, p.HV, p.v_s1, p.v_s0, "v");
 }
 
+// Column tiles per (sequence or segment, value head): the value columns, and
+// in the local pass the state map's as many again.
+template <int K>
+constexpr int tiles_per_item(bool local) {
+  return (K + (local ? K : 0)) / kTileColumns;
+}
+
+// State warpgroups per CTA: two (a head's tiles in pairs) when the grid of
+// one-tile CTAs would not fit on the SMs at once, one when it would (each
+// chain then has its SM to itself) or when one sequence outlasts the rest
+// (long_tail: its chains, alone at the end, run faster one per SM).
+// Measured on an H200 (graph us, one / two; bench/results
+// sm90-h200-2026-12-03-groups-ab.txt): q3n-tp1 32x1024 1114 / 902, 8x1024
+// 284 / 234, 128x256 1378 / 1133, 257 short 1600 / 1162, q3n-tp4 64x512 318 /
+// 256, q35-397b-tp8 1x65536 (9 segments) 1063 / 844; but q3n-tp1 1x8192 (64
+// tiles) 374 / 507, q35-397b-tp8 1x2048 (4 segments, 128 local tiles) 73 /
+// 90, q3n-tp1 skewed (a 16384-token sequence and 31 of 128) 1012 / 1192.
+// GDN_SM90_GROUPS=1|2 forces the choice where the tiles pair up.
+int groups_for(int64_t items, int tiles, int sms, bool long_tail) {
+  if (tiles % 2 != 0) return 1;
+  if (const char* env = std::getenv("GDN_SM90_GROUPS");
+      env != nullptr && (env == std::string("1") || env == std::string("2")))
+    return env[0] - '0';
+  return items * tiles > sms && !long_tail ? 2 : 1;
+}
+
 template <int K, bool kLocal>
-Status launch_phase(const StateParams& fp, cudaStream_t stream) {
+Status launch_phase(StateParams fp, int sms, bool long_tail, cudaStream_t stream) {
   const auto kernel = prefill_state_sm90_kernel<K, kLocal>;
   if (Status s = allow_dynamic_smem(reinterpret_cast<const void*>(kernel), kSmemBytes<K>,
                                     "prefill_state_sm90_kernel: raising its shared memory limit");
@@ -452,18 +526,20 @@ Status launch_phase(const StateParams& fp, cudaStream_t stream) {
   static const bool programmatic = kernel_waits_for_prerequisites(kernel);
   const PrefillParams& p = fp.p;
   if (p.N == 0) return Status::Ok();
+  fp.groups = groups_for(p.N * p.segments * p.HV, tiles_per_item<K>(kLocal), sms, long_tail);
   const dim3 grid(static_cast<unsigned>(p.N * p.segments), static_cast<unsigned>(p.HV),
-                  (K + (kLocal ? K : 0)) / kCtaColumns);
+                  tiles_per_item<K>(kLocal) / fp.groups);
   return cuda_status(launch_kernel(kernel, grid, dim3(kThreads), kSmemBytes<K>, stream, programmatic, fp),
                      "prefill_state_sm90_kernel launch");
 }
 
 template <int K>
-Status launch_state_sm90(const StateParams& fp, cudaStream_t stream) {
-  return fp.p.seg_phase == kSegLocal ? launch_phase<K, true>(fp, stream) : launch_phase<K, false>(fp, stream);
+Status launch_state_sm90(const StateParams& fp, int sms, bool long_tail, cudaStream_t stream) {
+  return fp.p.seg_phase == kSegLocal ? launch_phase<K, true>(fp, sms, long_tail, stream)
+                                     : launch_phase<K, false>(fp, sms, long_tail, stream);
 }
 
-template Status launch_state_sm90<64>(const StateParams&, cudaStream_t);
-template Status launch_state_sm90<128>(const StateParams&, cudaStream_t);
+template Status launch_state_sm90<64>(const StateParams&, int, bool, cudaStream_t);
+template Status launch_state_sm90<128>(const StateParams&, int, bool, cudaStream_t);
 
 }  // namespace gdn::cuda::sm90

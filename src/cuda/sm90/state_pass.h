@@ -17,14 +17,17 @@ namespace gdn::cuda::sm90 {
 struct StateParams {
   CUtensorMap q_map, k_map, v_map;
   PrefillParams p;
+  int groups = 1;  // state warpgroups per CTA (column tiles of one item), set by the launcher
 };
 
 // Encodes the tensor maps of p's q, k and v (bf16 io).
 Status encode_token_maps(const PrefillParams& p, int64_t K, int64_t V, StateParams* fp);
 
 // One launch for fp.p.seg_phase (kSegWhole, kSegLocal, kSegFinal) over every
-// (sequence or segment, value head, 64 value columns).
+// (sequence or segment, value head, 64 value columns), on a device of `sms`
+// multiprocessors; long_tail: one sequence outlasts the others by far
+// (sm80/prefill.cu, long_tail_of).
 template <int K>
-Status launch_state_sm90(const StateParams& fp, cudaStream_t stream);
+Status launch_state_sm90(const StateParams& fp, int sms, bool long_tail, cudaStream_t stream);
 
 }  // namespace gdn::cuda::sm90
