@@ -50,7 +50,7 @@ for step in $STEPS; do
       # decode, verify and commit: their tests and matrix cases 22-33.
       # GDN_SANITIZE_FILTER replaces the set, GDN_SANITIZE_TIMEOUT each tool's limit (300 s).
       filter='CudaProperties.*:Backends/GpuPrefill.*:Matrix/CudaMatrix.MatchesReference/1[0-3]_*'
-      filter+=':Matrix/Sm90Matrix.*/1[0-3]_*'
+      filter+=':Matrix/Sm90Matrix.*/1[0-3]_*:Sm90Groups.*'
       filter+=':CudaDecode.*:CudaCommit.*:Shapes/CudaVerifyVsDecode.*'
       filter+=':Matrix/CudaMatrix.MatchesReference/2[2-9]_*:Matrix/CudaMatrix.MatchesReference/3[0-3]_*'
       filter=${GDN_SANITIZE_FILTER:-$filter}

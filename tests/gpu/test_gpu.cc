@@ -200,6 +200,15 @@ TEST_P(GpuPrefill, SplitSequencesMatchTheReference) {
     ScopedEnv env("GDN_CUDA_SEGMENTS", segments);
     matches_reference(GetParam(), for_gpu(sc));
   }
+  // The combine with one shared-memory buffer (GPUs whose blocks cannot
+  // hold two), on the long sequence and on the 16 segments at K = 64.
+  const ScopedEnv one_buffer("GDN_CUDA_COMBINE_BUFFERS", "1");
+  for (const int i : {1, 3}) {
+    auto& [sc, segments] = cases[i];
+    SCOPED_TRACE(sc.name + ", one combine buffer, GDN_CUDA_SEGMENTS=" + segments);
+    ScopedEnv env("GDN_CUDA_SEGMENTS", segments);
+    matches_reference(GetParam(), for_gpu(sc));
+  }
 }
 
 // Two column tiles of a head in one sm90 CTA (GDN_SM90_GROUPS=2) compute each

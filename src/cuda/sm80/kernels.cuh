@@ -33,8 +33,9 @@ template <int K, int V>
 Status launch_prefill_columns(const PrefillParams& p, cudaStream_t stream);
 
 // The combine between the local and the final pass over segments
-// (prefill_segments.cu).
+// (prefill_segments.cu), on a device whose blocks may opt in to smem_optin
+// bytes of shared memory.
 template <int K, int V>
-Status launch_combine_segments(const PrefillParams& p, cudaStream_t stream);
+Status launch_combine_segments(const PrefillParams& p, size_t smem_optin, cudaStream_t stream);
 
 }  // namespace gdn::cuda

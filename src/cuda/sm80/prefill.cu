@@ -240,7 +240,7 @@ Status launch_columns(const PrefillParams& p, int64_t items, bool long_tail, con
                       cudaStream_t stream) {
   if (p.segments == 1) return launch_columns_phase<KV>(p, kSegWhole, items, long_tail, dev, stream);
   if (Status s = launch_columns_phase<KV>(p, kSegLocal, items, false, dev, stream); !s.ok()) return s;
-  if (Status s = launch_combine_segments<KV, KV>(p, stream); !s.ok()) return s;
+  if (Status s = launch_combine_segments<KV, KV>(p, dev.smem_optin, stream); !s.ok()) return s;
   return launch_columns_phase<KV>(p, kSegFinal, items, false, dev, stream);
 }
 
@@ -284,7 +284,7 @@ Status launch_sm90(sm90::StateParams fp, const HostPlan& plan, const DeviceLimit
   }
   fp.p.seg_phase = kSegLocal;
   if (Status s = sm90::launch_state_sm90<KV>(fp, dev.sms, plan.long_tail, stream); !s.ok()) return s;
-  if (Status s = launch_combine_segments<KV, KV>(fp.p, stream); !s.ok()) return s;
+  if (Status s = launch_combine_segments<KV, KV>(fp.p, dev.smem_optin, stream); !s.ok()) return s;
   fp.p.seg_phase = kSegFinal;
   return sm90::launch_state_sm90<KV>(fp, dev.sms, plan.long_tail, stream);
 }

@@ -86,8 +86,11 @@ constexpr int kStateBarrier = 1;    // named barrier of the state warpgroups alo
 constexpr int kStateWarps = 4 * kMaxGroups;
 constexpr int kThreads = (kMaxGroups + 1) * kGroupThreads;
 constexpr int kStateRegs = 240, kLoadRegs = 24;  // setmaxnreg
-static_assert(kMaxGroups * kGroupThreads * kStateRegs + kGroupThreads * kLoadRegs <= 65536,
-              "the warpgroups' registers fit the SM's");
+// setmaxnreg moves registers within the CTA's launch allocation: 65536 per
+// SM over kThreads threads, rounded down to a multiple of 8 per thread.
+static_assert(kMaxGroups * kGroupThreads * kStateRegs + kGroupThreads * kLoadRegs <=
+                  kThreads * ((65536 / kThreads) & ~7),
+              "the warpgroups' registers fit the CTA's launch allocation");
 constexpr int kTileColumns = 16 * 4;      // value columns of one warpgroup
 constexpr int kStages = 2;                // ring slots
 constexpr uint32_t kTile = kChunk * 128;  // bytes of a 64-row tile of 128-byte rows
