@@ -128,9 +128,7 @@ __global__ void __launch_bounds__(kColThreads, 2)
   }
   // This segment's chunks: [first, last) of the sequence's [begin, stop).
   const SeqChunks seq(p, n);
-  const int count = seq.stop - seq.begin;
-  const int first = seq.begin + static_cast<int>(int64_t{count} * seg / segs);
-  const int last = seq.begin + static_cast<int>(int64_t{count} * (seg + 1) / segs);
+  const int first = seq.seg_first(seg, segs), last = seq.seg_first(seg + 1, segs);
 
   // Prefetch the first `stages` chunks; one commit group per slot, empty or not.
   for (int i = 0; i < stages; ++i) {

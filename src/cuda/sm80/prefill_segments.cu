@@ -44,7 +44,8 @@ template <int K>
 constexpr size_t kTileFloats = size_t{K} * kCombineColumns;
 template <int K>
 constexpr size_t combine_smem_bytes(int buffers) {
-  return (buffers * (kMapFloats<K> + kTileFloats<K>)+kTileFloats<K>)*sizeof(float);
+  const size_t per_buffer = kMapFloats<K> + kTileFloats<K>;
+  return (buffers * per_buffer + kTileFloats<K>)*sizeof(float);
 }
 static_assert(((128 + kMapPad) * sizeof(float)) % 16 == 0 && ((64 + kMapPad) * sizeof(float)) % 16 == 0,
               "16-byte copies into each row");

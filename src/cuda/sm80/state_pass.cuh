@@ -156,6 +156,10 @@ struct SeqChunks {
   __device__ __forceinline__ int len(int c) const {
     return static_cast<int>(min(int64_t{kChunk}, end - t0(c)));
   }
+  // Segment seg of segs: chunks [first, last) of [begin, stop).
+  __device__ __forceinline__ int seg_first(int seg, int segs) const {
+    return begin + static_cast<int>(int64_t{stop - begin} * seg / segs);
+  }
   // The checkpoint row the state after chunk c goes to, or -1.
   __device__ __forceinline__ int64_t checkpoint_row(const PrefillParams& p, int64_t n, int c) const {
     const int64_t done = t0(c) + len(c) - start;

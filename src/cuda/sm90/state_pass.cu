@@ -168,16 +168,6 @@ __device__ __forceinline__ void clear_rows_past(Slot<K>& sl, int len, int groups
   named_barrier(kStateBarrier, groups * kGroupThreads);
 }
 
-// Chunks [first, last) of segment seg of segs of a sequence.
-struct SegChunks {
-  int first, last;
-  __device__ __forceinline__ SegChunks(const SeqChunks& seq, int seg, int segs) {
-    const int count = seq.stop - seq.begin;
-    first = seq.begin + static_cast<int>(int64_t{count} * seg / segs);
-    last = seq.begin + static_cast<int>(int64_t{count} * (seg + 1) / segs);
-  }
-};
-
 // The column tiles of a CTA: state warpgroup g takes tile first + g of the
 // (sequence or segment, value head). In the local pass, tiles past the value
 // columns carry columns of the segment's state map (sm80/prefill_columns.cu).
@@ -405,8 +395,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     wait_for_prerequisites();  // chunk offsets, error flag, prep results
     if (*p.error_flag) return;
     const SeqChunks seq(p, n);
-    const SegChunks r(seq, seg, segs);
-    load_role<K>(fp, s, h, hv, tiles, r.first, r.last, seq);
+    load_role<K>(fp, s, h, hv, tiles, seq.seg_first(seg, segs), seq.seg_first(seg + 1, segs), seq);
     return;
   }
   setmaxnreg_inc<kStateRegs>();
@@ -426,15 +415,14 @@ __global__ void __launch_bounds__(kThreads, 1)
   wait_for_prerequisites();  // chunk offsets, error flag, prep results, combined states
   if (*p.error_flag) return;
   const SeqChunks seq(p, n);
-  const SegChunks r(seq, seg, segs);
   if (combined) {
     // Segment 0's entering state sits in the last segment's slot,
     // segment s's in slot s - 1 (sm80/prefill_segments.cu).
     const int64_t slot = (n * segs + (seg == 0 ? segs - 1 : seg - 1)) * p.HV + hv;
     S.load(p.seg_state + slot * K * V, V);
   }
-  state_role<K, kLocal>(fp, s, n, seg, hv, group, v0, map_cols, r.first, r.last, seq, warp % 4, lane, row_out,
-                        S);
+  state_role<K, kLocal>(fp, s, n, seg, hv, group, v0, map_cols, seq.seg_first(seg, segs),
+                        seq.seg_first(seg + 1, segs), seq, warp % 4, lane, row_out, S);
 #else
   __trap();  // built for sm_90a only; the dispatcher never launches it elsewhere
 #endif
