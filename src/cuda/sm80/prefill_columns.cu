@@ -87,15 +87,16 @@ __global__ void __launch_bounds__(kColThreads, 2)
   extern __shared__ __align__(16) unsigned char smem_raw[];
   const int stages = p.stages;
   const int segs = p.segments;
-  const int64_t n = blockIdx.x / segs, hv = blockIdx.y, h = hv / p.group;
-  const int seg = blockIdx.x % segs;
+  constexpr int kVTiles = V / kCtaColumns;
+  const StateItem item = state_item(segs, p.HV, kVTiles + (kLocal ? K / kCtaColumns : 0));
+  const int64_t n = item.n, hv = item.hv, h = hv / p.group;
+  const int seg = item.seg;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, t = lane & 3;
   // In the local pass, CTAs past the value columns carry columns of the
   // segment's state map M (S_end = M S_start + S_local, column by column):
   // each column of M is a state column from a unit vector with v = 0.
-  constexpr int kVTiles = V / kCtaColumns;
-  const bool map_cols = kLocal && blockIdx.z >= kVTiles;
-  const int v0 = (map_cols ? blockIdx.z - kVTiles : blockIdx.z) * kCtaColumns;  // first (value or map) column
+  const bool map_cols = kLocal && item.tile >= kVTiles;
+  const int v0 = (map_cols ? item.tile - kVTiles : item.tile) * kCtaColumns;  // first (value or map) column
   if (kLocal && seg == segs - 1) return;  // the last segment's end state and map are not needed
   const int wc = warp * kWarpColumns;     // the warp's first column within the CTA's v tile
   Bf16* stage_o = reinterpret_cast<Bf16*>(smem_raw + stages * Plan::kSlot) + warp * kChunk * Plan::kOStride;
@@ -257,8 +258,11 @@ template <int K, int V, bool kLocal>
 Status launch_columns_pass(const PrefillParams& p, cudaStream_t stream) {
   const size_t smem = ColumnsPlan<K>::bytes(p.stages);
   static const bool programmatic = kernel_waits_for_prerequisites(prefill_columns_kernel<K, V, kLocal>);
-  const dim3 grid(static_cast<unsigned>(p.N * p.segments), static_cast<unsigned>(p.HV),
-                  (V + (kLocal ? K : 0)) / kCtaColumns);
+  dim3 grid;
+  if (Status s = state_grid(p.N * p.segments * p.HV, (V + (kLocal ? K : 0)) / kCtaColumns, &grid,
+                            "prefill_columns_kernel");
+      !s.ok())
+    return s;
   return launch_state_kernel(prefill_columns_kernel<K, V, kLocal>, grid, dim3(kColThreads), smem, stream,
                              programmatic, p, "prefill_columns_kernel launch");
 }

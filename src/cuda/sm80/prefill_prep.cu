@@ -72,7 +72,10 @@ __global__ void __launch_bounds__(kPrepThreads) prefill_prep_kernel(const __grid
   launch_dependents();       // the state pass may launch; it waits for this kernel's results
   wait_for_prerequisites();  // chunk_meta's offsets and error flag
   if (*p.error_flag) return;
-  const int c = blockIdx.x, hv = blockIdx.y;
+  // Value heads fastest: those of one q/k head are adjacent, so its q and k
+  // rows cross from memory once and reach the others from L2.
+  const int c = static_cast<int>(blockIdx.x / static_cast<uint32_t>(p.HV));
+  const int hv = static_cast<int>(blockIdx.x % static_cast<uint32_t>(p.HV));
   if (c >= p.chunk_offset[p.N]) return;
   // The sequence holding chunk c: the last n with chunk_offset[n] <= c.
   int64_t lo = 0, hi = p.N - 1;
@@ -266,7 +269,9 @@ Status launch_prefill_prep(const PrefillParams& p, cudaStream_t stream) {
     return s;
   static const bool programmatic = kernel_waits_for_prerequisites(prefill_prep_kernel<T, K, V>);
   if (p.max_chunks == 0) return Status::Ok();
-  const dim3 grid(static_cast<unsigned>(p.max_chunks), static_cast<unsigned>(p.HV));
+  if (p.max_chunks * p.HV > 0x7fffffff)
+    return Status::Unsupported("prefill_prep_kernel: too many chunks and value heads for one launch");
+  const dim3 grid(static_cast<unsigned>(p.max_chunks * p.HV));
   return cuda_status(
       launch_kernel(prefill_prep_kernel<T, K, V>, grid, dim3(kPrepThreads), kSmem, stream, programmatic, p),
       "prefill_prep_kernel launch");

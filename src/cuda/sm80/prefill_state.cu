@@ -66,8 +66,9 @@ __global__ void __launch_bounds__(kStateThreads, (kStateMinBlocks<K, VT>))
   float* s_s = reinterpret_cast<float*>(smem_raw + stages * Plan::kSlot);  // S copy, X within a chunk
   float* s_vn = reinterpret_cast<float*>(smem_raw + stages * Plan::kSlot + Plan::kSBytes);
   float* s_vk = s_vn + Plan::kVnBytes / sizeof(float);  // diag(s_k) Vn
-  const int64_t n = blockIdx.x, hv = blockIdx.y, h = hv / p.group;
-  const int v0 = blockIdx.z * VT;
+  const StateItem item = state_item(1, p.HV, V / VT);
+  const int64_t n = item.n, hv = item.hv, h = hv / p.group;
+  const int v0 = item.tile * VT;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g8 = lane >> 2, t4 = lane & 3;
 
   // The entering state first: only the caller's inputs address it, so under a
@@ -269,10 +270,10 @@ template <typename T, int K, int V, int VT>
 Status launch_prefill_state(const PrefillParams& p, cudaStream_t stream) {
   const size_t smem = StatePlan<T, K, VT>::bytes(p.stages);
   static const bool programmatic = kernel_waits_for_prerequisites(prefill_state_kernel<T, K, V, VT>);
-  return launch_state_kernel(prefill_state_kernel<T, K, V, VT>,
-                             dim3(static_cast<unsigned>(p.N), static_cast<unsigned>(p.HV), V / VT),
-                             dim3(kStateThreads), smem, stream, programmatic, p,
-                             "prefill_state_kernel launch");
+  dim3 grid;
+  if (Status s = state_grid(p.N * p.HV, V / VT, &grid, "prefill_state_kernel"); !s.ok()) return s;
+  return launch_state_kernel(prefill_state_kernel<T, K, V, VT>, grid, dim3(kStateThreads), smem, stream,
+                             programmatic, p, "prefill_state_kernel launch");
 }
 
 #define GDN_INSTANTIATE_STATE(T, KV, VT)                  \

@@ -4,6 +4,8 @@
 // its loads, and the launch with a dynamic shared-memory size.
 #pragma once
 
+#include <string>
+
 #include "cuda/ptx/cp_async.cuh"
 #include "cuda/ptx/griddep.cuh"
 #include "cuda/ptx/mma_sm80.cuh"
@@ -234,6 +236,37 @@ __device__ __forceinline__ void ring_wait(int stages) {
     cp_async_wait<1>();
   else
     cp_async_wait<0>();
+}
+
+// A state pass's grid is one-dimensional, ordered so that the CTAs that
+// read the same chunk inputs run at the same time: the column tiles of one
+// (sequence or segment, value head) fastest, then the value heads (those of
+// one q/k head adjacent), then segments, then sequences. A chunk's q, k, Au,
+// L and factors then cross from memory about once and reach the other CTAs
+// from L2; with the tiles and heads slowest, a batch's q and k crossed once
+// per tile and value head.
+struct StateItem {
+  int64_t n, hv;
+  int seg, tile;
+};
+__device__ __forceinline__ StateItem state_item(int segs, int64_t HV, int tiles) {
+  uint32_t b = blockIdx.x;
+  StateItem it;
+  it.tile = static_cast<int>(b % static_cast<uint32_t>(tiles));
+  b /= static_cast<uint32_t>(tiles);
+  it.hv = b % static_cast<uint32_t>(HV);
+  b /= static_cast<uint32_t>(HV);
+  it.seg = static_cast<int>(b % static_cast<uint32_t>(segs));
+  it.n = b / static_cast<uint32_t>(segs);
+  return it;
+}
+// The grid of `items` (sequence or segment, value head) pairs of `tiles`
+// CTAs each, or the reason it exceeds one launch.
+inline Status state_grid(int64_t items, int tiles, dim3* grid, const char* name) {
+  if (items * tiles > 0x7fffffff)
+    return Status::Unsupported(std::string(name) + ": too many sequences and heads for one launch");
+  *grid = dim3(static_cast<unsigned>(items * tiles));
+  return Status::Ok();
 }
 
 // Launches a state-pass kernel with `smem` bytes of dynamic shared memory,

@@ -362,6 +362,13 @@ __device__ __forceinline__ void load_role(const StateParams& fp, SharedStorage<K
   }
 }
 
+// Column tiles per (sequence or segment, value head): the value columns, and
+// in the local pass the state map's as many again.
+template <int K>
+constexpr int tiles_per_item(bool local) {
+  return (K + (local ? K : 0)) / kTileColumns;
+}
+
 template <int K, bool kLocal>
 __global__ void __launch_bounds__(kThreads, 1)
     prefill_state_sm90_kernel(const __grid_constant__ StateParams fp) {
@@ -372,9 +379,10 @@ __global__ void __launch_bounds__(kThreads, 1)
   auto& s =
       *reinterpret_cast<SharedStorage<K>*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
   const int segs = p.segments;
-  const int64_t n = blockIdx.x / segs, hv = blockIdx.y, h = hv / p.group;
-  const int seg = blockIdx.x % segs;
-  const CtaTiles tiles{static_cast<int>(blockIdx.z) * fp.groups, V / kTileColumns, kLocal};
+  const StateItem item = state_item(segs, p.HV, tiles_per_item<K>(kLocal) / fp.groups);
+  const int64_t n = item.n, hv = item.hv, h = hv / p.group;
+  const int seg = item.seg;
+  const CtaTiles tiles{item.tile * fp.groups, V / kTileColumns, kLocal};
   if (kLocal && seg == segs - 1) return;  // the last segment's end state and map are not needed
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int group = warp / 4;
@@ -481,13 +489,6 @@ Status encode_token_maps(const PrefillParams& p, int64_t K, int64_t V, StatePara
   return map(&fp->v_map, p.v, V, p.HV, p.v_s1, p.v_s0, "v");
 }
 
-// Column tiles per (sequence or segment, value head): the value columns, and
-// in the local pass the state map's as many again.
-template <int K>
-constexpr int tiles_per_item(bool local) {
-  return (K + (local ? K : 0)) / kTileColumns;
-}
-
 // State warpgroups per CTA: two (a head's tiles in pairs) when the grid of
 // one-tile CTAs would not fit on the SMs at once, one when it would (each
 // chain then has its SM to itself) or when one sequence outlasts the rest
@@ -518,8 +519,11 @@ Status launch_phase(StateParams fp, int sms, bool long_tail, cudaStream_t stream
   const PrefillParams& p = fp.p;
   if (p.N == 0) return Status::Ok();
   fp.groups = groups_for(p.N * p.segments * p.HV, tiles_per_item<K>(kLocal), sms, long_tail);
-  const dim3 grid(static_cast<unsigned>(p.N * p.segments), static_cast<unsigned>(p.HV),
-                  tiles_per_item<K>(kLocal) / fp.groups);
+  dim3 grid;
+  if (Status s = state_grid(p.N * p.segments * p.HV, tiles_per_item<K>(kLocal) / fp.groups, &grid,
+                            "prefill_state_sm90_kernel");
+      !s.ok())
+    return s;
   return cuda_status(launch_kernel(kernel, grid, dim3(kThreads), kSmemBytes<K>, stream, programmatic, fp),
                      "prefill_state_sm90_kernel launch");
 }
