@@ -40,7 +40,12 @@
 // about 10,000 cycles a chunk in the prep (one warp per scheduler running
 // about 3,000 dependent instructions), twice the state pass's, and ran
 // slower than the cuda backend on 18 of 19 suite rows as first built, 7 of
-// the 8 rows timed after its norms and inverse were sped up.
+// the 8 rows timed after its norms and inverse were sped up. Forming only L
+// here (Q K^T on wgmma behind Vn, masked into the slot during the update,
+// a panel per warpgroup, so the prep writes no L) was slower on every row,
+// 0.84x in geometric mean and 0.68x where one warpgroup runs a CTA
+// (bench/results/sm90-h200-2026-12-03-inkernel-l.txt): the chain, not the
+// 16 KB per chunk of L, bounds this pass.
 #include <cuda.h>
 
 #include <cstdlib>
