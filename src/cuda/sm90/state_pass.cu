@@ -84,6 +84,20 @@ namespace {
 
 using Bf16 = __nv_bfloat16;
 
+// GDN_SM90_PROBE=4, 5, 6 (measurement builds): S^T in [P | R] (4, 5) and
+// Vn in the update (4, 6) enter their products as bf16 without the lo
+// halves, to time what the split costs and measure the error it saves.
+#if GDN_SM90_PROBE == 4 || GDN_SM90_PROBE == 5
+constexpr bool kSplitState = false;
+#else
+constexpr bool kSplitState = true;
+#endif
+#if GDN_SM90_PROBE == 4 || GDN_SM90_PROBE == 6
+constexpr bool kSplitVn = false;
+#else
+constexpr bool kSplitVn = true;
+#endif
+
 enum class Role { kState, kLoad };
 constexpr int kGroupThreads = 128;  // one warpgroup
 constexpr int kMaxGroups = 2;       // state warpgroups per CTA
@@ -233,10 +247,10 @@ __device__ __forceinline__ void state_role(const StateParams& fp, SharedStorage<
       const uint64_t b = kq_desc(sl, 0, ks);
       if constexpr (kLocal) {
         wgmma_bf16_rs_n64(P, fh[ks], b);
-        wgmma_bf16_rs_n64(P, fl[ks], b);
+        if (kSplitState) wgmma_bf16_rs_n64(P, fl[ks], b);
       } else {
         wgmma_bf16_rs_n128(P, R, fh[ks], b);
-        wgmma_bf16_rs_n128(P, R, fl[ks], b);
+        if (kSplitState) wgmma_bf16_rs_n128(P, R, fl[ks], b);
       }
     }
     wgmma_commit();
@@ -300,10 +314,10 @@ __device__ __forceinline__ void state_role(const StateParams& fp, SharedStorage<
       const uint64_t b = k_update_desc(sl, js);
       if constexpr (K == 128) {
         wgmma_bf16_rs_n128_tb(St, uh[js], b);
-        wgmma_bf16_rs_n128_tb(St, ul[js], b);
+        if (kSplitVn) wgmma_bf16_rs_n128_tb(St, ul[js], b);
       } else {
         wgmma_bf16_rs_n64_tb(St, uh[js], b);
-        wgmma_bf16_rs_n64_tb(St, ul[js], b);
+        if (kSplitVn) wgmma_bf16_rs_n64_tb(St, ul[js], b);
       }
     }
     wgmma_commit();
