@@ -68,8 +68,8 @@ for step in $STEPS; do
       note "bench: rc=$?"
       ;;
     sm90)
-      # The prefill rows on the sm90 backend (auto picks it on sm_90 for sequences of 256
-      # tokens or more on average, cuda for shorter ones).
+      # The prefill rows on the sm90 backend (auto picks it on sm_90 unless the sequences
+      # average at most 64 tokens).
       args=(bench --suite bench/suite.json --backend sm90 --json "$OUT/bench-sm90.json")
       [ -n "$ROWS" ] && args+=(--rows "$ROWS")
       timeout 300 "$BIN/gdn" "${args[@]}" >"$OUT/bench-sm90.txt" 2>"$OUT/bench-sm90.err"

@@ -64,17 +64,18 @@ Status head_dims(const char* name, const Problem& p) {
   return Status::Ok();
 }
 
-// Prefill on sm_90: sm90 first unless the sequences average under
-// kSm90MinTokensPerSeq tokens, where its one CTA per SM and per-CTA ring
-// fill cost more than its faster chunk steps save. Measured on an H200
-// (graph ms, sm90 / cuda, bench/results/sm90-h200-2026-12-02.json and
-// cuda-h200-2026-12-02.json): q3n-tp1 128x256 (256 tokens a sequence)
-// 1.43 / 1.48, q3n-tp4 64x512 0.32 / 0.34, but q3n-tp1 257 short (69) 1.55 / 1.40, 4x7
-// 0.034 / 0.025, 1x64 0.021 / 0.021.
-constexpr int64_t kSm90MinTokensPerSeq = 256;
+// Prefill on sm_90: sm90 first unless the sequences average at most
+// kSm90MaxShortTokens tokens (one chunk), where both run about as fast on
+// the GPU and cuda's plain call costs less on the host (sm90 encodes three
+// tensor maps per call). Measured on an H200 (bench/results
+// cuda-h200-2026-12-03-ab05ac1.json, sm90-...-ab05ac1.json; graph us, sm90 /
+// cuda): q3n-tp1 257 short (69 tokens a sequence) 1136 / 1291, 128x256 1099 /
+// 1390, 4x1000 123 / 167; 1x64 20.9 / 20.8 as graphs, 40.0 / 37.5 as plain
+// calls; 4x7 15.9 / 15.9 (both run the token recurrence).
+constexpr int64_t kSm90MaxShortTokens = 64;
 
 bool short_sequences(const Problem& p) {
-  return p.op == Op::kPrefill && p.T < kSm90MinTokensPerSeq * std::max<int64_t>(p.N, 1);
+  return p.op == Op::kPrefill && p.T <= kSm90MaxShortTokens * std::max<int64_t>(p.N, 1);
 }
 
 }  // namespace
@@ -181,8 +182,8 @@ Route route(Backend requested, bool strict, const Problem& p, const DeviceInfo& 
                         [&](Backend c) { return backend_supports(c, p, d, b); });
   if (requested == Backend::kAuto && r.status.ok() && r.backend == Backend::kCuda && p.on_device &&
       short_sequences(p) && backend_supports(Backend::kSm90, p, d, b).ok())
-    r.reason += "; sm90 serves it too, but its sequences average under " +
-                std::to_string(kSm90MinTokensPerSeq) + " tokens, where cuda is faster";
+    r.reason += "; sm90 serves it too, but its sequences average at most " +
+                std::to_string(kSm90MaxShortTokens) + " tokens, where a cuda call costs less";
   return r;
 }
 

@@ -79,20 +79,20 @@ TEST(Routing, InjectedDevicesWithEveryBackendBuilt) {
   }
 }
 
-// On sm_90, sequences of under 256 tokens on average go to cuda first
+// On sm_90, sequences of at most 64 tokens on average go to cuda first
 // (dispatch.cc, auto_order), longer ones to sm90.
 TEST(Routing, ShortSequencesPreferCudaOnHopper) {
   const BuildInfo all{true, true};
   Problem p = problem(Op::kPrefill, true);
   p.N = 4;
-  for (const auto& [T, expect] : {std::pair<int64_t, Backend>{4 * 255, Backend::kCuda},
-                                  std::pair<int64_t, Backend>{4 * 256, Backend::kSm90}}) {
+  for (const auto& [T, expect] : {std::pair<int64_t, Backend>{4 * 64, Backend::kCuda},
+                                  std::pair<int64_t, Backend>{4 * 64 + 1, Backend::kSm90}}) {
     p.T = T;
     const Route r = route(Backend::kAuto, false, p, gpu(9, 0, "H100"), all);
     ASSERT_TRUE(r.status.ok()) << r.status.message();
     EXPECT_EQ(r.backend, expect) << "T = " << T;
     EXPECT_NE(r.reason.find("fastest backend"), std::string::npos) << r.reason;
-    EXPECT_EQ(r.reason.find("average under 256 tokens") != std::string::npos, expect == Backend::kCuda)
+    EXPECT_EQ(r.reason.find("average at most 64 tokens") != std::string::npos, expect == Backend::kCuda)
         << r.reason;
   }
 }
