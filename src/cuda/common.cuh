@@ -27,6 +27,14 @@ inline Status cuda_status(cudaError_t e, const char* what) {
     if (::gdn::Status s_ = ::gdn::cuda::cuda_status((expr), #expr); !s_.ok()) return s_; \
   } while (0)
 
+// A one-dimensional grid of `ctas` CTAs, or why one launch cannot hold it
+// (`what` names the kernel and what it counts).
+inline Status linear_grid(int64_t ctas, dim3* grid, const char* what) {
+  if (ctas > 0x7fffffff) return Status::Unsupported(std::string(what) + ": too many for one launch");
+  *grid = dim3(static_cast<unsigned>(ctas));
+  return Status::Ok();
+}
+
 // Raises `kernel`'s dynamic shared memory limit to at least `bytes` on the
 // current device. The limit is a per-device attribute of the function, so
 // it is set once per (kernel, device) and raised only when a launch needs

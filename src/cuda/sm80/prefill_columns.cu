@@ -78,6 +78,13 @@ __device__ __forceinline__ void add_times_transpose(float (&acc)[kRowTiles][4],
 
 // kLocal: the local pass over segments (kSegLocal); else kSegWhole or
 // kSegFinal, which write outputs.
+// CTAs per (sequence or segment, value head): the value columns' tiles, and
+// in the local pass the state map's K columns as many again.
+template <int K, int V>
+constexpr int column_tiles(bool local) {
+  return (V + (local ? K : 0)) / kCtaColumns;
+}
+
 template <int K, int V, bool kLocal>
 __global__ void __launch_bounds__(kColThreads, 2)
     prefill_columns_kernel(const __grid_constant__ PrefillParams p) {
@@ -88,7 +95,7 @@ __global__ void __launch_bounds__(kColThreads, 2)
   const int stages = p.stages;
   const int segs = p.segments;
   constexpr int kVTiles = V / kCtaColumns;
-  const StateItem item = state_item(segs, p.HV, kVTiles + (kLocal ? K / kCtaColumns : 0));
+  const StateItem item = state_item(segs, p.HV, column_tiles<K, V>(kLocal));
   const int64_t n = item.n, hv = item.hv, h = hv / p.group;
   const int seg = item.seg;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, t = lane & 3;
@@ -259,8 +266,8 @@ Status launch_columns_pass(const PrefillParams& p, cudaStream_t stream) {
   const size_t smem = ColumnsPlan<K>::bytes(p.stages);
   static const bool programmatic = kernel_waits_for_prerequisites(prefill_columns_kernel<K, V, kLocal>);
   dim3 grid;
-  if (Status s = state_grid(p.N * p.segments * p.HV, (V + (kLocal ? K : 0)) / kCtaColumns, &grid,
-                            "prefill_columns_kernel");
+  if (Status s = linear_grid(p.N * p.segments * p.HV * column_tiles<K, V>(kLocal), &grid,
+                             "prefill_columns_kernel: sequences, heads and column tiles");
       !s.ok())
     return s;
   return launch_state_kernel(prefill_columns_kernel<K, V, kLocal>, grid, dim3(kColThreads), smem, stream,

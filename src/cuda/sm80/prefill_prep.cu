@@ -269,9 +269,10 @@ Status launch_prefill_prep(const PrefillParams& p, cudaStream_t stream) {
     return s;
   static const bool programmatic = kernel_waits_for_prerequisites(prefill_prep_kernel<T, K, V>);
   if (p.max_chunks == 0) return Status::Ok();
-  if (p.max_chunks * p.HV > 0x7fffffff)
-    return Status::Unsupported("prefill_prep_kernel: too many chunks and value heads for one launch");
-  const dim3 grid(static_cast<unsigned>(p.max_chunks * p.HV));
+  dim3 grid;
+  if (Status s = linear_grid(p.max_chunks * p.HV, &grid, "prefill_prep_kernel: chunks and value heads");
+      !s.ok())
+    return s;
   return cuda_status(
       launch_kernel(prefill_prep_kernel<T, K, V>, grid, dim3(kPrepThreads), kSmem, stream, programmatic, p),
       "prefill_prep_kernel launch");

@@ -271,7 +271,10 @@ Status launch_prefill_state(const PrefillParams& p, cudaStream_t stream) {
   const size_t smem = StatePlan<T, K, VT>::bytes(p.stages);
   static const bool programmatic = kernel_waits_for_prerequisites(prefill_state_kernel<T, K, V, VT>);
   dim3 grid;
-  if (Status s = state_grid(p.N * p.HV, V / VT, &grid, "prefill_state_kernel"); !s.ok()) return s;
+  if (Status s = linear_grid(p.N * p.HV * (V / VT), &grid,
+                             "prefill_state_kernel: sequences, heads and column tiles");
+      !s.ok())
+    return s;
   return launch_state_kernel(prefill_state_kernel<T, K, V, VT>, grid, dim3(kStateThreads), smem, stream,
                              programmatic, p, "prefill_state_kernel launch");
 }

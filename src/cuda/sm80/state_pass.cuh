@@ -4,8 +4,6 @@
 // its loads, and the launch with a dynamic shared-memory size.
 #pragma once
 
-#include <string>
-
 #include "cuda/ptx/cp_async.cuh"
 #include "cuda/ptx/griddep.cuh"
 #include "cuda/ptx/mma_sm80.cuh"
@@ -259,14 +257,6 @@ __device__ __forceinline__ StateItem state_item(int segs, int64_t HV, int tiles)
   it.seg = static_cast<int>(b % static_cast<uint32_t>(segs));
   it.n = b / static_cast<uint32_t>(segs);
   return it;
-}
-// The grid of `items` (sequence or segment, value head) pairs of `tiles`
-// CTAs each, or the reason it exceeds one launch.
-inline Status state_grid(int64_t items, int tiles, dim3* grid, const char* name) {
-  if (items * tiles > 0x7fffffff)
-    return Status::Unsupported(std::string(name) + ": too many sequences and heads for one launch");
-  *grid = dim3(static_cast<unsigned>(items * tiles));
-  return Status::Ok();
 }
 
 // Launches a state-pass kernel with `smem` bytes of dynamic shared memory,

@@ -539,8 +539,8 @@ Status launch_phase(StateParams fp, int sms, bool long_tail, cudaStream_t stream
   if (p.N == 0) return Status::Ok();
   fp.groups = groups_for(p.N * p.segments * p.HV, tiles_per_item<K>(kLocal), sms, long_tail);
   dim3 grid;
-  if (Status s = state_grid(p.N * p.segments * p.HV, tiles_per_item<K>(kLocal) / fp.groups, &grid,
-                            "prefill_state_sm90_kernel");
+  if (Status s = linear_grid(p.N * p.segments * p.HV * (tiles_per_item<K>(kLocal) / fp.groups), &grid,
+                             "prefill_state_sm90_kernel: sequences, heads and column tiles");
       !s.ok())
     return s;
   return cuda_status(launch_kernel(kernel, grid, dim3(kThreads), kSmemBytes<K>, stream, programmatic, fp),
