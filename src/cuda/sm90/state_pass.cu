@@ -20,7 +20,7 @@
 // L2 once instead of once per tile, and the SM interleaves two chains of
 // dependent products instead of running one.
 // Per chunk, with the state entering it:
-//   [P | R] = S^T [K | Q]^T                 [64, 128]  bf16, S^T split hi + lo
+//   [P | R] = S^T [K | Q]^T                 [64, 128]  bf16 (S^T rounded, below)
 //   X   = V^T - P diag(s_x)
 //   Vn  = X Au^T                            [64, 64]   tf32
 //   O^T = R diag(s_q) + Vn L^T                         tf32
@@ -84,15 +84,20 @@ namespace {
 
 using Bf16 = __nv_bfloat16;
 
-// GDN_SM90_PROBE=4, 5, 6 (measurement builds): S^T in [P | R] (4, 5) and
-// Vn in the update (4, 6) enter their products as bf16 without the lo
-// halves, to time what the split costs and measure the error it saves.
-#if GDN_SM90_PROBE == 4 || GDN_SM90_PROBE == 5
-constexpr bool kSplitState = false;
-#else
+// S^T enters [P | R] as bf16 (its hi half only); Vn enters the update split
+// hi + lo. Measured on the H200 (GDN_SM90_PROBE builds,
+// bench/results/sm90-h200-2026-12-04-split-probes.txt): splitting S^T too
+// cost 1.11x in geometric mean over the suite's prefill rows and bought
+// nothing in the final state (rel RMS 2.27e-4 either way at q3n-tp1 1x8192)
+// and 2% in o (1.70e-3 split, 1.74e-3 not); dropping Vn's lo half as well
+// gained 1.06x more but took the state's error to 1.69e-3 (7x).
+// Measurement builds: GDN_SM90_PROBE=4 drops Vn's split too, =7 splits S^T.
+#if GDN_SM90_PROBE == 7
 constexpr bool kSplitState = true;
+#else
+constexpr bool kSplitState = false;
 #endif
-#if GDN_SM90_PROBE == 4 || GDN_SM90_PROBE == 6
+#if GDN_SM90_PROBE == 4
 constexpr bool kSplitVn = false;
 #else
 constexpr bool kSplitVn = true;
@@ -232,7 +237,7 @@ __device__ __forceinline__ void state_role(const StateParams& fp, SharedStorage<
     if (len < kChunk)
       clear_rows_past(sl, len, fp.groups, group, map_cols, group * kGroupThreads + warp * 32 + lane);
 
-    // [P | R] = S^T [K | Q]^T over 16-wide k-steps, S^T split hi + lo.
+    // [P | R] = S^T [K | Q]^T over 16-wide k-steps (S^T as bf16; split hi + lo when kSplitState).
     uint32_t fh[K / 16][4], fl[K / 16][4];
 #pragma unroll
     for (int ks = 0; ks < K / 16; ++ks) bf16_a_from_acc(fh[ks], fl[ks], St[2 * ks], St[2 * ks + 1]);
