@@ -75,6 +75,39 @@ for step in $STEPS; do
       timeout 300 "$BIN/gdn" "${args[@]}" >"$OUT/bench-sm90.txt" 2>"$OUT/bench-sm90.err"
       note "bench sm90: rc=$?"
       ;;
+    probe)
+      # The prefill rows on a measurement build (GDN_PROBE_BIN, e.g. one built with
+      # -DCMAKE_CUDA_FLAGS=-DGDN_CUDA_PROBE=1 and carried) on GDN_PROBE_BACKEND (cuda),
+      # to set beside the bench step's rows of the same run (not a default step).
+      prefill=$(python3 -c "import json;print(','.join(r['name'] for r in json.load(open('bench/suite.json'))['prefill']))")
+      pb=${GDN_PROBE_BACKEND:-cuda}
+      timeout 200 "${GDN_PROBE_BIN:-.deps/probe}/gdn" bench --suite bench/suite.json --backend "$pb" \
+        --rows "${ROWS:-$prefill}" --json "$OUT/bench-probe-$pb.json" >"$OUT/bench-probe-$pb.txt" 2>&1
+      note "bench probe $pb ($(cat "${GDN_PROBE_BIN:-.deps/probe}/COMMIT" 2>/dev/null)): rc=$?"
+      # The error beside the default build's, on the built-in inputs and one 8192-token sequence.
+      for lens in 1000,333,77,1 8192; do
+        for bin in "$BIN" "${GDN_PROBE_BIN:-.deps/probe}"; do
+          timeout 60 "$bin/gdn" run --backend "$pb" --seq-lens "$lens" >"$OUT/run-probe.txt" 2>&1
+          note "gdn run $pb $lens ($(cat "$bin/COMMIT" 2>/dev/null)): rc=$?, $(grep -iE 'error|PASS|FAIL' "$OUT/run-probe.txt" | tr '\n' ' ' | head -c 300)"
+        done
+      done
+      ;;
+    env-ab)
+      # GDN_AB_ROWS (default: the prefill rows) on GDN_AB_BACKEND (cuda) once per
+      # assignment in GDN_AB_ENVS (e.g. "GDN_CUDA_SEGMENTS=1 GDN_CUDA_SEGMENTS=8"), after a
+      # run without any, each in its own file (not a default step).
+      prefill=$(python3 -c "import json;print(','.join(r['name'] for r in json.load(open('bench/suite.json'))['prefill']))")
+      i=0
+      for assign in none ${GDN_AB_ENVS:-}; do
+        env_args=()
+        [ "$assign" != none ] && env_args=("$assign")
+        env "${env_args[@]}" timeout 150 "$BIN/gdn" bench --suite bench/suite.json --backend "${GDN_AB_BACKEND:-cuda}" \
+          --rows "${GDN_AB_ROWS:-$prefill}" --json "$OUT/bench-env-$i.json" >"$OUT/bench-env-$i.txt" 2>&1
+        note "bench ${GDN_AB_BACKEND:-cuda} with $assign: rc=$?"
+        grep -E "^q3|^row" "$OUT/bench-env-$i.txt" | tee -a "$summary"
+        i=$((i + 1))
+      done
+      ;;
     sm90-groups)
       # The prefill rows on sm90 with one and with two column tiles per CTA forced
       # (GDN_SM90_GROUPS): what pairing a head's tiles brings, row by row (not a default step).
@@ -163,6 +196,7 @@ for step in $STEPS; do
 done
 [ -f "$OUT/bench-cuda.txt" ] && cat "$OUT/bench-cuda.txt"
 [ -f "$OUT/bench-sm90.txt" ] && cat "$OUT/bench-sm90.txt"
+for f in "$OUT"/bench-probe-*.txt; do [ -f "$f" ] && grep -E "^q3n|^q3|^row" "$f"; done
 [ -f "$OUT/bench-decode-nopdl.txt" ] && grep -E "^q3n|^row" "$OUT/bench-decode-nopdl.txt"
 [ -f "$OUT/compare-fla.txt" ] && tail -25 "$OUT/compare-fla.txt"
 [ -f "$OUT/py-overhead.txt" ] && cat "$OUT/py-overhead.txt"
