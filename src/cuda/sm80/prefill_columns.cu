@@ -7,7 +7,7 @@
 // (shared by the CTA's warps, streamed through a cp.async ring) come from
 // shared memory. Per chunk, with the state entering it (transposed forms of
 // the products in prefill_state.cu):
-//   P   = S^T K^T,  R = S^T Q^T                 [16, 64]   bf16, S^T split hi + lo
+//   P   = S^T K^T,  R = S^T Q^T                 [16, 64]   bf16 (S^T rounded, kSplitState)
 //   X   = V^T - P diag(s_x)                     (= (V - diag(exp G) K_norm S)^T)
 //   Vn  = X Au^T                                (= (U - W S)^T)            tf32
 //   O^T = R diag(s_q) + Vn L^T                                             tf32
@@ -45,16 +45,33 @@ struct ColumnsPlan : ChunkSlot<Bf16, K, kCtaColumns, kMatStride> {
   static size_t bytes(int stages) { return stages * Slot::kSlot + kOBytes; }
 };
 
-// c0 += (hi + lo) B0 and c1 += (hi + lo) B1 for the B fragments of two
-// n-tiles in one x4 load (b0 b1 of the first, then of the second); the hi
-// products first, so each accumulator has another product between its two.
+// c0 += a B0 and c1 += a B1 for the B fragments of two n-tiles in one x4
+// load (b0 b1 of the first, then of the second).
+__device__ __forceinline__ void mma_pair(float (&c0)[4], float (&c1)[4], const uint32_t (&a)[4],
+                                         const uint32_t (&b)[4]) {
+  mma_bf16(c0, a, b[0], b[1]);
+  mma_bf16(c1, a, b[2], b[3]);
+}
+
+// The same with A = hi + lo; the hi products first, so each accumulator has
+// another product between its two.
 __device__ __forceinline__ void mma_split_pair(float (&c0)[4], float (&c1)[4], const uint32_t (&hi)[4],
                                                const uint32_t (&lo)[4], const uint32_t (&b)[4]) {
-  mma_bf16(c0, hi, b[0], b[1]);
-  mma_bf16(c1, hi, b[2], b[3]);
-  mma_bf16(c0, lo, b[0], b[1]);
-  mma_bf16(c1, lo, b[2], b[3]);
+  mma_pair(c0, c1, hi, b);
+  mma_pair(c0, c1, lo, b);
 }
+
+// S^T enters P and R as bf16 (its hi half only; GDN_CUDA_PROBE=1, a
+// measurement build, splits it hi + lo as Vn is). Measured on the H200
+// (bench/results/cuda-h200-2026-12-04-split-state.txt): the split cost
+// 1.085x in geometric mean over the suite's prefill rows and bought nothing
+// in the final state (rel RMS 2.265e-4 either way on one 8192-token
+// sequence) and 2% in o (1.703e-3 split, 1.738e-3 not).
+#if GDN_CUDA_PROBE == 1
+constexpr bool kSplitState = true;
+#else
+constexpr bool kSplitState = false;
+#endif
 
 // acc += X M^T over a chunk in tf32: X [16, 64] given as accumulator tiles,
 // M a row-major [64, 64] tf32-valued fp32 tile in shared memory (row stride
@@ -179,11 +196,17 @@ __global__ void __launch_bounds__(kColThreads, 2)
         const int at = qk_lane + jt * 8 * Plan::kQkStride + ks * 16;
         uint32_t kb[4];
         ldmatrix_x4(kb, sk + at);
-        mma_split_pair(P[jt], P[jt + 1], hi, lo, kb);
+        if constexpr (kSplitState)
+          mma_split_pair(P[jt], P[jt + 1], hi, lo, kb);
+        else
+          mma_pair(P[jt], P[jt + 1], hi, kb);
         if constexpr (!kLocal) {
           uint32_t qb[4];
           ldmatrix_x4(qb, sq + at);
-          mma_split_pair(R[jt], R[jt + 1], hi, lo, qb);
+          if constexpr (kSplitState)
+            mma_split_pair(R[jt], R[jt + 1], hi, lo, qb);
+          else
+            mma_pair(R[jt], R[jt + 1], hi, qb);
         }
       }
     }
