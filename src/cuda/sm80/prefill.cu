@@ -183,17 +183,23 @@ bool long_tail_of(const Call& c, const DeviceLimits& dev) {
 
 // Segments per sequence (params.h): when the column-owner pass's CTAs for
 // whole sequences would fill at most a quarter of the SMs, each sequence
-// splits into enough segments for about one CTA per SM, each of at least
-// kMinSegmentTokens tokens on average, at most kMaxSegments, and at least 3
-// (the split costs a local pass, carrying the end state and, in as many
-// columns again, the state map of each segment, and a combine before the
-// final pass). Measured on the H100 (graph ms, split / whole; bench/results
-// cuda-h100-2026-11-25-segments-ab.txt): q35-397b-tp8 1x65536 (16 CTAs,
-// 9 segments) 1.73 / 3.53, 1x8192 (8) 0.27 / 0.47, q3n-tp4 1x16384 (9) 0.51 /
-// 0.94; but q3n-tp1 1x8192 (64 CTAs, 3 segments) 0.72 / 0.67. Segments of
-// 512 tokens still pay: q35-397b-tp8 1x2048 with 4, 0.106 ms, against 0.123
-// whole (cuda-h100-2026-11-25-ring-stages-ab.txt). GDN_CUDA_SEGMENTS=P forces P (tests and
-// measurements; 1 turns it off).
+// splits into as many segments as keep the final pass's CTAs within the SMs
+// (one each), each of at least kMinSegmentTokens tokens on average, at most
+// kMaxSegments, and at least 3 (the split costs a local pass, carrying the
+// end state and, in as many columns again, the state map of each segment,
+// and a combine before the final pass). Measured on the H100 (graph ms,
+// split / whole; bench/results cuda-h100-2026-11-25-segments-ab.txt):
+// q35-397b-tp8 1x65536 (16 CTAs, 9 segments) 1.73 / 3.53, 1x8192 (8) 0.27 /
+// 0.47, q3n-tp4 1x16384 (9) 0.51 / 0.94; but q3n-tp1 1x8192 (64 CTAs, 3
+// segments) 0.72 / 0.67. Segments of 512 tokens still pay: q35-397b-tp8
+// 1x2048 with 4, 0.106 ms, against 0.123 whole
+// (cuda-h100-2026-11-25-ring-stages-ab.txt). One CTA per SM, not one more:
+// on the H200 with 16 CTAs a segment (bench/results
+// cuda-h200-2026-12-04-segments-ab.txt, graph us, 8 / 9 segments, 9 being
+// the rounded-up count this rule used before) q35-397b-tp8 1x65536 1092 /
+// 1268, 1x8192 188 / 213, q3n-tp4 1x16384 323 / 366: with 9, 144 CTAs
+// leave 12 SMs running two of the final pass's chains at half speed.
+// GDN_CUDA_SEGMENTS=P forces P (tests and measurements; 1 turns it off).
 constexpr int64_t kMinSegmentTokens = 512;
 constexpr int kMinSegments = 3;
 constexpr int kMaxSegments = 16;
@@ -205,7 +211,7 @@ int segments_for(const Call& c, const DeviceLimits& dev) {
   if (std::getenv("GDN_CUDA_STATE_PASS") != nullptr) return 1;  // a forced pass runs whole sequences
   const int64_t ctas = c.N * c.HV * (c.V / 64);
   if (4 * ctas > dev.sms) return 1;
-  const int64_t by_sms = (dev.sms + ctas - 1) / ctas;
+  const int64_t by_sms = dev.sms / ctas;
   const int64_t by_len = c.T / (c.N * kMinSegmentTokens);
   const int64_t segments = std::min<int64_t>({by_sms, by_len, kMaxSegments});
   return segments >= kMinSegments ? static_cast<int>(segments) : 1;
