@@ -5,8 +5,8 @@
 # where a Python call's time goes (overhead), flash-linear-attention side by
 # side (compare), and a short summary table printed last. GDN_STEPS picks steps. Uses the
 # binaries scripts/build-device.sh put in .deps/device-bin (carry it).
-# Every log lands in $OUT as it is written; at the end the logs are packed
-# into $OUT/logs.tgz (the device tool returns at most 8 files).
+# Every log lands in $OUT as it is written and goes into $OUT/logs.tgz after
+# its step (the device tool returns at most 8 files; see pack_logs).
 set -u
 cd "$(dirname "$0")/.."
 BIN=${GDN_DEVICE_BIN:-.deps/device-bin}
@@ -23,15 +23,20 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv >"$
 note "device: $(head -2 "$OUT/gpu.txt" | tail -1)"
 note "binaries built from: $(cat "$BIN/COMMIT" 2>/dev/null)"
 
-# At most 8 files come back from the device: the JSONs, the chart and the
-# summary stay as they are, every log goes into one archive, logs.tgz (also
-# when the call's limit or an error ends the script early).
+# At most 8 files come back from the device: the suite JSONs (bench-cuda,
+# bench-sm90, bench-probe-*), the comparison's JSON and chart and the summary
+# stay as they are; every other file goes into one archive, logs.tgz, refreshed
+# after each step, so a call that runs out of time loses only the step it was in
+# (bash runs the TERM trap only once the step's command returns). Logs read by a
+# later step are read from $LOGS.
+LOGS=$(mktemp -d)
 pack_logs() {
   (
     cd "$OUT" || exit
-    ls | grep -vE '\.(json|png)$|^summary\.txt$|^logs\.tgz$' >.pack
-    [ -s .pack ] && tar czf logs.tgz -T .pack && xargs rm -f <.pack
-    rm -f .pack
+    ls | grep -vE '^(bench-(cuda|sm90|probe-.*)|compare-fla)\.json$|\.png$|^summary\.txt$|^logs\.tgz$' >"$LOGS/.pack"
+    [ -s "$LOGS/.pack" ] && xargs -a "$LOGS/.pack" -d '\n' mv -t "$LOGS" --
+    rm -f "$LOGS/.pack"
+    [ -n "$(ls "$LOGS")" ] && tar czf logs.tgz -C "$LOGS" .
   )
 }
 trap pack_logs EXIT
@@ -193,12 +198,13 @@ for step in $STEPS; do
       fi
       ;;
   esac
+  pack_logs
 done
-[ -f "$OUT/bench-cuda.txt" ] && cat "$OUT/bench-cuda.txt"
-[ -f "$OUT/bench-sm90.txt" ] && cat "$OUT/bench-sm90.txt"
-for f in "$OUT"/bench-probe-*.txt; do [ -f "$f" ] && grep -E "^q3n|^q3|^row" "$f"; done
-[ -f "$OUT/bench-decode-nopdl.txt" ] && grep -E "^q3n|^row" "$OUT/bench-decode-nopdl.txt"
-[ -f "$OUT/compare-fla.txt" ] && tail -25 "$OUT/compare-fla.txt"
-[ -f "$OUT/py-overhead.txt" ] && cat "$OUT/py-overhead.txt"
+[ -f "$LOGS/bench-cuda.txt" ] && cat "$LOGS/bench-cuda.txt"
+[ -f "$LOGS/bench-sm90.txt" ] && cat "$LOGS/bench-sm90.txt"
+for f in "$LOGS"/bench-probe-*.txt; do [ -f "$f" ] && grep -E "^q3n|^q3|^row" "$f"; done
+[ -f "$LOGS/bench-decode-nopdl.txt" ] && grep -E "^q3n|^row" "$LOGS/bench-decode-nopdl.txt"
+[ -f "$LOGS/compare-fla.txt" ] && tail -25 "$LOGS/compare-fla.txt"
+[ -f "$LOGS/py-overhead.txt" ] && cat "$LOGS/py-overhead.txt"
 echo "---"
 cat "$summary"
