@@ -81,13 +81,13 @@ for step in $STEPS; do
       note "bench sm90: rc=$?"
       ;;
     probe)
-      # The prefill rows on a measurement build (GDN_PROBE_BIN, e.g. one built with
-      # -DCMAKE_CUDA_FLAGS=-DGDN_CUDA_PROBE=1 and carried) on GDN_PROBE_BACKEND (cuda),
-      # to set beside the bench step's rows of the same run (not a default step).
+      # The prefill rows (or GDN_PROBE_ROWS) on a measurement build (GDN_PROBE_BIN, e.g. one
+      # built with -DCMAKE_CUDA_FLAGS=-DGDN_CUDA_PROBE=1 and carried) on GDN_PROBE_BACKEND
+      # (cuda), to set beside the bench step's rows of the same run (not a default step).
       prefill=$(python3 -c "import json;print(','.join(r['name'] for r in json.load(open('bench/suite.json'))['prefill']))")
       pb=${GDN_PROBE_BACKEND:-cuda}
       timeout 200 "${GDN_PROBE_BIN:-.deps/probe}/gdn" bench --suite bench/suite.json --backend "$pb" \
-        --rows "${ROWS:-$prefill}" --json "$OUT/bench-probe-$pb.json" >"$OUT/bench-probe-$pb.txt" 2>&1
+        --rows "${GDN_PROBE_ROWS:-${ROWS:-$prefill}}" --json "$OUT/bench-probe-$pb.json" >"$OUT/bench-probe-$pb.txt" 2>&1
       note "bench probe $pb ($(cat "${GDN_PROBE_BIN:-.deps/probe}/COMMIT" 2>/dev/null)): rc=$?"
       # The error beside the default build's, on the built-in inputs and one 8192-token sequence.
       for lens in 1000,333,77,1 8192; do

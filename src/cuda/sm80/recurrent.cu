@@ -73,8 +73,15 @@ constexpr int64_t kManyTiles = 2048;
 // issues all of its 8 KB of state reads at once, and an SM's share of the
 // copy bandwidth (~23 B/ns on an H100) times the loaded memory latency
 // (~2 us) is ~45 KB, so about 6 warps waiting on their reads keep the
-// memory busy. (A 128-register cap for 16 warps spills at K = 128.)
+// memory busy. The batch-256 decode reaches 86% of the copy bandwidth
+// (H200) with 12; -DGDN_DECODE_MIN_CTAS=4 (a measurement build) asks for 16
+// warps, which ptxas (nvcc 13.0, sm_90) fits in 128 registers without
+// spills at K = 128 (138-165 registers at 3 CTAs).
+#ifdef GDN_DECODE_MIN_CTAS
+constexpr int kMinCtasPerSm = GDN_DECODE_MIN_CTAS;
+#else
 constexpr int kMinCtasPerSm = 3;
+#endif
 // Dynamic shared memory per CTA that needs no opt-in.
 constexpr int64_t kMaxStageBytes = 48 * 1024;
 
