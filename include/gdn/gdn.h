@@ -97,7 +97,10 @@ struct Args {
   Tensor a_log, dt_bias;  // [HV] fp32
   // Sequence boundaries [N + 1] (int32 or int64): 0 = c_0 <= ... <= c_N = T.
   // Required by prefill; optional for verify (else tokens_per_seq); unused by
-  // decode. For device tensors, a host copy lets the call check the values.
+  // decode. For device tensors, a host copy lets the call check the values
+  // and plan its launches from them (the token recurrence for short
+  // sequences, the ring depth of a long tail): it must hold the device
+  // tensor's values, and a CUDA graph captured with it replays that plan.
   Tensor cu_seqlens;
   const void* cu_seqlens_host = nullptr;  // same dtype and length as cu_seqlens
   int64_t tokens_per_seq = 0;             // verify without cu_seqlens: T = N * L
