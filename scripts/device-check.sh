@@ -18,6 +18,7 @@ export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
 summary="$OUT/summary.txt"
 : >"$summary"
 note() { echo "$*" | tee -a "$summary"; }
+prefill_rows() { python3 -c "import json;print(','.join(r['name'] for r in json.load(open('bench/suite.json'))['prefill']))"; }
 
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv >"$OUT/gpu.txt" 2>&1
 note "device: $(head -2 "$OUT/gpu.txt" | tail -1)"
@@ -39,7 +40,7 @@ pack_logs() {
     [ -n "$(ls "$LOGS")" ] && tar czf logs.tgz -C "$LOGS" .
   )
 }
-trap pack_logs EXIT
+trap 'pack_logs; rm -rf "$LOGS"' EXIT
 trap 'exit 143' TERM INT
 
 for step in $STEPS; do
@@ -84,10 +85,9 @@ for step in $STEPS; do
       # The prefill rows (or GDN_PROBE_ROWS) on a measurement build (GDN_PROBE_BIN, e.g. one
       # built with -DCMAKE_CUDA_FLAGS=-DGDN_CUDA_PROBE=1 and carried) on GDN_PROBE_BACKEND
       # (cuda), to set beside the bench step's rows of the same run (not a default step).
-      prefill=$(python3 -c "import json;print(','.join(r['name'] for r in json.load(open('bench/suite.json'))['prefill']))")
       pb=${GDN_PROBE_BACKEND:-cuda}
       timeout 200 "${GDN_PROBE_BIN:-.deps/probe}/gdn" bench --suite bench/suite.json --backend "$pb" \
-        --rows "${GDN_PROBE_ROWS:-${ROWS:-$prefill}}" --json "$OUT/bench-probe-$pb.json" >"$OUT/bench-probe-$pb.txt" 2>&1
+        --rows "${GDN_PROBE_ROWS:-${ROWS:-$(prefill_rows)}}" --json "$OUT/bench-probe-$pb.json" >"$OUT/bench-probe-$pb.txt" 2>&1
       note "bench probe $pb ($(cat "${GDN_PROBE_BIN:-.deps/probe}/COMMIT" 2>/dev/null)): rc=$?"
       # The error beside the default build's, on the built-in inputs and one 8192-token sequence.
       for lens in 1000,333,77,1 8192; do
@@ -101,13 +101,12 @@ for step in $STEPS; do
       # GDN_AB_ROWS (default: the prefill rows) on GDN_AB_BACKEND (cuda) once per
       # assignment in GDN_AB_ENVS (e.g. "GDN_CUDA_SEGMENTS=1 GDN_CUDA_SEGMENTS=8"), after a
       # run without any, each in its own file (not a default step).
-      prefill=$(python3 -c "import json;print(','.join(r['name'] for r in json.load(open('bench/suite.json'))['prefill']))")
       i=0
       for assign in none ${GDN_AB_ENVS:-}; do
         env_args=()
         [ "$assign" != none ] && env_args=("$assign")
         env "${env_args[@]}" timeout 150 "$BIN/gdn" bench --suite bench/suite.json --backend "${GDN_AB_BACKEND:-cuda}" \
-          --rows "${GDN_AB_ROWS:-$prefill}" --json "$OUT/bench-env-$i.json" >"$OUT/bench-env-$i.txt" 2>&1
+          --rows "${GDN_AB_ROWS:-$(prefill_rows)}" --json "$OUT/bench-env-$i.json" >"$OUT/bench-env-$i.txt" 2>&1
         note "bench ${GDN_AB_BACKEND:-cuda} with $assign: rc=$?"
         grep -E "^q3|^row" "$OUT/bench-env-$i.txt" | tee -a "$summary"
         i=$((i + 1))
@@ -116,9 +115,8 @@ for step in $STEPS; do
     sm90-groups)
       # The prefill rows on sm90 with one and with two column tiles per CTA forced
       # (GDN_SM90_GROUPS): what pairing a head's tiles brings, row by row (not a default step).
-      prefill=$(python3 -c "import json;print(','.join(r['name'] for r in json.load(open('bench/suite.json'))['prefill']))")
       for g in 1 2; do
-        GDN_SM90_GROUPS=$g timeout 200 "$BIN/gdn" bench --suite bench/suite.json --backend sm90 --rows "${ROWS:-$prefill}" \
+        GDN_SM90_GROUPS=$g timeout 200 "$BIN/gdn" bench --suite bench/suite.json --backend sm90 --rows "${ROWS:-$(prefill_rows)}" \
           --json "$OUT/bench-sm90-groups$g.json" >"$OUT/bench-sm90-groups$g.txt" 2>&1
         note "bench sm90, GDN_SM90_GROUPS=$g: rc=$?"
       done
@@ -202,7 +200,7 @@ for step in $STEPS; do
 done
 [ -f "$LOGS/bench-cuda.txt" ] && cat "$LOGS/bench-cuda.txt"
 [ -f "$LOGS/bench-sm90.txt" ] && cat "$LOGS/bench-sm90.txt"
-for f in "$LOGS"/bench-probe-*.txt; do [ -f "$f" ] && grep -E "^q3n|^q3|^row" "$f"; done
+for f in "$LOGS"/bench-probe-*.txt; do [ -f "$f" ] && grep -E "^q3|^row" "$f"; done
 [ -f "$LOGS/bench-decode-nopdl.txt" ] && grep -E "^q3n|^row" "$LOGS/bench-decode-nopdl.txt"
 [ -f "$LOGS/compare-fla.txt" ] && tail -25 "$LOGS/compare-fla.txt"
 [ -f "$LOGS/py-overhead.txt" ] && cat "$LOGS/py-overhead.txt"

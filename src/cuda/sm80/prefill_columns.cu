@@ -73,6 +73,15 @@ constexpr bool kSplitState = true;
 constexpr bool kSplitState = false;
 #endif
 
+// c0, c1 += S^T B0, B1 for S^T given as hi (and lo, used when kSplitState).
+__device__ __forceinline__ void mma_state_pair(float (&c0)[4], float (&c1)[4], const uint32_t (&hi)[4],
+                                               const uint32_t (&lo)[4], const uint32_t (&b)[4]) {
+  if constexpr (kSplitState)
+    mma_split_pair(c0, c1, hi, lo, b);
+  else
+    mma_pair(c0, c1, hi, b);
+}
+
 // acc += X M^T over a chunk in tf32: X [16, 64] given as accumulator tiles,
 // M a row-major [64, 64] tf32-valued fp32 tile in shared memory (row stride
 // kMatStride), B(i, j) = M[j][i] one 64-bit load of the k-permuted pair.
@@ -93,14 +102,15 @@ __device__ __forceinline__ void add_times_transpose(float (&acc)[kRowTiles][4],
   }
 }
 
-// kLocal: the local pass over segments (kSegLocal); else kSegWhole or
-// kSegFinal, which write outputs.
 // CTAs per (sequence or segment, value head): the value columns' tiles, and
 // in the local pass the state map's K columns as many again.
 template <int K, int V>
 constexpr int column_tiles(bool local) {
   return (V + (local ? K : 0)) / kCtaColumns;
 }
+
+// kLocal: the local pass over segments (kSegLocal); else kSegWhole or
+// kSegFinal, which write outputs.
 
 template <int K, int V, bool kLocal>
 __global__ void __launch_bounds__(kColThreads, 2)
@@ -196,17 +206,11 @@ __global__ void __launch_bounds__(kColThreads, 2)
         const int at = qk_lane + jt * 8 * Plan::kQkStride + ks * 16;
         uint32_t kb[4];
         ldmatrix_x4(kb, sk + at);
-        if constexpr (kSplitState)
-          mma_split_pair(P[jt], P[jt + 1], hi, lo, kb);
-        else
-          mma_pair(P[jt], P[jt + 1], hi, kb);
+        mma_state_pair(P[jt], P[jt + 1], hi, lo, kb);
         if constexpr (!kLocal) {
           uint32_t qb[4];
           ldmatrix_x4(qb, sq + at);
-          if constexpr (kSplitState)
-            mma_split_pair(R[jt], R[jt + 1], hi, lo, qb);
-          else
-            mma_pair(R[jt], R[jt + 1], hi, qb);
+          mma_state_pair(R[jt], R[jt + 1], hi, lo, qb);
         }
       }
     }

@@ -252,10 +252,10 @@ __device__ __forceinline__ void state_role(const StateParams& fp, SharedStorage<
       const uint64_t b = kq_desc(sl, 0, ks);
       if constexpr (kLocal) {
         wgmma_bf16_rs_n64(P, fh[ks], b);
-        if (kSplitState) wgmma_bf16_rs_n64(P, fl[ks], b);
+        if constexpr (kSplitState) wgmma_bf16_rs_n64(P, fl[ks], b);
       } else {
         wgmma_bf16_rs_n128(P, R, fh[ks], b);
-        if (kSplitState) wgmma_bf16_rs_n128(P, R, fl[ks], b);
+        if constexpr (kSplitState) wgmma_bf16_rs_n128(P, R, fl[ks], b);
       }
     }
     wgmma_commit();
@@ -319,10 +319,10 @@ __device__ __forceinline__ void state_role(const StateParams& fp, SharedStorage<
       const uint64_t b = k_update_desc(sl, js);
       if constexpr (K == 128) {
         wgmma_bf16_rs_n128_tb(St, uh[js], b);
-        if (kSplitVn) wgmma_bf16_rs_n128_tb(St, ul[js], b);
+        if constexpr (kSplitVn) wgmma_bf16_rs_n128_tb(St, ul[js], b);
       } else {
         wgmma_bf16_rs_n64_tb(St, uh[js], b);
-        if (kSplitVn) wgmma_bf16_rs_n64_tb(St, ul[js], b);
+        if constexpr (kSplitVn) wgmma_bf16_rs_n64_tb(St, ul[js], b);
       }
     }
     wgmma_commit();
