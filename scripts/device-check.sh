@@ -166,9 +166,10 @@ for step in $STEPS; do
         sort | uniq -c | sed 's/^/sm90 state pass: /' | tee -a "$summary"
       rm -f "$OUT/sass.txt"
       ;;
-    python)
+    python | pybuild)
       # The Python package built here (the device has nanobind, scikit-build-core and
-      # PyTorch but no network, hence no build isolation), then its tests, CUDA ones included.
+      # PyTorch but no network, hence no build isolation), then its tests, CUDA ones
+      # included (pybuild: the build alone, for the overhead and compare steps).
       # The system g++ links libstdc++ dynamically: a module built by a compiler
       # wrapper that links it statically segfaulted on the first C++ exception
       # (numpy and torch load the shared libstdc++ into the same process).
@@ -178,16 +179,18 @@ for step in $STEPS; do
         CMAKE_ARGS="-DCMAKE_CUDA_ARCHITECTURES=90-real" \
         timeout 400 python3 -m pip install -q --no-build-isolation . >"$OUT/python-build.log" 2>&1
       note "python build: rc=$?"
-      (cd tests/python && timeout "${GDN_PYTEST_TIMEOUT:-300}" python3 -X faulthandler -m pytest -q -rs >"$OUT/python-tests.log" 2>&1)
-      note "python tests: rc=$?, $(tail -1 "$OUT/python-tests.log")"
+      if [ "$step" = python ]; then
+        (cd tests/python && timeout "${GDN_PYTEST_TIMEOUT:-300}" python3 -X faulthandler -m pytest -q -rs >"$OUT/python-tests.log" 2>&1)
+        note "python tests: rc=$?, $(tail -1 "$OUT/python-tests.log")"
+      fi
       ;;
     overhead)
-      # Where a plain Python call's time goes (needs the python step first).
+      # Where a plain Python call's time goes (needs the python or pybuild step first).
       timeout 120 python3 scripts/py_overhead.py >"$OUT/py-overhead.txt" 2>&1
       note "python call overhead: rc=$?"
       ;;
     compare)
-      # gdn and flash-linear-attention side by side (needs the python step first
+      # gdn and flash-linear-attention side by side (needs the python or pybuild step first
       # and flash-linear-attention's fla/ folder carried in .peers, see README).
       fla=.peers/flash-linear-attention
       if [ -d "$fla/fla" ]; then
