@@ -70,24 +70,25 @@ __global__ void __launch_bounds__(kPrepThreads) prefill_prep_kernel(const __grid
                     offsetof(Smem, G2) % 8 == 0 && offsetof(Smem, rnk) % 8 == 0,
                 "cp.async rows, float4 rows of m, float2 pairs of D, G2 and rnk");
   launch_dependents();       // the state pass may launch; it waits for this kernel's results
-  wait_for_prerequisites();  // chunk_meta's offsets and error flag
-  if (*p.error_flag) return;
+  wait_for_prerequisites();  // chunk_meta's offsets and error flag (or, inline, the caller's inputs)
+  if (p.clear_flag != nullptr && blockIdx.x == 0 && threadIdx.x == 0) *p.clear_flag = 0;
+  if (device_checks_failed(p)) return;
   // Value heads fastest: those of one q/k head are adjacent, so its q and k
   // rows cross from memory once and reach the others from L2.
   const int c = static_cast<int>(blockIdx.x / static_cast<uint32_t>(p.HV));
   const int hv = static_cast<int>(blockIdx.x % static_cast<uint32_t>(p.HV));
-  if (c >= p.chunk_offset[p.N]) return;
-  // The sequence holding chunk c: the last n with chunk_offset[n] <= c.
+  if (c >= first_chunk(p, p.N)) return;
+  // The sequence holding chunk c: the last n with first_chunk(n) <= c.
   int64_t lo = 0, hi = p.N - 1;
   while (lo < hi) {
     const int64_t mid = (lo + hi + 1) / 2;
-    if (p.chunk_offset[mid] <= c)
+    if (first_chunk(p, mid) <= c)
       lo = mid;
     else
       hi = mid - 1;
   }
   const int64_t n = lo;
-  const int64_t t0 = load_index(p.cu_seqlens, p.cu64, n) + int64_t{c - p.chunk_offset[n]} * kChunk;
+  const int64_t t0 = load_index(p.cu_seqlens, p.cu64, n) + int64_t{c - first_chunk(p, n)} * kChunk;
   const int len = static_cast<int>(min(int64_t{kChunk}, load_index(p.cu_seqlens, p.cu64, n + 1) - t0));
   const int64_t h = hv / static_cast<int>(p.group);  // head counts fit in int: a 32-bit division
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;

@@ -425,7 +425,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     setmaxnreg_dec<kLoadRegs>();
     if (warp != kStateWarps || lane != 0) return;
     wait_for_prerequisites();  // chunk offsets, error flag, prep results
-    if (*p.error_flag) return;
+    if (device_checks_failed(p)) return;
     const SeqChunks seq(p, n);
     load_role<K>(fp, s, h, hv, tiles, seq.seg_first(seg, segs), seq.seg_first(seg + 1, segs), seq);
     return;
@@ -445,7 +445,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   if (seg != segs - 1) row_out = -1;
   S.enter(p.init, row_in, hv, map_cols);
   wait_for_prerequisites();  // chunk offsets, error flag, prep results, combined states
-  if (*p.error_flag) return;
+  if (device_checks_failed(p)) return;
   const SeqChunks seq(p, n);
   if (combined) {
     // Segment 0's entering state sits in the last segment's slot,
