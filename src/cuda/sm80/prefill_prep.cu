@@ -274,9 +274,13 @@ Status launch_prefill_prep(const PrefillParams& p, cudaStream_t stream) {
   if (Status s = linear_grid(p.max_chunks * p.HV, &grid, "prefill_prep_kernel: chunks and value heads");
       !s.ok())
     return s;
-  return cuda_status(
-      launch_kernel(prefill_prep_kernel<T, K, V>, grid, dim3(kPrepThreads), kSmem, stream, programmatic, p),
-      "prefill_prep_kernel launch");
+  // With inline offsets the prep is the call's first kernel: launched
+  // programmatically, it would let the state pass (which reads the caller's
+  // entering state before its own wait) start while the kernel before the
+  // call may still write that state, so it launches plainly, as chunk_meta does.
+  return cuda_status(launch_kernel(prefill_prep_kernel<T, K, V>, grid, dim3(kPrepThreads), kSmem, stream,
+                                   programmatic && !p.inline_offsets, p),
+                     "prefill_prep_kernel launch");
 }
 
 #define GDN_INSTANTIATE_PREP(T, KV) \
