@@ -216,6 +216,7 @@ __global__ void __launch_bounds__(kPrepThreads) prefill_prep_kernel(const __grid
     float* L = p.L + (int64_t{c} * p.HV + hv) * kChunk * kChunk;
     mask_products(s, p.scale, warp, lane, kk, qk, kd, qd, [&](int i, int j, float2 xy) {
       if (p.sm90_tiles) {
+        if (!f32_tile_kept(i, j)) return;  // the zero quarter (j, j + 1 in one panel: j even)
         store_tiled(L, i, j, xy.x);
         store_tiled(L, i, j + 1, xy.y);
       } else {
@@ -244,6 +245,7 @@ __global__ void __launch_bounds__(kPrepThreads) prefill_prep_kernel(const __grid
       },
       [&](int i) {  // block (i, warp) above the diagonal
         if (p.sm90_tiles) {
+          if (!f32_tile_kept(i * kPrepBlk, warp * kPrepBlk)) return;  // in the zero quarter
 #pragma unroll
           for (int e = 0; e < kPrepBlk * kPrepBlk / 32; ++e) {
             const int x = lane + 32 * e;
