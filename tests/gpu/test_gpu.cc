@@ -411,7 +411,8 @@ TEST_P(GpuPrefill, ANonFiniteNeighbourLeavesASequenceBitwiseUnchanged) {
   }
 }
 
-// Without host copies, cu_seqlens and state_indices are checked on the GPU.
+// Without host copies, cu_seqlens and state_indices (range and uniqueness)
+// are checked on the GPU.
 // A prefill that fails there returns Ok (nothing waits on the device) but
 // writes nothing: out and the pool keep their bytes; and
 // prefill_device_status names the argument and the rule. Good inputs report
@@ -452,6 +453,12 @@ TEST_P(GpuPrefill, DeviceSideChecksWriteNothingAndAreReported) {
     const char* expect;
   };
   const int32_t* cu = reinterpret_cast<const int32_t*>(cu0.data());
+  // Two sequences with cached rows: the second is made to name the first's.
+  const int32_t* idx = reinterpret_cast<const int32_t*>(idx0.data());
+  std::vector<int64_t> cached;
+  for (int64_t n = 0; n < static_cast<int64_t>(idx0.size() / 4); ++n)
+    if (idx[n] >= 0) cached.push_back(n);
+  ASSERT_GE(cached.size(), 2u) << "the workload needs two sequences with pool rows";
   const Bad bads[] = {
       {"cu_seqlens[2] above cu_seqlens[3]", &a.cu_seqlens, 2, cu[3] + 1,
        "cu_seqlens: must be non-decreasing"},
@@ -459,6 +466,8 @@ TEST_P(GpuPrefill, DeviceSideChecksWriteNothingAndAreReported) {
        cu[cu0.size() / 4 - 1] + 64, "cu_seqlens: must be non-decreasing"},
       {"a pool index past the pool", &a.state_indices, 1, static_cast<int32_t>(a.initial_state.shape[0]),
        "state_indices: every index must be below the pool's"},
+      {"two sequences naming one pool row", &a.state_indices, cached[1], idx[cached[0]],
+       "state_indices: a pool row appears twice"},
   };
   for (const Bad& bad : bads) {
     SCOPED_TRACE(bad.what);

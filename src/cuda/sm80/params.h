@@ -11,11 +11,12 @@ namespace gdn::cuda {
 constexpr int kChunk = 64;  // tokens per chunk (DESIGN section 2)
 
 // Bits of PrefillParams::error_flag: which device-side check failed.
-constexpr int32_t kBadSeqlens = 1;      // cu_seqlens not non-decreasing from 0 to T
-constexpr int32_t kBadIndex = 2;        // a state_indices value >= the pool's rows
+constexpr int32_t kBadSeqlens = 1;  // cu_seqlens not non-decreasing from 0 to T
+constexpr int32_t kBadIndex = 2;    // a state_indices value >= the pool's rows
 // More checkpoints than the tensor has rows: the host checks the rows against
 // what valid cu_seqlens can need, so this comes only beside kBadSeqlens.
 constexpr int32_t kBadCheckpoints = 4;
+constexpr int32_t kBadDuplicate = 8;  // two sequences name one pool row (checked without a host copy)
 
 struct PrefillParams : TokenInputs {  // q, k, v and the gates
   int64_t T = 0, N = 0, H = 0, HV = 0;
@@ -30,6 +31,7 @@ struct PrefillParams : TokenInputs {  // q, k, v and the gates
   bool idx64 = false;
   int64_t idx_s = 0;
   int64_t pool_rows = 0;
+  bool check_unique = false;  // no host copy of indices: chunk_meta checks that rows are unique
   int64_t ckpt_every = 0;
   // Output.
   void* out = nullptr;

@@ -356,6 +356,7 @@ Status run_prefill(const Call& c, const Args& a, bool sm90) {
   p.cu_seqlens = a.cu_seqlens.data;
   p.cu64 = a.cu_seqlens.dtype == DType::kI64;
   set_state_inputs(a, c.pool, c.pool_rows, &p);
+  p.check_unique = c.pool && a.state_indices_host == nullptr;
   p.ckpt = state_view(a.checkpoints, a.state_layout);
   p.ckpt_every = a.checkpoints.defined() ? a.checkpoint_every : 0;
   p.out = a.out.data, p.o_s0 = a.out.stride[0], p.o_s1 = a.out.stride[1];
@@ -434,6 +435,9 @@ Status prefill_device_status(const Call& c, const Args& a) {
   if (flags & kBadIndex)
     why += std::string(why.empty() ? "" : "; ") + "state_indices: every index must be below the pool's " +
            std::to_string(c.pool_rows) + " rows";
+  if (flags & kBadDuplicate)
+    why += std::string(why.empty() ? "" : "; ") +
+           "state_indices: a pool row appears twice (non-negative indices must be unique)";
   if (flags & kBadCheckpoints)
     why += std::string(why.empty() ? "" : "; ") + "checkpoints: fewer rows than the sequences' checkpoints";
   return Status::Invalid(why + " (checked on the device; the prefill wrote nothing)");
