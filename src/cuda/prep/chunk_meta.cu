@@ -8,9 +8,10 @@ namespace {
 
 constexpr int kMetaThreads = 256;  // a 1024-thread block caps registers at 64 and spills the scan
 // Pool rows a shared-memory bitmap covers when the call has no host copy of
-// state_indices (8 KB); a larger pool compares each index with every other
-// one instead (N loads per index).
-constexpr int64_t kSeenRows = 65536;
+// state_indices (32 KB; only a pool's ceil(P / 32) words are cleared); a
+// larger pool compares each index with every other one instead (N loads per
+// index, N^2 / 256 per thread: give such calls the host copy).
+constexpr int64_t kSeenRows = 262144;
 
 // Whether pool row `row` of sequence n is named by another sequence too:
 // its bit in `seen` was set already (pools of at most kSeenRows rows; one
