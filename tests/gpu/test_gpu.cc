@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -411,7 +412,8 @@ TEST_P(GpuPrefill, ANonFiniteNeighbourLeavesASequenceBitwiseUnchanged) {
   }
 }
 
-// Without host copies, cu_seqlens and state_indices are checked on the GPU.
+// Without host copies, cu_seqlens and state_indices (range and uniqueness)
+// are checked on the GPU.
 // A prefill that fails there returns Ok (nothing waits on the device) but
 // writes nothing: out and the pool keep their bytes; and
 // prefill_device_status names the argument and the rule. Good inputs report
@@ -452,6 +454,12 @@ TEST_P(GpuPrefill, DeviceSideChecksWriteNothingAndAreReported) {
     const char* expect;
   };
   const int32_t* cu = reinterpret_cast<const int32_t*>(cu0.data());
+  // Two sequences with cached rows: the second is made to name the first's.
+  const int32_t* idx = reinterpret_cast<const int32_t*>(idx0.data());
+  std::vector<int64_t> cached;
+  for (int64_t n = 0; n < static_cast<int64_t>(idx0.size() / 4); ++n)
+    if (idx[n] >= 0) cached.push_back(n);
+  ASSERT_GE(cached.size(), 2u) << "the workload needs two sequences with pool rows";
   const Bad bads[] = {
       {"cu_seqlens[2] above cu_seqlens[3]", &a.cu_seqlens, 2, cu[3] + 1,
        "cu_seqlens: must be non-decreasing"},
@@ -459,6 +467,8 @@ TEST_P(GpuPrefill, DeviceSideChecksWriteNothingAndAreReported) {
        cu[cu0.size() / 4 - 1] + 64, "cu_seqlens: must be non-decreasing"},
       {"a pool index past the pool", &a.state_indices, 1, static_cast<int32_t>(a.initial_state.shape[0]),
        "state_indices: every index must be below the pool's"},
+      {"two sequences naming one pool row", &a.state_indices, cached[1], idx[cached[0]],
+       "state_indices: a pool row appears twice"},
   };
   for (const Bad& bad : bads) {
     SCOPED_TRACE(bad.what);
@@ -477,6 +487,82 @@ TEST_P(GpuPrefill, DeviceSideChecksWriteNothingAndAreReported) {
     ASSERT_NO_FATAL_FAILURE(run());
     const Status again = prefill_device_status(a);
     EXPECT_TRUE(again.ok()) << again.message();
+  }
+}
+
+// A call with host copies of cu_seqlens and state_indices and at most
+// kInlineSeqs (64) sequences carries its chunk offsets in the kernel
+// parameters instead of running chunk_meta: the same bytes as the call
+// without host copies, and it clears the flag a failed call left.
+TEST_P(GpuPrefill, InlineOffsetsGiveTheBitsOfDeviceMetadata) {
+  struct Variant {
+    const char* name;
+    std::vector<int64_t> seq_lens;
+    int64_t checkpoint_every;
+    const char* segments;  // GDN_CUDA_SEGMENTS, or nullptr
+  };
+  // With checkpoints the lengths make sum floor(L_n / every) == T / every,
+  // the rows a call without a host copy of cu_seqlens asks for.
+  const Variant variants[] = {
+      {"whole sequences", suite_like().seq_lens, 0, nullptr},
+      {"checkpoints", {128, 256, 1000, 7}, 128, nullptr},
+      {"three segments", suite_like().seq_lens, 0, "3"},
+  };
+  for (const Variant& var : variants) {
+    SCOPED_TRACE(var.name);
+    std::optional<ScopedEnv> segments;
+    if (var.segments != nullptr) segments.emplace("GDN_CUDA_SEGMENTS", var.segments);
+    Case c = suite_like();
+    c.seq_lens = var.seq_lens;
+    c.checkpoint_every = var.checkpoint_every;
+    ASSERT_LE(c.seq_lens.size(), 64u) << "the inline path takes at most 64 sequences";
+    Workload w(c, true);
+    ASSERT_TRUE(w.status().ok()) << w.status().message();
+    Args a = on_backend(w.args());
+    const void* cu_host = a.cu_seqlens_host;
+    const void* idx_host = a.state_indices_host;
+    ASSERT_NE(cu_host, nullptr);
+    ASSERT_NE(idx_host, nullptr);
+    const std::vector<uint8_t> pool0 = device_bytes(a.initial_state), idx0 = device_bytes(a.state_indices);
+    auto restore = [](const Tensor& t, const std::vector<uint8_t>& bytes) {
+      CUDA_OK(cudaMemcpy(t.data, bytes.data(), bytes.size(), cudaMemcpyHostToDevice));
+    };
+    auto poison = [](const Tensor& t) {
+      if (t.defined()) {
+        CUDA_OK(cudaMemset(t.data, 0x7B, device_bytes(t).size()));
+      }
+    };
+    auto run = [&] {
+      poison(a.out);
+      poison(a.checkpoints);
+      const Status s = prefill(a);
+      ASSERT_TRUE(s.ok()) << s.message();
+      const Status d = prefill_device_status(a);
+      EXPECT_TRUE(d.ok()) << d.message();
+    };
+    ASSERT_NO_FATAL_FAILURE(run());  // inline offsets
+    const std::vector<uint8_t> out_inline = device_bytes(a.out), pool_inline = device_bytes(a.initial_state);
+    const std::vector<uint8_t> ckpt_inline =
+        a.checkpoints.defined() ? device_bytes(a.checkpoints) : std::vector<uint8_t>{};
+    restore(a.initial_state, pool0);
+    a.cu_seqlens_host = nullptr;
+    a.state_indices_host = nullptr;
+    ASSERT_NO_FATAL_FAILURE(run());  // chunk_meta
+    EXPECT_EQ(out_inline, device_bytes(a.out));
+    EXPECT_EQ(pool_inline, device_bytes(a.initial_state));
+    if (a.checkpoints.defined()) {
+      EXPECT_EQ(ckpt_inline, device_bytes(a.checkpoints));
+    }
+
+    // A failed device check, then an inline call: the flag reads Ok again.
+    const int32_t past = static_cast<int32_t>(a.initial_state.shape[0]);
+    CUDA_OK(cudaMemcpy(a.state_indices.data, &past, sizeof(past), cudaMemcpyHostToDevice));
+    ASSERT_TRUE(prefill(a).ok());
+    EXPECT_EQ(prefill_device_status(a).code(), StatusCode::kInvalidArgument);
+    restore(a.state_indices, idx0);
+    a.cu_seqlens_host = cu_host;
+    a.state_indices_host = idx_host;
+    ASSERT_NO_FATAL_FAILURE(run());
   }
 }
 

@@ -7,13 +7,34 @@ namespace gdn::cuda {
 namespace {
 
 constexpr int kMetaThreads = 256;  // a 1024-thread block caps registers at 64 and spills the scan
+// Pool rows a shared-memory bitmap covers when the call has no host copy of
+// state_indices (32 KB; only a pool's ceil(P / 32) words are cleared); a
+// larger pool compares each index with every other one instead (N loads per
+// index, N^2 / 256 per thread: give such calls the host copy).
+constexpr int64_t kSeenRows = 262144;
+
+// Whether pool row `row` of sequence n is named by another sequence too:
+// its bit in `seen` was set already (pools of at most kSeenRows rows; one
+// of the two sequences finds the other's bit), else a scan over the others.
+__device__ bool named_twice(const PrefillParams& p, uint32_t* seen, int64_t n, int64_t row) {
+  if (p.pool_rows <= kSeenRows) {
+    const uint32_t bit = 1u << (row & 31);
+    return (atomicOr(&seen[row >> 5], bit) & bit) != 0;
+  }
+  for (int64_t m = 0; m < p.N; ++m)
+    if (m != n && load_index(p.indices, p.idx64, m * p.idx_s) == row) return true;
+  return false;
+}
 
 __global__ void __launch_bounds__(kMetaThreads) chunk_meta_kernel(PrefillParams p, int64_t checkpoint_rows) {
   using Scan = cub::BlockScan<int64_t, kMetaThreads>;
   __shared__ typename Scan::TempStorage scan_storage;
   __shared__ int64_t carry_chunks, carry_ckpts;
-  launch_dependents();  // the prep stage may launch; it waits for this kernel's results
+  __shared__ uint32_t seen[kSeenRows / 32];  // pool rows named so far (check_unique)
+  launch_dependents();                       // the prep stage may launch; it waits for this kernel's results
   if (threadIdx.x == 0) carry_chunks = carry_ckpts = 0;
+  if (p.check_unique && p.pool_rows <= kSeenRows)
+    for (int64_t w = threadIdx.x; w < (p.pool_rows + 31) / 32; w += kMetaThreads) seen[w] = 0;
   __syncthreads();
   int bad = 0;
   for (int64_t base = 0; base < p.N; base += kMetaThreads) {
@@ -27,8 +48,13 @@ __global__ void __launch_bounds__(kMetaThreads) chunk_meta_kernel(PrefillParams 
         chunks = (e - s + kChunk - 1) / kChunk;
         ckpts = p.ckpt_every > 0 ? (e - s) / p.ckpt_every : 0;
       }
-      if (p.indices != nullptr && load_index(p.indices, p.idx64, n * p.idx_s) >= p.pool_rows)
-        bad |= kBadIndex;
+      if (p.indices != nullptr) {
+        const int64_t row = load_index(p.indices, p.idx64, n * p.idx_s);
+        if (row >= p.pool_rows)
+          bad |= kBadIndex;
+        else if (p.check_unique && row >= 0 && named_twice(p, seen, n, row))
+          bad |= kBadDuplicate;
+      }
     }
     int64_t chunk_excl, ckpt_excl, chunk_total, ckpt_total;
     Scan(scan_storage).ExclusiveSum(chunks, chunk_excl, chunk_total);
@@ -46,7 +72,7 @@ __global__ void __launch_bounds__(kMetaThreads) chunk_meta_kernel(PrefillParams 
     __syncthreads();
   }
   int32_t flags = 0;
-  for (const int32_t bit : {kBadSeqlens, kBadIndex})
+  for (const int32_t bit : {kBadSeqlens, kBadIndex, kBadDuplicate})
     if (__syncthreads_or(bad & bit)) flags |= bit;
   if (threadIdx.x == 0) {
     p.chunk_offset[p.N] = static_cast<int32_t>(carry_chunks);

@@ -36,4 +36,21 @@ __host__ __device__ constexpr uint32_t f32_tile_offset(int i, int j) {
 static_assert(f32_tile_offset(63, 63) < kF32TileBytes && f32_tile_offset(0, 1) == 16,
               "two panels of 64 rows; column 1 of a group sits after columns 0 2 4 6");
 
+// Au and L are lower triangular, so rows 0-31 of panel 1 (columns 32-63) are
+// zero: the prep writes the other three quarters to the workspace, and the
+// state pass copies those into its slots, whose zero quarter it clears once.
+// In bytes: the first kF32KeptHead of a tile and its last kF32KeptTail.
+constexpr uint32_t kF32KeptHead = kF32Panel;
+constexpr uint32_t kF32KeptTail = kF32Panel / 2;
+constexpr uint32_t kF32ZeroQuarter = kF32Panel / 2;  // bytes of panel 1 before its kept rows
+__host__ __device__ constexpr bool f32_tile_kept(int i, int j) {
+  return i >= 32 || j < 32;
+}
+static_assert(f32_tile_offset(0, 32) >= kF32KeptHead &&
+                  f32_tile_offset(31, 63) < kF32KeptHead + kF32ZeroQuarter,
+              "rows 0-31 of columns 32-63 fill the zero quarter");
+static_assert(f32_tile_offset(32, 32) >= kF32Panel + kF32ZeroQuarter &&
+                  kF32KeptHead + kF32ZeroQuarter + kF32KeptTail == kF32TileBytes,
+              "row 32 of panel 1 starts the kept tail");
+
 }  // namespace gdn::cuda

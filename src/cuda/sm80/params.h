@@ -11,11 +11,18 @@ namespace gdn::cuda {
 constexpr int kChunk = 64;  // tokens per chunk (DESIGN section 2)
 
 // Bits of PrefillParams::error_flag: which device-side check failed.
-constexpr int32_t kBadSeqlens = 1;      // cu_seqlens not non-decreasing from 0 to T
-constexpr int32_t kBadIndex = 2;        // a state_indices value >= the pool's rows
+constexpr int32_t kBadSeqlens = 1;  // cu_seqlens not non-decreasing from 0 to T
+constexpr int32_t kBadIndex = 2;    // a state_indices value >= the pool's rows
 // More checkpoints than the tensor has rows: the host checks the rows against
 // what valid cu_seqlens can need, so this comes only beside kBadSeqlens.
 constexpr int32_t kBadCheckpoints = 4;
+constexpr int32_t kBadDuplicate = 8;  // two sequences name one pool row (checked without a host copy)
+
+// A call the host validated (host copies of cu_seqlens and, with a pool, of
+// state_indices) with at most kInlineSeqs sequences carries its chunk and
+// checkpoint offsets in these parameters instead of having chunk_meta write
+// them to the workspace: one launch fewer on the call's critical path.
+constexpr int kInlineSeqs = 64;
 
 struct PrefillParams : TokenInputs {  // q, k, v and the gates
   int64_t T = 0, N = 0, H = 0, HV = 0;
@@ -30,6 +37,7 @@ struct PrefillParams : TokenInputs {  // q, k, v and the gates
   bool idx64 = false;
   int64_t idx_s = 0;
   int64_t pool_rows = 0;
+  bool check_unique = false;  // no host copy of indices: chunk_meta checks that rows are unique
   int64_t ckpt_every = 0;
   // Output.
   void* out = nullptr;
@@ -40,12 +48,19 @@ struct PrefillParams : TokenInputs {  // q, k, v and the gates
   int64_t max_chunks = 0;           // upper bound on sum_n ceil(L_n / 64)
   int32_t* chunk_offset = nullptr;  // [N + 1] first chunk of sequence n
   int32_t* ckpt_offset = nullptr;   // [N + 1] first checkpoint row of sequence n
-  int32_t* error_flag = nullptr;    // non-zero: the device-side checks failed (kBad* bits)
-  float* Au = nullptr;              // [max_chunks, HV, 64, 64]: A diag(beta)
-  float* L = nullptr;               // [max_chunks, HV, 64, 64]: lower_incl((scale Q) K^T .* Gamma)
-  float* F = nullptr;               // [max_chunks, HV, kFactorStride]: row factors and decay
-  bool sm90_tiles = false;          // Au and L in the sm90 tile layout (prep/tile_layout.cuh)
-  int stages = 1;                   // depth of the state pass's shared-memory ring (1 or 2)
+  int32_t* error_flag = nullptr;    // non-zero: the device-side checks failed (kBad* bits); nullptr: none ran
+  // Inline offsets (kInlineSeqs): chunk_offset and ckpt_offset in the
+  // parameters, no device-side checks, and the workspace's flag (clear_flag)
+  // cleared by the prep so that prefill_device_status reports this call.
+  bool inline_offsets = false;
+  int32_t inline_chunk[kInlineSeqs + 1] = {};
+  int32_t inline_ckpt[kInlineSeqs + 1] = {};
+  int32_t* clear_flag = nullptr;
+  float* Au = nullptr;      // [max_chunks, HV, 64, 64]: A diag(beta)
+  float* L = nullptr;       // [max_chunks, HV, 64, 64]: lower_incl((scale Q) K^T .* Gamma)
+  float* F = nullptr;       // [max_chunks, HV, kFactorStride]: row factors and decay
+  bool sm90_tiles = false;  // Au and L in the sm90 tile layout (prep/tile_layout.cuh)
+  int stages = 1;           // depth of the state pass's shared-memory ring (1 or 2)
   // Segments (prefill.cu, segments_for): each sequence's chunks split into
   // `segments` runs, passed three times: a local pass from a zero state that
   // also carries the state map of each segment, a combine over segments, and
@@ -55,6 +70,20 @@ struct PrefillParams : TokenInputs {  // q, k, v and the gates
   float* seg_state = nullptr;  // [N * segments, HV, K, V]: local end states, then entering states
   float* seg_map = nullptr;    // [N * segments, HV, K, K]: each segment's state map
 };
+
+// First chunk and first checkpoint row of sequence n (n == N: the totals).
+// Read where the params are a kernel's __grid_constant__ argument, so the
+// inline arrays are indexed in place.
+__host__ __device__ inline int32_t first_chunk(const PrefillParams& p, int64_t n) {
+  return p.inline_offsets ? p.inline_chunk[n] : p.chunk_offset[n];
+}
+__host__ __device__ inline int32_t first_ckpt(const PrefillParams& p, int64_t n) {
+  return p.inline_offsets ? p.inline_ckpt[n] : p.ckpt_offset[n];
+}
+// Whether chunk_meta's checks failed (every later kernel then writes nothing).
+__host__ __device__ inline bool device_checks_failed(const PrefillParams& p) {
+  return p.error_flag != nullptr && *p.error_flag != 0;
+}
 
 // What a launch of the column-owner state pass computes.
 constexpr int kSegWhole = 0;  // whole sequences (one segment)

@@ -257,10 +257,17 @@ Status launch_columns(const PrefillParams& p, int64_t items, bool long_tail, con
 // 0.49 / 0.66; q3n-tp1 1x8192, 128 CTAs at 32: 0.87 / 0.78; q3n-tp1 32x1024:
 // 3.92 / 2.77. 64 columns (one CTA per SM, 224 registers) was within 3% of 32
 // on the batch rows and slower on the others.
-template <typename T, int KV>
-Status launch(PrefillParams p, const HostPlan& plan, const DeviceLimits& dev, cudaStream_t stream) {
+// Chunk metadata on the device, unless the parameters carry it.
+Status chunk_meta(const PrefillParams& p, const HostPlan& plan, cudaStream_t stream) {
+  if (p.inline_offsets) return Status::Ok();
   launch_chunk_meta(p, plan.checkpoint_rows, stream);
   GDN_CUDA_RETURN(cudaGetLastError());
+  return Status::Ok();
+}
+
+template <typename T, int KV>
+Status launch(PrefillParams p, const HostPlan& plan, const DeviceLimits& dev, cudaStream_t stream) {
+  if (Status s = chunk_meta(p, plan, stream); !s.ok()) return s;
   if (Status s = launch_prefill_prep<T, KV, KV>(p, stream); !s.ok()) return s;
   const int64_t items = p.N * p.HV;
   if constexpr (std::is_same_v<T, __nv_bfloat16>)
@@ -280,8 +287,7 @@ Status launch(PrefillParams p, const HostPlan& plan, const DeviceLimits& dev, cu
 // pass, combine and final pass over segments.
 template <int KV>
 Status launch_sm90(sm90::StateParams fp, const HostPlan& plan, const DeviceLimits& dev, cudaStream_t stream) {
-  launch_chunk_meta(fp.p, plan.checkpoint_rows, stream);
-  GDN_CUDA_RETURN(cudaGetLastError());
+  if (Status s = chunk_meta(fp.p, plan, stream); !s.ok()) return s;
   fp.p.sm90_tiles = true;
   if (Status s = launch_prefill_prep<__nv_bfloat16, KV, KV>(fp.p, stream); !s.ok()) return s;
   if (fp.p.segments == 1) {
@@ -328,6 +334,25 @@ bool short_prefill(const Call& c) {
   return true;
 }
 
+// Inline offsets (params.h, kInlineSeqs) when the host validated the call's
+// sequences and pool rows and they are few: chunk_meta then does not run.
+void set_inline_offsets(const Call& c, PrefillParams* p) {
+  if (!c.host_indexing || c.N < 1 || c.N > kInlineSeqs || c.T == 0) return;
+  int32_t chunks = 0, ckpts = 0;
+  for (int64_t n = 0; n < c.N; ++n) {
+    p->inline_chunk[n] = chunks;
+    p->inline_ckpt[n] = ckpts;
+    const int64_t len = c.seq_start[n + 1] - c.seq_start[n];
+    chunks += static_cast<int32_t>((len + kChunk - 1) / kChunk);
+    if (p->ckpt_every > 0) ckpts += static_cast<int32_t>(len / p->ckpt_every);
+  }
+  p->inline_chunk[c.N] = chunks;
+  p->inline_ckpt[c.N] = ckpts;
+  p->inline_offsets = true;
+  p->clear_flag = p->error_flag;
+  p->error_flag = nullptr;
+}
+
 size_t workspace_size(const Call& call) {
   if (call.op != Op::kPrefill) return 0;
   DeviceLimits dev;
@@ -356,6 +381,7 @@ Status run_prefill(const Call& c, const Args& a, bool sm90) {
   p.cu_seqlens = a.cu_seqlens.data;
   p.cu64 = a.cu_seqlens.dtype == DType::kI64;
   set_state_inputs(a, c.pool, c.pool_rows, &p);
+  p.check_unique = c.pool && a.state_indices_host == nullptr;
   p.ckpt = state_view(a.checkpoints, a.state_layout);
   p.ckpt_every = a.checkpoints.defined() ? a.checkpoint_every : 0;
   p.out = a.out.data, p.o_s0 = a.out.stride[0], p.o_s1 = a.out.stride[1];
@@ -369,6 +395,7 @@ Status run_prefill(const Call& c, const Args& a, bool sm90) {
   p.Au = reinterpret_cast<float*>(ws + l.au);
   p.L = reinterpret_cast<float*>(ws + l.l);
   p.F = reinterpret_cast<float*>(ws + l.f);
+  set_inline_offsets(c, &p);
   p.segments = segments;
   if (segments > 1) {
     p.seg_state = reinterpret_cast<float*>(ws + l.seg_state);
@@ -434,6 +461,9 @@ Status prefill_device_status(const Call& c, const Args& a) {
   if (flags & kBadIndex)
     why += std::string(why.empty() ? "" : "; ") + "state_indices: every index must be below the pool's " +
            std::to_string(c.pool_rows) + " rows";
+  if (flags & kBadDuplicate)
+    why += std::string(why.empty() ? "" : "; ") +
+           "state_indices: a pool row appears twice (non-negative indices must be unique)";
   if (flags & kBadCheckpoints)
     why += std::string(why.empty() ? "" : "; ") + "checkpoints: fewer rows than the sequences' checkpoints";
   return Status::Invalid(why + " (checked on the device; the prefill wrote nothing)");

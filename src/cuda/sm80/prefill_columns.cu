@@ -153,7 +153,7 @@ __global__ void __launch_bounds__(kColThreads, 2)
   S.enter(p.init, row_in, hv, map_cols);
 
   wait_for_prerequisites();  // chunk offsets, error flag, Au, L, the factors, combined states
-  if (*p.error_flag) return;
+  if (device_checks_failed(p)) return;
   const int64_t seg_item = (n * segs + seg) * p.HV + hv;  // this segment's slot in seg_state / seg_map
   if (combined) {
     // Segment 0's entering state sits in the last segment's slot, segment s's

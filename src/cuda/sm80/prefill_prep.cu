@@ -70,24 +70,25 @@ __global__ void __launch_bounds__(kPrepThreads) prefill_prep_kernel(const __grid
                     offsetof(Smem, G2) % 8 == 0 && offsetof(Smem, rnk) % 8 == 0,
                 "cp.async rows, float4 rows of m, float2 pairs of D, G2 and rnk");
   launch_dependents();       // the state pass may launch; it waits for this kernel's results
-  wait_for_prerequisites();  // chunk_meta's offsets and error flag
-  if (*p.error_flag) return;
+  wait_for_prerequisites();  // chunk_meta's offsets and error flag (or, inline, the caller's inputs)
+  if (p.clear_flag != nullptr && blockIdx.x == 0 && threadIdx.x == 0) *p.clear_flag = 0;
+  if (device_checks_failed(p)) return;
   // Value heads fastest: those of one q/k head are adjacent, so its q and k
   // rows cross from memory once and reach the others from L2.
   const int c = static_cast<int>(blockIdx.x / static_cast<uint32_t>(p.HV));
   const int hv = static_cast<int>(blockIdx.x % static_cast<uint32_t>(p.HV));
-  if (c >= p.chunk_offset[p.N]) return;
-  // The sequence holding chunk c: the last n with chunk_offset[n] <= c.
+  if (c >= first_chunk(p, p.N)) return;
+  // The sequence holding chunk c: the last n with first_chunk(n) <= c.
   int64_t lo = 0, hi = p.N - 1;
   while (lo < hi) {
     const int64_t mid = (lo + hi + 1) / 2;
-    if (p.chunk_offset[mid] <= c)
+    if (first_chunk(p, mid) <= c)
       lo = mid;
     else
       hi = mid - 1;
   }
   const int64_t n = lo;
-  const int64_t t0 = load_index(p.cu_seqlens, p.cu64, n) + int64_t{c - p.chunk_offset[n]} * kChunk;
+  const int64_t t0 = load_index(p.cu_seqlens, p.cu64, n) + int64_t{c - first_chunk(p, n)} * kChunk;
   const int len = static_cast<int>(min(int64_t{kChunk}, load_index(p.cu_seqlens, p.cu64, n + 1) - t0));
   const int64_t h = hv / static_cast<int>(p.group);  // head counts fit in int: a 32-bit division
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
@@ -216,6 +217,7 @@ __global__ void __launch_bounds__(kPrepThreads) prefill_prep_kernel(const __grid
     float* L = p.L + (int64_t{c} * p.HV + hv) * kChunk * kChunk;
     mask_products(s, p.scale, warp, lane, kk, qk, kd, qd, [&](int i, int j, float2 xy) {
       if (p.sm90_tiles) {
+        if (!f32_tile_kept(i, j)) return;  // the zero quarter (j, j + 1 in one panel: j even)
         store_tiled(L, i, j, xy.x);
         store_tiled(L, i, j + 1, xy.y);
       } else {
@@ -244,6 +246,7 @@ __global__ void __launch_bounds__(kPrepThreads) prefill_prep_kernel(const __grid
       },
       [&](int i) {  // block (i, warp) above the diagonal
         if (p.sm90_tiles) {
+          if (!f32_tile_kept(i * kPrepBlk, warp * kPrepBlk)) return;  // in the zero quarter
 #pragma unroll
           for (int e = 0; e < kPrepBlk * kPrepBlk / 32; ++e) {
             const int x = lane + 32 * e;
@@ -273,9 +276,13 @@ Status launch_prefill_prep(const PrefillParams& p, cudaStream_t stream) {
   if (Status s = linear_grid(p.max_chunks * p.HV, &grid, "prefill_prep_kernel: chunks and value heads");
       !s.ok())
     return s;
-  return cuda_status(
-      launch_kernel(prefill_prep_kernel<T, K, V>, grid, dim3(kPrepThreads), kSmem, stream, programmatic, p),
-      "prefill_prep_kernel launch");
+  // With inline offsets the prep is the call's first kernel: launched
+  // programmatically, it would let the state pass (which reads the caller's
+  // entering state before its own wait) start while the kernel before the
+  // call may still write that state, so it launches plainly, as chunk_meta does.
+  return cuda_status(launch_kernel(prefill_prep_kernel<T, K, V>, grid, dim3(kPrepThreads), kSmem, stream,
+                                   programmatic && !p.inline_offsets, p),
+                     "prefill_prep_kernel launch");
 }
 
 #define GDN_INSTANTIATE_PREP(T, KV) \

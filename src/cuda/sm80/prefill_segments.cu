@@ -74,7 +74,7 @@ __global__ void __launch_bounds__(2 * K)
   for (int j = 0; j < kThreadColumns; ++j) acc[j] = row_in >= 0 ? p.init.load(row_in, hv, k, col + j) : 0.f;
 
   wait_for_prerequisites();  // the local pass's end states and maps
-  if (*p.error_flag) return;
+  if (device_checks_failed(p)) return;
   const auto item_of = [&](int seg) { return (n * segs + seg) * p.HV + hv; };
   // Segment seg's M and the tile's columns of S_local into buffer buf: K
   // rows of K / 4 units, K rows of 4 units, spread over the 2 K threads.

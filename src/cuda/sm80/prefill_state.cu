@@ -90,7 +90,7 @@ __global__ void __launch_bounds__(kStateThreads, (kStateMinBlocks<K, VT>))
     }
 
   wait_for_prerequisites();  // chunk offsets, error flag, Au, L and the factors
-  if (*p.error_flag) return;
+  if (device_checks_failed(p)) return;
   const SeqChunks seq(p, n);
 
   // Prefetch the first `stages` chunks; one commit group per slot, empty or not.

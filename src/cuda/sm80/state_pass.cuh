@@ -149,8 +149,8 @@ struct SeqChunks {
   __device__ __forceinline__ SeqChunks(const PrefillParams& p, int64_t n)
       : start(load_index(p.cu_seqlens, p.cu64, n)),
         end(load_index(p.cu_seqlens, p.cu64, n + 1)),
-        begin(p.chunk_offset[n]),
-        stop(p.chunk_offset[n + 1]) {}
+        begin(first_chunk(p, n)),
+        stop(first_chunk(p, n + 1)) {}
   // First token and length of chunk c.
   __device__ __forceinline__ int64_t t0(int c) const { return start + int64_t{c - begin} * kChunk; }
   __device__ __forceinline__ int len(int c) const {
@@ -163,7 +163,7 @@ struct SeqChunks {
   // The checkpoint row the state after chunk c goes to, or -1.
   __device__ __forceinline__ int64_t checkpoint_row(const PrefillParams& p, int64_t n, int c) const {
     const int64_t done = t0(c) + len(c) - start;
-    return p.ckpt_every > 0 && done % p.ckpt_every == 0 ? p.ckpt_offset[n] + done / p.ckpt_every - 1 : -1;
+    return p.ckpt_every > 0 && done % p.ckpt_every == 0 ? first_ckpt(p, n) + done / p.ckpt_every - 1 : -1;
   }
 };
 

@@ -362,7 +362,7 @@ __device__ __forceinline__ void load_role(const StateParams& fp, SharedStorage<K
                                           const CtaTiles& tiles, int first, int last, const SeqChunks& seq) {
   const PrefillParams& p = fp.p;
   constexpr uint32_t kQkBytes = 2 * (K / 64) * kTile;
-  constexpr uint32_t kPrepBytes = 2 * kF32TileBytes + kFactorStride * sizeof(float);
+  constexpr uint32_t kPrepBytes = 2 * (kF32KeptHead + kF32KeptTail) + kFactorStride * sizeof(float);
   uint32_t v_bytes = 0;
   for (int g = 0; g < fp.groups; ++g) v_bytes += tiles.map_cols(g) ? 0 : kTile;
   for (int c = first, i = 0; c < last; ++c, ++i) {
@@ -380,8 +380,14 @@ __device__ __forceinline__ void load_role(const StateParams& fp, SharedStorage<K
       if (!tiles.map_cols(g))
         tma_load_3d(sl.v[g], &fp.v_map, tiles.v0(g), static_cast<int32_t>(hv), t0, &s.full[st]);
     const int64_t item = int64_t{c} * p.HV + hv;
-    bulk_load(sl.au, p.Au + item * kChunk * kChunk, kF32TileBytes, &s.full[st]);
-    bulk_load(sl.l, p.L + item * kChunk * kChunk, kF32TileBytes, &s.full[st]);
+    // Au and L without their zero quarter (tile_layout.cuh; the slots hold zeros there).
+    const auto kept = [&](unsigned char(&tile)[2][kTile], const float* src) {
+      bulk_load(tile, src, kF32KeptHead, &s.full[st]);
+      bulk_load(&tile[0][0] + kF32KeptHead + kF32ZeroQuarter,
+                src + (kF32KeptHead + kF32ZeroQuarter) / sizeof(float), kF32KeptTail, &s.full[st]);
+    };
+    kept(sl.au, p.Au + item * kChunk * kChunk);
+    kept(sl.l, p.L + item * kChunk * kChunk);
     bulk_load(s.F[st], p.F + item * kFactorStride, kFactorStride * sizeof(float), &s.full[st]);
   }
 }
@@ -418,6 +424,15 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
     mbar_init_fence();
   }
+  // The zero quarter of every slot's Au and L, which no copy writes
+  // (tile_layout.cuh), before any product reads them.
+  constexpr int kZeroUnits = kF32ZeroQuarter / 16;  // 16-byte stores per quarter
+  for (int u = tid; u < kStages * 2 * kZeroUnits; u += kThreads) {
+    Slot<K>& sl = s.slot[u / (2 * kZeroUnits)];
+    unsigned char* quarter = (u / kZeroUnits) % 2 == 0 ? sl.au[1] : sl.l[1];
+    *reinterpret_cast<uint4*>(quarter + 16 * (u % kZeroUnits)) = make_uint4(0, 0, 0, 0);
+  }
+  fence_async_shared();  // the zeros before the wgmma operand reads (async proxy)
   __syncthreads();
   // The roles part here for good: ptxas gives a path its setmaxnreg budget
   // only where no path of the other budget joins it.
@@ -425,7 +440,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     setmaxnreg_dec<kLoadRegs>();
     if (warp != kStateWarps || lane != 0) return;
     wait_for_prerequisites();  // chunk offsets, error flag, prep results
-    if (*p.error_flag) return;
+    if (device_checks_failed(p)) return;
     const SeqChunks seq(p, n);
     load_role<K>(fp, s, h, hv, tiles, seq.seg_first(seg, segs), seq.seg_first(seg + 1, segs), seq);
     return;
@@ -445,7 +460,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   if (seg != segs - 1) row_out = -1;
   S.enter(p.init, row_in, hv, map_cols);
   wait_for_prerequisites();  // chunk offsets, error flag, prep results, combined states
-  if (*p.error_flag) return;
+  if (device_checks_failed(p)) return;
   const SeqChunks seq(p, n);
   if (combined) {
     // Segment 0's entering state sits in the last segment's slot,
