@@ -258,6 +258,10 @@ def main():
                      "fla reads a dense initial state and writes a new final state" % (DECODE_GRAPH_CALLS,
                                                                                         DECODE_GRAPH_CALLS),
            "rows": []}
+    def save():  # after every row: a call that runs out of time keeps the rows it finished
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=1)
+
     for i, row in enumerate(rows):
         q, k, v, g, beta, h0, cu = inputs(row, seed=i)
         o_g, s_g = gdn_call(q, k, v, g, beta, h0, cu)()
@@ -273,14 +277,15 @@ def main():
         r["gdn_ms_graph"] = time_graph(gdn_call(q, k, v, g, beta, h0, cu), args.reps)
         r["fla_ms_graph"] = time_graph(fla_call(fla_fn, q, k, v, g, beta, h0, cu), args.reps)
         out["rows"].append(finish(r))
+        save()
     for i, row in enumerate(decode_rows):
         out["rows"].append(finish(compare_decode(row, 1000 + i, fla_recurrent, args.reps)))
+        save()
     graphs = [r["speedup_graph"] for r in out["rows"] if "speedup_graph" in r]
     prefill_graphs = [r["speedup_graph"] for r in out["rows"] if "speedup_graph" in r and r.get("kind") != "decode"]
     if prefill_graphs:
         out["geomean_speedup_graph"] = math.exp(sum(math.log(s) for s in prefill_graphs) / len(prefill_graphs))
-    with open(args.json, "w") as f:
-        json.dump(out, f, indent=1)
+    save()
     if args.png:
         import matplotlib
 
