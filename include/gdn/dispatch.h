@@ -25,7 +25,11 @@ struct Problem {
   bool has_intermediate_states = false;
   bool on_device = false;  // the tensors are in GPU memory
   int device_ordinal = -1;
-  bool aligned16 = true;  // every tensor base and non-unit stride is 16-byte aligned
+  // Every base and non-unit stride of q, k, v, out and the state tensors is
+  // 16-byte aligned (GPU kernels copy their rows in 16-byte units; they read
+  // the gates one element at a time); else `unaligned` names the first that is not.
+  bool aligned16 = true;
+  const char* unaligned = nullptr;
 };
 
 // The GPU that holds the data (or none).

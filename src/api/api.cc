@@ -8,6 +8,7 @@
 #include <new>
 #include <set>
 #include <string>
+#include <utility>
 
 #include "api/backend_registry.h"
 #include "api/validate.h"
@@ -181,11 +182,23 @@ Problem problem_of(const Call& c, const Args& a) {
   p.has_intermediate_states = a.intermediate_states.defined();
   p.on_device = c.on_device;
   p.device_ordinal = c.device_ordinal;
-  const Tensor* all[] = {&a.q,           &a.k,           &a.v,
-                         &a.g,           &a.beta,        &a.a,
-                         &a.b,           &a.out,         &a.initial_state,
-                         &a.final_state, &a.checkpoints, &a.intermediate_states};
-  for (const Tensor* t : all) p.aligned16 = p.aligned16 && aligned16(*t);
+  // Not the gates (g, beta, a, b): every kernel reads them one element at a
+  // time, so one or two value heads (4- or 8-byte token strides) run too.
+  const std::pair<const char*, const Tensor*> rows_copied[] = {
+      {"q", &a.q},
+      {"k", &a.k},
+      {"v", &a.v},
+      {"out", &a.out},
+      {"initial_state", &a.initial_state},
+      {"final_state", &a.final_state},
+      {"checkpoints", &a.checkpoints},
+      {"intermediate_states", &a.intermediate_states}};
+  for (const auto& [name, t] : rows_copied)
+    if (!aligned16(*t)) {
+      p.aligned16 = false;
+      p.unaligned = name;
+      break;
+    }
   return p;
 }
 

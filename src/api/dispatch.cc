@@ -52,7 +52,11 @@ Status gpu_device(const char* name, bool on_device, const DeviceInfo& d, int min
 Status gpu_common(const char* name, const Problem& p, const DeviceInfo& d, int min_major, int exact_major) {
   if (Status s = gpu_device(name, p.on_device, d, min_major, exact_major); !s.ok()) return s;
   if (!p.aligned16)
-    return Status::Unsupported(std::string(name) + " needs 16-byte aligned tensors and strides");
+    return Status::Unsupported(
+        std::string(name) +
+        " needs q, k, v, out and the states 16-byte aligned, with strides of a multiple of "
+        "16 bytes; " +
+        (p.unaligned != nullptr ? p.unaligned : "a tensor") + " is not");
   return Status::Ok();
 }
 

@@ -826,6 +826,31 @@ std::vector<Case> correctness_matrix() {
     c.intermediate = false, c.tol_o = c.tol_state = 4e-3;
     add(c);
   }
+  // One or two value heads (tensor parallelism over all but one or two of a
+  // model's heads): gates with 4- and 8-byte token strides, which the GPU
+  // kernels read one element at a time.
+  {
+    Case c = base;
+    c.name = "prefill bf16 one q/k head, two value heads, fused gates";
+    c.H = 1, c.HV = 2, c.K = c.V = 128, c.gate = GateMode::kFused;
+    add(c);
+    c.name = "prefill bf16 one head each, pool, k=v=64";
+    c.HV = 1, c.K = c.V = 64, c.gate = GateMode::kLogSpace, c.pool = true;
+    add(c);
+  }
+  {
+    Case c;
+    c.op = Op::kDecode;
+    c.seq_lens.assign(9, 1);
+    c.name = "decode bf16 one head each, pool with padding";
+    c.H = 1, c.HV = 1, c.K = c.V = 128, c.pool = true;
+    add(c);
+    c.op = Op::kVerify;
+    c.seq_lens = {4, 1, 16};
+    c.name = "verify fp32 one q/k head, two value heads, intermediate states";
+    c.HV = 2, c.io = DType::kF32, c.intermediate = true, c.tol_o = c.tol_state = 1e-5;
+    add(c);
+  }
   return m;
 }
 

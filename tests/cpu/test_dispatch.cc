@@ -139,8 +139,10 @@ TEST(Routing, ReasonsNameTheRule) {
             std::string::npos);
   Problem unaligned = problem(Op::kPrefill, true);
   unaligned.aligned16 = false;
-  EXPECT_NE(backend_supports(Backend::kCuda, unaligned, gpu(8, 0, "A100"), all).message().find("16-byte"),
-            std::string::npos);
+  unaligned.unaligned = "v";
+  const std::string why = backend_supports(Backend::kCuda, unaligned, gpu(8, 0, "A100"), all).message();
+  EXPECT_NE(why.find("16-byte"), std::string::npos) << why;
+  EXPECT_NE(why.find("v is not"), std::string::npos) << why;
 }
 
 TEST(Routing, ExplicitRequests) {
