@@ -572,6 +572,100 @@ TEST_P(GpuPrefill, InlineOffsetsGiveTheBitsOfDeviceMetadata) {
   }
 }
 
+// One sequence without host copies: its only valid cu_seqlens is [0, T], so
+// it carries inline offsets too and the prep checks cu_seqlens and the pool
+// row itself. The bits of the chunk_meta path (GDN_CUDA_INLINE_OFFSETS=0),
+// whole, with checkpoints and in three segments; a bad cu_seqlens or pool
+// row writes nothing and is reported, and good inputs report Ok again.
+TEST_P(GpuPrefill, OneSequenceWithoutHostCopiesChecksItselfInline) {
+  struct Variant {
+    const char* name;
+    int64_t len, checkpoint_every;
+    const char* segments;  // GDN_CUDA_SEGMENTS, or nullptr
+  };
+  const Variant variants[] = {
+      {"whole", 1000, 0, nullptr}, {"checkpoints", 1024, 128, nullptr}, {"three segments", 4096, 0, "3"}};
+  for (const Variant& var : variants) {
+    SCOPED_TRACE(var.name);
+    std::optional<ScopedEnv> segments;
+    if (var.segments != nullptr) segments.emplace("GDN_CUDA_SEGMENTS", var.segments);
+    Case c = suite_like();
+    c.seq_lens = {var.len};
+    c.checkpoint_every = var.checkpoint_every;
+    Workload w(c, true);
+    ASSERT_TRUE(w.status().ok()) << w.status().message();
+    Args a = on_backend(w.args());
+    a.cu_seqlens_host = nullptr;
+    a.state_indices_host = nullptr;
+    ASSERT_EQ(a.cu_seqlens.dtype, DType::kI32);
+    ASSERT_EQ(a.state_indices.dtype, DType::kI32);
+    const std::vector<uint8_t> pool0 = device_bytes(a.initial_state), cu0 = device_bytes(a.cu_seqlens),
+                               idx0 = device_bytes(a.state_indices);
+    ASSERT_GE(reinterpret_cast<const int32_t*>(idx0.data())[0], 0) << "the sequence needs a pool row";
+    auto restore = [](const Tensor& t, const std::vector<uint8_t>& bytes) {
+      CUDA_OK(cudaMemcpy(t.data, bytes.data(), bytes.size(), cudaMemcpyHostToDevice));
+    };
+    auto poison = [](const Tensor& t) {
+      if (t.defined()) {
+        CUDA_OK(cudaMemset(t.data, 0x7B, device_bytes(t).size()));
+      }
+    };
+    auto run = [&] {
+      poison(a.out);
+      poison(a.checkpoints);
+      const Status s = prefill(a);
+      ASSERT_TRUE(s.ok()) << s.message();
+      const Status d = prefill_device_status(a);
+      EXPECT_TRUE(d.ok()) << d.message();
+    };
+    {
+      ScopedEnv meta("GDN_CUDA_INLINE_OFFSETS", "0");
+      ASSERT_NO_FATAL_FAILURE(run());  // chunk_meta
+    }
+    const std::vector<uint8_t> out_meta = device_bytes(a.out), pool_meta = device_bytes(a.initial_state);
+    const std::vector<uint8_t> ckpt_meta =
+        a.checkpoints.defined() ? device_bytes(a.checkpoints) : std::vector<uint8_t>{};
+    restore(a.initial_state, pool0);
+    ASSERT_NO_FATAL_FAILURE(run());  // inline, checked by the prep
+    EXPECT_EQ(out_meta, device_bytes(a.out));
+    EXPECT_EQ(pool_meta, device_bytes(a.initial_state));
+    if (a.checkpoints.defined()) {
+      EXPECT_EQ(ckpt_meta, device_bytes(a.checkpoints));
+    }
+
+    struct Bad {
+      const char* what;
+      const Tensor* tensor;
+      int64_t at;
+      int32_t value;
+      const char* expect;
+    };
+    const Bad bads[] = {
+        {"cu_seqlens starting at 1", &a.cu_seqlens, 0, 1, "cu_seqlens: must be non-decreasing"},
+        {"cu_seqlens ending before T", &a.cu_seqlens, 1, static_cast<int32_t>(var.len - 1),
+         "cu_seqlens: must be non-decreasing"},
+        {"a pool index past the pool", &a.state_indices, 0, static_cast<int32_t>(a.initial_state.shape[0]),
+         "state_indices: every index must be below the pool's"},
+    };
+    for (const Bad& bad : bads) {
+      SCOPED_TRACE(bad.what);
+      poison(a.out);
+      const std::vector<uint8_t> out0 = device_bytes(a.out), pool1 = device_bytes(a.initial_state);
+      CUDA_OK(cudaMemcpy(static_cast<int32_t*>(bad.tensor->data) + bad.at, &bad.value, sizeof(bad.value),
+                         cudaMemcpyHostToDevice));
+      ASSERT_TRUE(prefill(a).ok());
+      const Status st = prefill_device_status(a);
+      EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+      EXPECT_NE(st.message().find(bad.expect), std::string::npos) << st.message();
+      EXPECT_EQ(out0, device_bytes(a.out));
+      EXPECT_EQ(pool1, device_bytes(a.initial_state));
+      restore(a.cu_seqlens, cu0);
+      restore(a.state_indices, idx0);
+      ASSERT_NO_FATAL_FAILURE(run());
+    }
+  }
+}
+
 // A prefill whose sequences are all at most 16 tokens long (known from the
 // host copies) runs the token recurrence in one launch; it matches the
 // reference, as the chunked pipeline does on the same inputs

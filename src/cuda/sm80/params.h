@@ -19,9 +19,11 @@ constexpr int32_t kBadCheckpoints = 4;
 constexpr int32_t kBadDuplicate = 8;  // two sequences name one pool row (checked without a host copy)
 
 // A call the host validated (host copies of cu_seqlens and, with a pool, of
-// state_indices) with at most kInlineSeqs sequences carries its chunk and
-// checkpoint offsets in these parameters instead of having chunk_meta write
-// them to the workspace: one launch fewer on the call's critical path.
+// state_indices) with at most kInlineSeqs sequences carries its token
+// starts, chunk and checkpoint offsets in these parameters instead of
+// having chunk_meta write them to the workspace: one launch fewer on the
+// call's critical path. So does one sequence without host copies, whose
+// only valid cu_seqlens is [0, T]: the prep checks that (and its pool row).
 constexpr int kInlineSeqs = 64;
 
 struct PrefillParams : TokenInputs {  // q, k, v and the gates
@@ -49,10 +51,15 @@ struct PrefillParams : TokenInputs {  // q, k, v and the gates
   int32_t* chunk_offset = nullptr;  // [N + 1] first chunk of sequence n
   int32_t* ckpt_offset = nullptr;   // [N + 1] first checkpoint row of sequence n
   int32_t* error_flag = nullptr;    // non-zero: the device-side checks failed (kBad* bits); nullptr: none ran
-  // Inline offsets (kInlineSeqs): chunk_offset and ckpt_offset in the
-  // parameters, no device-side checks, and the workspace's flag (clear_flag)
-  // cleared by the prep so that prefill_device_status reports this call.
+  // Inline offsets (kInlineSeqs): token starts, chunk_offset and
+  // ckpt_offset in the parameters, and the workspace's flag (clear_flag)
+  // written by the prep so that prefill_device_status reports this call:
+  // cleared after host checks (error_flag nullptr: no later kernel reads
+  // it), or the result of the prep's own checks (inline_check: one sequence
+  // without host copies; error_flag stays, and the later kernels read it).
   bool inline_offsets = false;
+  bool inline_check = false;
+  int64_t inline_start[kInlineSeqs + 1] = {};
   int32_t inline_chunk[kInlineSeqs + 1] = {};
   int32_t inline_ckpt[kInlineSeqs + 1] = {};
   int32_t* clear_flag = nullptr;
@@ -79,6 +86,18 @@ __host__ __device__ inline int32_t first_chunk(const PrefillParams& p, int64_t n
 }
 __host__ __device__ inline int32_t first_ckpt(const PrefillParams& p, int64_t n) {
   return p.inline_offsets ? p.inline_ckpt[n] : p.ckpt_offset[n];
+}
+// First token of sequence n (n == N: T).
+__device__ __forceinline__ int64_t seq_start(const PrefillParams& p, int64_t n) {
+  return p.inline_offsets ? p.inline_start[n] : load_index(p.cu_seqlens, p.cu64, n);
+}
+// The flags of the checks chunk_meta would run, for one sequence (inline_check).
+__device__ __forceinline__ int32_t one_sequence_checks(const PrefillParams& p) {
+  int32_t bad = 0;
+  if (load_index(p.cu_seqlens, p.cu64, 0) != 0 || load_index(p.cu_seqlens, p.cu64, 1) != p.T)
+    bad |= kBadSeqlens;
+  if (p.indices != nullptr && load_index(p.indices, p.idx64, 0) >= p.pool_rows) bad |= kBadIndex;
+  return bad;
 }
 // Whether chunk_meta's checks failed (every later kernel then writes nothing).
 __host__ __device__ inline bool device_checks_failed(const PrefillParams& p) {

@@ -335,22 +335,30 @@ bool short_prefill(const Call& c) {
 }
 
 // Inline offsets (params.h, kInlineSeqs) when the host validated the call's
-// sequences and pool rows and they are few: chunk_meta then does not run.
+// sequences and pool rows and they are few, or for one sequence without
+// host copies (checked by the prep): chunk_meta then does not run.
+// GDN_CUDA_INLINE_OFFSETS=0 keeps chunk_meta (tests and measurements).
 void set_inline_offsets(const Call& c, PrefillParams* p) {
-  if (!c.host_indexing || c.N < 1 || c.N > kInlineSeqs || c.T == 0) return;
+  const char* env = std::getenv("GDN_CUDA_INLINE_OFFSETS");  // read per call: tests set it
+  if ((env != nullptr && std::string(env) == "0") || c.N < 1 || c.N > kInlineSeqs || c.T == 0) return;
+  const bool checked = c.host_indexing;
+  if (!checked && c.N != 1) return;
   int32_t chunks = 0, ckpts = 0;
   for (int64_t n = 0; n < c.N; ++n) {
+    const int64_t start = checked ? c.seq_start[n] : 0, end = checked ? c.seq_start[n + 1] : c.T;
+    p->inline_start[n] = start;
     p->inline_chunk[n] = chunks;
     p->inline_ckpt[n] = ckpts;
-    const int64_t len = c.seq_start[n + 1] - c.seq_start[n];
-    chunks += static_cast<int32_t>((len + kChunk - 1) / kChunk);
-    if (p->ckpt_every > 0) ckpts += static_cast<int32_t>(len / p->ckpt_every);
+    chunks += static_cast<int32_t>((end - start + kChunk - 1) / kChunk);
+    if (p->ckpt_every > 0) ckpts += static_cast<int32_t>((end - start) / p->ckpt_every);
   }
+  p->inline_start[c.N] = c.T;
   p->inline_chunk[c.N] = chunks;
   p->inline_ckpt[c.N] = ckpts;
   p->inline_offsets = true;
+  p->inline_check = !checked;
   p->clear_flag = p->error_flag;
-  p->error_flag = nullptr;
+  if (checked) p->error_flag = nullptr;
 }
 
 size_t workspace_size(const Call& call) {

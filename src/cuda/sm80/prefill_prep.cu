@@ -69,10 +69,13 @@ __global__ void __launch_bounds__(kPrepThreads) prefill_prep_kernel(const __grid
                     offsetof(Smem, m) % 16 == 0 && offsetof(Smem, D) % 16 == 0 &&
                     offsetof(Smem, G2) % 8 == 0 && offsetof(Smem, rnk) % 8 == 0,
                 "cp.async rows, float4 rows of m, float2 pairs of D, G2 and rnk");
-  launch_dependents();       // the state pass may launch; it waits for this kernel's results
-  wait_for_prerequisites();  // chunk_meta's offsets and error flag (or, inline, the caller's inputs)
-  if (p.clear_flag != nullptr && blockIdx.x == 0 && threadIdx.x == 0) *p.clear_flag = 0;
-  if (device_checks_failed(p)) return;
+  launch_dependents();            // the state pass may launch; it waits for this kernel's results
+  wait_for_prerequisites();       // chunk_meta's offsets and error flag (or, inline, the caller's inputs)
+  if (p.clear_flag != nullptr) {  // inline: this kernel writes the flag (and never reads it)
+    if (blockIdx.x == 0 && threadIdx.x == 0) *p.clear_flag = p.inline_check ? one_sequence_checks(p) : 0;
+  } else if (device_checks_failed(p)) {
+    return;
+  }
   // Value heads fastest: those of one q/k head are adjacent, so its q and k
   // rows cross from memory once and reach the others from L2.
   const int c = static_cast<int>(blockIdx.x / static_cast<uint32_t>(p.HV));
@@ -88,8 +91,8 @@ __global__ void __launch_bounds__(kPrepThreads) prefill_prep_kernel(const __grid
       hi = mid - 1;
   }
   const int64_t n = lo;
-  const int64_t t0 = load_index(p.cu_seqlens, p.cu64, n) + int64_t{c - first_chunk(p, n)} * kChunk;
-  const int len = static_cast<int>(min(int64_t{kChunk}, load_index(p.cu_seqlens, p.cu64, n + 1) - t0));
+  const int64_t t0 = seq_start(p, n) + int64_t{c - first_chunk(p, n)} * kChunk;
+  const int len = static_cast<int>(min(int64_t{kChunk}, seq_start(p, n + 1) - t0));
   const int64_t h = hv / static_cast<int>(p.group);  // head counts fit in int: a 32-bit division
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const T* q = static_cast<const T*>(p.q);

@@ -147,8 +147,8 @@ struct SeqChunks {
   int64_t start = 0, end = 0;  // tokens [start, end)
   int begin = 0, stop = 0;     // chunks [begin, stop)
   __device__ __forceinline__ SeqChunks(const PrefillParams& p, int64_t n)
-      : start(load_index(p.cu_seqlens, p.cu64, n)),
-        end(load_index(p.cu_seqlens, p.cu64, n + 1)),
+      : start(seq_start(p, n)),
+        end(seq_start(p, n + 1)),
         begin(first_chunk(p, n)),
         stop(first_chunk(p, n + 1)) {}
   // First token and length of chunk c.
