@@ -53,7 +53,8 @@ for step in $STEPS; do
       ;;
     sanitize)
       # Prefill properties and the segment split on both backends, cases 10-13 on both;
-      # decode, verify and commit: their tests and matrix cases 22-33.
+      # decode, verify and commit: their tests and matrix cases 22-33; one or two value
+      # heads: cases 34-37 (34 and 35, the prefills, on sm90 too).
       # GDN_SANITIZE_FILTER replaces the set, GDN_SANITIZE_TIMEOUT each tool's limit (300 s).
       # (GoogleTest filters know * and ? only: a [0-3] class matches no test name.)
       cases() {
@@ -62,8 +63,8 @@ for step in $STEPS; do
         for i in "$@"; do printf ':%s/%s_*' "$suite" "$i"; done
       }
       filter='CudaProperties.*:Backends/GpuPrefill.*:Sm90Groups.*:CudaDecode.*:CudaCommit.*:Shapes/CudaVerifyVsDecode.*'
-      filter+=$(cases Matrix/CudaMatrix.MatchesReference 10 11 12 13 $(seq 22 33))
-      filter+=$(cases Matrix/Sm90Matrix.MatchesReferenceAndTheCudaBackend 10 11 12 13)
+      filter+=$(cases Matrix/CudaMatrix.MatchesReference 10 11 12 13 $(seq 22 37))
+      filter+=$(cases Matrix/Sm90Matrix.MatchesReferenceAndTheCudaBackend 10 11 12 13 34 35)
       filter=${GDN_SANITIZE_FILTER:-$filter}
       for tool in memcheck racecheck synccheck; do
         timeout "${GDN_SANITIZE_TIMEOUT:-300}" compute-sanitizer --tool "$tool" --error-exitcode 99 "$BIN/gdn_gpu_tests" \

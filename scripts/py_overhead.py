@@ -3,7 +3,9 @@ custom op, the gdn package function it wraps, and the extension call alone
 with prebuilt outputs (the library plus reading the tensors); each end to
 end (through torch.cuda.synchronize()) and as host time only (no
 synchronisation). "op, Python alone" is the op's host time with the
-extension stubbed out: the Python side of a call without the library.
+extension stubbed out: the Python side of a call without the library;
+"extension, chunk_meta" the extension call with GDN_CUDA_INLINE_OFFSETS=0
+(one sequence's inline offsets off, same run).
 
     python3 scripts/py_overhead.py [--row "q3n-tp1 1x64"] [--reps 200]
     python3 scripts/py_overhead.py --device cpu [--dims 1,1,16,16] [--reps 5000]
@@ -15,6 +17,7 @@ there) so that the kernel's time does not hide the glue's.
 
 import argparse
 import json
+import os
 import statistics
 import time
 
@@ -104,6 +107,14 @@ def main():
               f"{median_us(fn, reps, True, sync=False):8.1f} us)")
     print(f"  {'op, Python alone':24s} {'':8s}      (host part, no sync: "
           f"{python_alone_us(op, reps, True):8.1f} us)")
+    # The same extension call with chunk_meta forced (the library reads the
+    # variable per call): what one sequence's inline offsets save, same run.
+    os.environ["GDN_CUDA_INLINE_OFFSETS"] = "0"
+    try:
+        print(f"  {'extension, chunk_meta':24s} {median_us(ext, reps, True):8.1f} us   (host part, no sync: "
+              f"{median_us(ext, reps, True, sync=False):8.1f} us)")
+    finally:
+        del os.environ["GDN_CUDA_INLINE_OFFSETS"]
     empty = lambda: torch.cuda.synchronize()  # noqa: E731
     print(f"  {'synchronize alone':24s} {median_us(empty, reps, True):8.1f} us")
 
