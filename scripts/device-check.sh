@@ -159,6 +159,19 @@ for step in $STEPS; do
         done
       done
       ;;
+    ncu-detail)
+      # Where the sm90 prefill's kernels stall (Nsight Compute sections: speed of light,
+      # memory workload, occupancy, warp states) on GDN_NCU_ROWS' first row (default
+      # q3n-tp1 32x1024), one launch of each of the prep and the state pass (not a default step).
+      row=${GDN_NCU_ROWS:-q3n-tp1 32x1024}
+      row=${row%%,*}
+      timeout 200 ncu --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy \
+        --section WarpStateStats --section LaunchStats -k regex:'prefill_prep_kernel|prefill_state_sm90' -c 2 \
+        "$BIN/gdn" bench --suite bench/suite.json --backend sm90 --rows "$row" --reps 1 >"$OUT/ncu-detail.txt" 2>&1
+      note "ncu detail sm90 '$row': rc=$?"
+      grep -E "prefill_(prep|state)|Duration|DRAM Throughput|Memory Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Registers Per|Stall" \
+        "$OUT/ncu-detail.txt" | head -40 | tee -a "$summary"
+      ;;
     sass)
       cuobjdump --dump-resource-usage "$BIN/gdn" >"$OUT/resource-usage.txt" 2>&1
       cuobjdump --dump-sass "$BIN/gdn" >"$OUT/sass.txt" 2>&1
