@@ -68,7 +68,8 @@ std::vector<uint8_t> device_bytes(const Tensor& t) {
 
 // Whether `backend` serves case c here; if not, the refusal must be one of
 // the backends' documented limits (head sizes, K != V, sm90's prefill-only
-// bf16 scope, or not this GPU), anything else fails, and the test is skipped.
+// bf16 scope, not this GPU, or not built), anything else fails, and the test
+// is skipped.
 bool serves(Backend backend, const Case& c) {
   Workload probe(c, true);
   EXPECT_TRUE(probe.status().ok()) << probe.status().message();
@@ -79,7 +80,7 @@ bool serves(Backend backend, const Case& c) {
   const bool in_scope =
       why.find("head sizes") != std::string::npos || why.find("K == V") != std::string::npos ||
       why.find("prefill only") != std::string::npos || why.find("runs bf16") != std::string::npos ||
-      why.find("runs only on sm_90") != std::string::npos;
+      why.find("runs only on sm_90") != std::string::npos || why.find("built without") != std::string::npos;
   EXPECT_TRUE(in_scope) << "a refusal outside the backend's documented scope: " << why;
   std::cout << "[ SKIPPED  ] " << backend_name(backend) << " refuses this case: " << s.message() << "\n";
   return false;
