@@ -296,12 +296,12 @@ Status validate(Op op, const Args& a, Call* call) {
   c.K = K;
   c.V = V;
   c.io_dtype = a.q.dtype;
-  c.host_indexing = true;
+  c.host_indexing = c.host_seqlens = true;
   c.seq_start.assign(static_cast<size_t>(N) + 1, 0);
   int64_t max_len = 0;
   if (a.cu_seqlens.defined()) {
     if (cu_host == nullptr) {
-      c.host_indexing = false;
+      c.host_indexing = c.host_seqlens = false;
       c.seq_start.clear();
     } else {
       for (int64_t n = 0; n <= N; ++n) {

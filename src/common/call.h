@@ -23,6 +23,7 @@ struct Call {
   // Host-side copies, filled when the values are readable on the host
   // (always for host data; for device data when a *_host pointer was given).
   bool host_indexing = false;
+  bool host_seqlens = false;        // seq_start checked on the host (host_indexing implies it)
   std::vector<int64_t> seq_start;   // [N + 1] token offsets
   std::vector<int64_t> state_row;   // [N] pool row, or n for dense; < 0: none
   std::vector<int64_t> ckpt_start;  // [N + 1] first checkpoint row of sequence n

@@ -170,7 +170,7 @@ struct HostPlan {
 // sequence, 31 of 128) 1.45 / 2.04; batch rows lose with two slots (32x1024
 // 1.48 / 1.41), and none of them has a tail.
 bool long_tail_of(const Call& c, const DeviceLimits& dev) {
-  if (!c.host_indexing || c.N < 2) return false;
+  if (!c.host_seqlens || c.N < 2) return false;  // lengths suffice (pool rows may be checked on the device)
   int64_t longest = 0, total = 0;
   for (int64_t n = 0; n < c.N; ++n) {
     const int64_t chunks = (c.seq_start[n + 1] - c.seq_start[n] + kChunk - 1) / kChunk;
