@@ -98,8 +98,10 @@ def fla_call(fla_fn, q, k, v, g, beta, h0, cu):
 
 
 def gdn_call(q, k, v, g, beta, h0, cu):
+    """gdn's call with the host copy of cu_seqlens that fla_call gives fla."""
+    host = cu.long().cpu()
     return lambda: gt.chunk_gated_delta_rule(q, k, v, g, beta, initial_state=h0, output_final_state=True,
-                                             use_qk_l2norm_in_kernel=True, cu_seqlens=cu)
+                                             use_qk_l2norm_in_kernel=True, cu_seqlens=cu, cu_seqlens_cpu=host)
 
 
 def time_eager(fn, reps):
@@ -254,7 +256,8 @@ def main():
     out = {"device": torch.cuda.get_device_name(0), "gdn": gdn.version(), "fla_commit": fla_commit or "unknown",
            "timing": "ms: median wall time of a plain call through torch.cuda.synchronize(); ms_graph: median "
                      "CUDA-event time of one graph replay holding one call (prefill) or %d calls, over %d (decode); "
-                     "the same inputs for both libraries; decode: gdn updates a pool in place at state_indices, "
+                     "the same inputs for both libraries, each given cu_seqlens' values on the host "
+                     "(cu_seqlens_cpu); decode: gdn updates a pool in place at state_indices, "
                      "fla reads a dense initial state and writes a new final state" % (DECODE_GRAPH_CALLS,
                                                                                         DECODE_GRAPH_CALLS),
            "rows": []}

@@ -1,5 +1,6 @@
 """Where a plain (eager) Python prefill call spends its time: the gdn.torch
-custom op, the gdn package function it wraps, and the extension call alone
+custom op (also given cu_seqlens_cpu, as flash-linear-attention takes it),
+the gdn package function it wraps, and the extension call alone
 with prebuilt outputs (the library plus reading the tensors); each end to
 end (through torch.cuda.synchronize()) and as host time only (no
 synchronisation). "op, Python alone" is the op's host time with the
@@ -93,7 +94,12 @@ def main():
     stream = gdn._framework(q).stream(q)  # what the package passes (None: the extension asks PyTorch)
     ext = lambda: _gdn.run(0, q, k, v, g, beta, None, None, cu, h0, None, ht, None, None, o,  # noqa: E731
                            0.0, True, False, True, 0, 0, "auto", False, stream, None, None)
-    layers = [("gdn.torch custom op", op), ("gdn package function", pkg), ("extension call", ext)]
+    cu_cpu = cu.long().cpu()
+    op_host = lambda: gt.chunk_gated_delta_rule(q, k, v, g, beta, initial_state=h0,  # noqa: E731
+                                                output_final_state=True, use_qk_l2norm_in_kernel=True,
+                                                cu_seqlens=cu, cu_seqlens_cpu=cu_cpu)
+    layers = [("gdn.torch custom op", op), ("op with cu_seqlens_cpu", op_host), ("gdn package function", pkg),
+              ("extension call", ext)]
     dims = f"T={T} H={H} HV={HV} K={K} V={V}"
     if dev == "cpu":
         print(f"row {args.row} on the CPU ({dims}): median of {reps} plain calls")

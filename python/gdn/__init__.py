@@ -136,6 +136,20 @@ def _host_values(x):
     return None if x is None else _framework(x).host_values(x)
 
 
+def _host_copy_of(host, like, name):
+    """The values of a host array (NumPy, a CPU tensor, a list) given for the
+    device array `like`, as a NumPy array of like's index type (the library
+    reads a host copy with the device array's dtype), with like's length."""
+    import numpy as np
+
+    if getattr(host, "is_cuda", False) or type(host).__module__.split(".")[0] == "cupy":
+        raise ValueError(f"{name}: must be a host (CPU) array; a device array would need a synchronisation")
+    values = np.asarray(host if isinstance(host, (list, tuple)) else _host_values(host))
+    if values.shape != tuple(like.shape):
+        raise ValueError(f"{name}: must have the shape of its device array {tuple(like.shape)}, got {values.shape}")
+    return np.ascontiguousarray(values, dtype=np.int64 if str(like.dtype).endswith("int64") else np.int32)
+
+
 def _int32_range(fw, like, n, step):
     """[0, step, 2 step, ..., n step] as int32 on like's device, plus a host copy."""
     import numpy as np
@@ -205,7 +219,8 @@ def _verify(fw, q, k, v, g, beta, state, state_indices, idx_host, cu_seqlens, cu
 def chunk_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None, output_final_state=False,
                            use_qk_l2norm_in_kernel=False, cu_seqlens=None, state_v_first=False,
                            state_indices=None, A_log=None, dt_bias=None, checkpoint_every=0,
-                           checkpoints=None, backend="auto", strict=False, _host_checks=True):
+                           checkpoints=None, backend="auto", strict=False, cu_seqlens_cpu=None,
+                           _host_checks=True):
     """Chunked prefill. Returns (o, final_state).
 
     q, k: [B, T, H, K]; v: [B, T, HV, V]; g, beta: [B, T, HV] (with A_log and
@@ -216,7 +231,10 @@ def chunk_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None, out
     with state_v_first), or with state_indices [N] the state pool [P, ...]
     updated in place (negative index: start from zero, write nothing); the
     pool is then returned as final_state. checkpoints: [C, HV, K, V] written
-    every checkpoint_every tokens (a multiple of 64).
+    every checkpoint_every tokens (a multiple of 64). cu_seqlens_cpu: the
+    values of a device cu_seqlens on the host (as flash-linear-attention takes
+    it; they must be equal): the call is then planned and checked from them
+    without the copy and synchronisation it would otherwise make.
     """
     fw = _FRAMEWORKS.get(type(q)) or _framework(q)
     B, T = q.shape[0], q.shape[1]
@@ -225,7 +243,10 @@ def chunk_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None, out
     else:
         if B != 1:
             raise ValueError(f"q: with cu_seqlens the batch dimension must be 1, got {B}")
-        cu, cu_host = cu_seqlens, _device_copy(cu_seqlens) if _host_checks else None
+        if cu_seqlens_cpu is not None:
+            cu, cu_host = cu_seqlens, _host_copy_of(cu_seqlens_cpu, cu_seqlens, "cu_seqlens_cpu")
+        else:
+            cu, cu_host = cu_seqlens, _device_copy(cu_seqlens) if _host_checks else None
     if state_indices is not None and initial_state is None:
         raise ValueError("initial_state: the state pool is required with state_indices")
     return _prefill(fw, q, k, v, g, beta, cu, cu_host, 0.0 if scale is None else float(scale), initial_state,

@@ -8,7 +8,8 @@ subclasses) they call the registered ops; plain eager calls run the same
 function directly, without the dispatcher's per-call cost. No host copy of
 cu_seqlens or state_indices is made (for CUDA tensors that would
 synchronise the stream): the library reads CPU tensors' values itself and
-checks CUDA tensors' values on the device.
+checks CUDA tensors' values on the device, unless the caller passes
+cu_seqlens_cpu (the prefill's bounds on the host) or the batch rows imply them.
 """
 
 from typing import Optional, Tuple
@@ -24,6 +25,11 @@ from gdn import _verify as _pkg_verify
 
 __all__ = ["chunk_gated_delta_rule", "recurrent_update", "verify", "commit_states"]
 
+
+try:
+    import numpy as _np  # host copies of batch-row bounds (a CPU tensor without it)
+except ImportError:  # pragma: no cover
+    _np = None
 
 _TORCH = _gdn._FRAMEWORKS.setdefault(Tensor, _gdn._Torch())
 # Each wrapper below runs the package's call directly when `type(q) is
@@ -42,12 +48,32 @@ def _check_packed(q: Tensor):
         raise ValueError(f"q: with cu_seqlens the batch dimension must be 1, got {q.shape[0]}")
 
 
+def _cu_host(cu_seqlens_cpu: Optional[Tensor], cu_seqlens: Tensor) -> Optional[Tensor]:
+    """cu_seqlens_cpu as the host copy the library reads (cu_seqlens' dtype)."""
+    if cu_seqlens_cpu is None:
+        return None
+    if cu_seqlens_cpu.is_cuda:
+        raise ValueError("cu_seqlens_cpu: must be a CPU tensor; a CUDA one would need a synchronisation")
+    if cu_seqlens_cpu.shape != cu_seqlens.shape:
+        raise ValueError(f"cu_seqlens_cpu: must have the shape of cu_seqlens {tuple(cu_seqlens.shape)}, "
+                         f"got {tuple(cu_seqlens_cpu.shape)}")
+    return cu_seqlens_cpu.to(cu_seqlens.dtype).contiguous()
+
+
+def _host_range(B: int, T: int):
+    """[0, T, ..., B T] on the host (int32, cu_seqlens' dtype for batch rows)."""
+    if _np is not None:
+        return _np.arange(0, (B + 1) * T, T, dtype=_np.int32)
+    return torch.arange(0, (B + 1) * T, T, dtype=torch.int32)
+
+
 def _prefill_impl(q: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Tensor, cu_seqlens: Tensor,
                   initial_state: Optional[Tensor], A_log: Optional[Tensor], dt_bias: Optional[Tensor], scale: float,
-                  use_qk_l2norm_in_kernel: bool, state_v_first: bool,
-                  output_final_state: bool) -> Tuple[Tensor, Tensor]:
+                  use_qk_l2norm_in_kernel: bool, state_v_first: bool, output_final_state: bool,
+                  cu_seqlens_cpu: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
     _check_packed(q)
-    o, final = _pkg_prefill(_TORCH, q, k, v, g, beta, cu_seqlens, None, scale, initial_state, output_final_state,
+    o, final = _pkg_prefill(_TORCH, q, k, v, g, beta, cu_seqlens, _cu_host(cu_seqlens_cpu, cu_seqlens), scale,
+                            initial_state, output_final_state,
                             use_qk_l2norm_in_kernel, state_v_first, None, None, A_log, dt_bias, 0, None, "auto", False)
     return o, final if final is not None else q.new_empty(0, dtype=torch.float32)
 
@@ -57,7 +83,7 @@ _prefill = torch.library.custom_op("gdn::prefill", _prefill_impl, mutates_args=(
 
 @_prefill.register_fake
 def _(q, k, v, g, beta, cu_seqlens, initial_state, A_log, dt_bias, scale, use_qk_l2norm_in_kernel, state_v_first,
-      output_final_state):
+      output_final_state, cu_seqlens_cpu):
     if not output_final_state:
         return v.new_empty(v.shape), q.new_empty(0, dtype=torch.float32)
     dtype = initial_state.dtype if initial_state is not None else torch.float32
@@ -67,9 +93,11 @@ def _(q, k, v, g, beta, cu_seqlens, initial_state, A_log, dt_bias, scale, use_qk
 
 def _prefill_into_pool_impl(q: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Tensor, cu_seqlens: Tensor,
                             pool: Tensor, state_indices: Tensor, A_log: Optional[Tensor], dt_bias: Optional[Tensor], scale: float,
-                            use_qk_l2norm_in_kernel: bool, state_v_first: bool) -> Tensor:
+                            use_qk_l2norm_in_kernel: bool, state_v_first: bool,
+                            cu_seqlens_cpu: Optional[Tensor]) -> Tensor:
     _check_packed(q)
-    o, _ = _pkg_prefill(_TORCH, q, k, v, g, beta, cu_seqlens, None, scale, pool, True, use_qk_l2norm_in_kernel,
+    o, _ = _pkg_prefill(_TORCH, q, k, v, g, beta, cu_seqlens, _cu_host(cu_seqlens_cpu, cu_seqlens), scale, pool,
+                        True, use_qk_l2norm_in_kernel,
                         state_v_first, state_indices, None, A_log, dt_bias, 0, None, "auto", False)
     return o
 
@@ -80,7 +108,7 @@ _prefill_into_pool = torch.library.custom_op("gdn::prefill_into_pool", _prefill_
 
 @_prefill_into_pool.register_fake
 def _(q, k, v, g, beta, cu_seqlens, pool, state_indices, A_log, dt_bias, scale, use_qk_l2norm_in_kernel,
-      state_v_first):
+      state_v_first, cu_seqlens_cpu):
     return v.new_empty(v.shape)
 
 
@@ -141,20 +169,26 @@ def _(intermediate_states, accepted, pool, state_indices):
 
 def chunk_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None, output_final_state=False,
                            use_qk_l2norm_in_kernel=False, cu_seqlens=None, state_v_first=False,
-                           state_indices=None, A_log=None, dt_bias=None):
+                           state_indices=None, A_log=None, dt_bias=None, cu_seqlens_cpu=None):
     """gdn.chunk_gated_delta_rule as custom ops. Returns (o, final_state);
-    with state_indices the pool is updated in place and returned."""
+    with state_indices the pool is updated in place and returned.
+    cu_seqlens_cpu (a CPU tensor equal to cu_seqlens, as flash-linear-attention
+    takes it) lets the call plan and check from the host without a
+    synchronisation (under torch.compile a CPU input keeps inductor from
+    capturing the graph in CUDA graphs)."""
     if state_indices is not None and initial_state is None:
         raise ValueError("initial_state: the state pool is required with state_indices")
     s = 0.0 if scale is None else float(scale)
     if type(q) is Tensor and not _is_compiling():
         # Eager: the batch rows stay (the extension folds them into the tokens).
-        if cu_seqlens is None:
+        if cu_seqlens is None:  # batch rows: the host knows the bounds
             B, T = q.shape[:2]
             cu_seqlens = torch.arange(0, (B + 1) * T, T, dtype=torch.int32, device=q.device)
+            cu_host = _host_range(B, T)
         else:
             _check_packed(q)
-        return _pkg_prefill(_TORCH, q, k, v, g, beta, cu_seqlens, None, s, initial_state, output_final_state,
+            cu_host = _cu_host(cu_seqlens_cpu, cu_seqlens)
+        return _pkg_prefill(_TORCH, q, k, v, g, beta, cu_seqlens, cu_host, s, initial_state, output_final_state,
                             use_qk_l2norm_in_kernel, state_v_first, state_indices, None, A_log, dt_bias, 0, None,
                             "auto", False)
     B, T = q.shape[0], q.shape[1]
@@ -163,11 +197,11 @@ def chunk_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None, out
         q, k, v, g, beta = (x.reshape((1, B * T) + tuple(x.shape[2:])) for x in (q, k, v, g, beta))
     if state_indices is not None:
         o = _prefill_into_pool(q, k, v, g, beta, cu_seqlens, initial_state, state_indices, A_log, dt_bias, s,
-                               use_qk_l2norm_in_kernel, state_v_first)
+                               use_qk_l2norm_in_kernel, state_v_first, cu_seqlens_cpu)
         final = initial_state
     else:
         o, final = _prefill(q, k, v, g, beta, cu_seqlens, initial_state, A_log, dt_bias, s, use_qk_l2norm_in_kernel,
-                            state_v_first, output_final_state)
+                            state_v_first, output_final_state, cu_seqlens_cpu)
         final = final if output_final_state else None
     return o.reshape((B, T) + tuple(o.shape[2:])), final
 

@@ -32,6 +32,20 @@ def test_prefill_packed_matches_the_recurrence():
     assert ht.shape == h0.shape and rel(ht, rs) < 1e-5
 
 
+def test_cu_seqlens_cpu_changes_no_result():
+    """cu_seqlens_cpu (flash-linear-attention's host copy; a list or an array
+    of any integer dtype) gives the bits of the call without it; a copy of
+    the wrong length is refused by name."""
+    q, k, v, g, beta, cu, h0 = inputs([1, 7, 63, 130])
+    want = gdn.chunk_gated_delta_rule(q, k, v, g, beta, initial_state=h0, output_final_state=True, cu_seqlens=cu)
+    for host in (cu.astype(np.int64), cu.tolist()):
+        got = gdn.chunk_gated_delta_rule(q, k, v, g, beta, initial_state=h0, output_final_state=True, cu_seqlens=cu,
+                                         cu_seqlens_cpu=host)
+        assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+    with pytest.raises(ValueError, match="cu_seqlens_cpu: must have the shape"):
+        gdn.chunk_gated_delta_rule(q, k, v, g, beta, cu_seqlens=cu, cu_seqlens_cpu=cu[:-1])
+
+
 def test_prefill_batch_rows_are_sequences():
     q, k, v, g, beta, _, _ = inputs([50])
     q2, k2, v2 = (np.concatenate([x, x[:, ::-1]]) for x in (q, k, v))

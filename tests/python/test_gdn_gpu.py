@@ -45,6 +45,47 @@ def test_prefill_on_the_gpu_matches_the_oracle():
     assert rel(ht.cpu().numpy(), rs) < 4e-3
 
 
+def test_cu_seqlens_cpu_on_cuda_tensors_gives_the_same_bits():
+    """A host copy of a CUDA cu_seqlens (flash-linear-attention's
+    cu_seqlens_cpu) plans the call from the host, with no synchronisation: the
+    same bits as without it, for a long tail (one long sequence, short ones),
+    a pool and one sequence; eager and captured in a CUDA graph."""
+    for lens, pool_rows in (([2048] + [64] * 15, 0), ([9, 70, 3], 6), ([1000], 0)):
+        q, k, v, g, beta, cu, h0 = make(lens)
+        args = to_dev(q, k, v, g, beta)
+        cu_dev, h0 = cu.to(DEV), h0.to(DEV)
+
+        def call(host):
+            if pool_rows:
+                pool = (0.1 * torch.randn(pool_rows, 4, 128, 128, generator=torch.Generator().manual_seed(1))).to(DEV)
+                idx = torch.tensor([4, -1, 1], dtype=torch.int32, device=DEV)
+                o, _ = gt.chunk_gated_delta_rule(*args, initial_state=pool, state_indices=idx, cu_seqlens=cu_dev,
+                                                 use_qk_l2norm_in_kernel=True, cu_seqlens_cpu=host)
+                return o, pool
+            return gt.chunk_gated_delta_rule(*args, initial_state=h0, output_final_state=True,
+                                             use_qk_l2norm_in_kernel=True, cu_seqlens=cu_dev, cu_seqlens_cpu=host)
+
+        want = call(None)
+        got = call(cu.long())
+        torch.cuda.synchronize()
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1]), lens
+        if not pool_rows:
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):  # warm-up on the capture stream
+                call(cu)
+            torch.cuda.current_stream().wait_stream(stream)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                out = call(cu)
+            out[0].fill_(float("nan"))
+            graph.replay()
+            torch.cuda.synchronize()
+            assert torch.equal(out[0], want[0]) and torch.equal(out[1], want[1]), lens
+    with pytest.raises(ValueError, match="cu_seqlens_cpu: must be a CPU tensor"):
+        gt.chunk_gated_delta_rule(*args, cu_seqlens=cu_dev, cu_seqlens_cpu=cu_dev)
+
+
 def test_pool_in_place_leaves_other_rows_alone():
     q, k, v, g, beta, cu, _ = make([9, 70, 3])
     pool = (0.1 * torch.randn(6, 4, 128, 128)).to(DEV)

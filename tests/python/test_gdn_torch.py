@@ -141,15 +141,37 @@ def test_batch_rows_flags_and_layouts():
     assert ht is None and o.shape == (2, 40, 4, 32)
 
 
+def test_cu_seqlens_cpu_as_flash_linear_attention_takes_it():
+    """cu_seqlens_cpu (any integer dtype, equal to cu_seqlens) changes no
+    result, eager or compiled; a wrong shape or a non-CPU tensor is refused by name."""
+    q, k, v, g, beta, cu, h0 = make([5, 70, 3])
+    want = gt.chunk_gated_delta_rule(q, k, v, g, beta, initial_state=h0, output_final_state=True,
+                                     use_qk_l2norm_in_kernel=True, cu_seqlens=cu)
+    for host in (cu.long(), cu.clone()):
+        got = gt.chunk_gated_delta_rule(q, k, v, g, beta, initial_state=h0, output_final_state=True,
+                                        use_qk_l2norm_in_kernel=True, cu_seqlens=cu, cu_seqlens_cpu=host)
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    pkg = gdn.chunk_gated_delta_rule(q, k, v, g, beta, initial_state=h0, output_final_state=True,
+                                     use_qk_l2norm_in_kernel=True, cu_seqlens=cu, cu_seqlens_cpu=cu.long())
+    assert torch.equal(pkg[0], want[0]) and torch.equal(pkg[1], want[1])
+    compiled = torch.compile(gt.chunk_gated_delta_rule, fullgraph=True)(
+        q, k, v, g, beta, initial_state=h0, output_final_state=True, use_qk_l2norm_in_kernel=True, cu_seqlens=cu,
+        cu_seqlens_cpu=cu.long())
+    assert torch.equal(compiled[0], want[0]) and torch.equal(compiled[1], want[1])
+    for call in (gt.chunk_gated_delta_rule, gdn.chunk_gated_delta_rule):
+        with pytest.raises(ValueError, match="cu_seqlens_cpu: must have the shape"):
+            call(q, k, v, g, beta, cu_seqlens=cu, cu_seqlens_cpu=cu[:-1])
+
+
 @pytest.mark.parametrize("name", ["prefill", "prefill_into_pool", "recurrent_update", "verify", "commit_states"])
 def test_opcheck(name):
     q, k, v, g, beta, cu, h0 = make([5, 9])
     pool = 0.1 * torch.randn(4, 4, 32, 32)
     idx = torch.tensor([2, -1], dtype=torch.int32)
     cases = {
-        "prefill": (torch.ops.gdn.prefill, (q, k, v, g, beta, cu, h0, None, None, 0.0, True, False, True)),
+        "prefill": (torch.ops.gdn.prefill, (q, k, v, g, beta, cu, h0, None, None, 0.0, True, False, True, cu.long())),
         "prefill_into_pool": (torch.ops.gdn.prefill_into_pool,
-                              (q, k, v, g, beta, cu, pool, idx, None, None, 0.0, True, False)),
+                              (q, k, v, g, beta, cu, pool, idx, None, None, 0.0, True, False, None)),
         "recurrent_update": (torch.ops.gdn.recurrent_update,
                              (q[0, :2], k[0, :2], v[0, :2], g[0, :2], beta[0, :2], pool, idx, None, None, 0.0,
                               True, False)),
