@@ -20,6 +20,7 @@ from torch import Tensor
 import gdn as _gdn
 from gdn import _decode as _pkg_decode
 from gdn import _gdn as _ext
+from gdn import _host_copy_of
 from gdn import _prefill as _pkg_prefill
 from gdn import _verify as _pkg_verify
 
@@ -48,16 +49,9 @@ def _check_packed(q: Tensor):
         raise ValueError(f"q: with cu_seqlens the batch dimension must be 1, got {q.shape[0]}")
 
 
-def _cu_host(cu_seqlens_cpu: Optional[Tensor], cu_seqlens: Tensor) -> Optional[Tensor]:
-    """cu_seqlens_cpu as the host copy the library reads (cu_seqlens' dtype)."""
-    if cu_seqlens_cpu is None:
-        return None
-    if cu_seqlens_cpu.is_cuda:
-        raise ValueError("cu_seqlens_cpu: must be a CPU tensor; a CUDA one would need a synchronisation")
-    if cu_seqlens_cpu.shape != cu_seqlens.shape:
-        raise ValueError(f"cu_seqlens_cpu: must have the shape of cu_seqlens {tuple(cu_seqlens.shape)}, "
-                         f"got {tuple(cu_seqlens_cpu.shape)}")
-    return cu_seqlens_cpu.to(cu_seqlens.dtype).contiguous()
+def _cu_host(cu_seqlens_cpu: Optional[Tensor], cu_seqlens: Tensor):
+    """cu_seqlens_cpu as the host copy the library reads (the package's rule)."""
+    return None if cu_seqlens_cpu is None else _host_copy_of(cu_seqlens_cpu, cu_seqlens, "cu_seqlens_cpu")
 
 
 def _host_range(B: int, T: int):

@@ -82,7 +82,7 @@ def test_cu_seqlens_cpu_on_cuda_tensors_gives_the_same_bits():
             graph.replay()
             torch.cuda.synchronize()
             assert torch.equal(out[0], want[0]) and torch.equal(out[1], want[1]), lens
-    with pytest.raises(ValueError, match="cu_seqlens_cpu: must be a CPU tensor"):
+    with pytest.raises(ValueError, match="cu_seqlens_cpu: must be a host"):
         gt.chunk_gated_delta_rule(*args, cu_seqlens=cu_dev, cu_seqlens_cpu=cu_dev)
 
 
