@@ -325,9 +325,15 @@ Status launch_dtype(const PrefillParams& p, int64_t kv, const HostPlan& plan, co
 // pipeline (tests and measurements).
 constexpr int64_t kShortPrefillTokens = kMaxVerifyTokens;
 
+// Whether the environment variable `var` reads "0" (a path turned off; read
+// per call, as tests set it).
+bool turned_off(const char* var) {
+  const char* env = std::getenv(var);
+  return env != nullptr && std::string(env) == "0";
+}
+
 bool short_prefill(const Call& c) {
-  const char* env = std::getenv("GDN_CUDA_SHORT_PREFILL");  // read per call: tests set it
-  if ((env != nullptr && std::string(env) == "0") || !c.host_indexing || c.N == 0 || c.V % kTileColumns != 0)
+  if (turned_off("GDN_CUDA_SHORT_PREFILL") || !c.host_indexing || c.N == 0 || c.V % kTileColumns != 0)
     return false;
   for (int64_t n = 0; n < c.N; ++n)
     if (c.seq_start[n + 1] - c.seq_start[n] > kShortPrefillTokens) return false;
@@ -339,8 +345,7 @@ bool short_prefill(const Call& c) {
 // host copies (checked by the prep): chunk_meta then does not run.
 // GDN_CUDA_INLINE_OFFSETS=0 keeps chunk_meta (tests and measurements).
 void set_inline_offsets(const Call& c, PrefillParams* p) {
-  const char* env = std::getenv("GDN_CUDA_INLINE_OFFSETS");  // read per call: tests set it
-  if ((env != nullptr && std::string(env) == "0") || c.N < 1 || c.N > kInlineSeqs || c.T == 0) return;
+  if (turned_off("GDN_CUDA_INLINE_OFFSETS") || c.N < 1 || c.N > kInlineSeqs || c.T == 0) return;
   const bool checked = c.host_indexing;
   if (!checked && c.N != 1) return;
   int32_t chunks = 0, ckpts = 0;
