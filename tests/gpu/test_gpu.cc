@@ -66,6 +66,26 @@ std::vector<uint8_t> device_bytes(const Tensor& t) {
   return h;
 }
 
+void poison_device(const Tensor& t) {
+  if (!t.defined()) return;
+  CUDA_OK(cudaMemset(t.data, 0xFF, static_cast<size_t>(t.numel()) * dtype_size(t.dtype)));
+}
+
+void restore_device(const Tensor& t, const std::vector<uint8_t>& bytes) {
+  CUDA_OK(cudaMemcpy(t.data, bytes.data(), bytes.size(), cudaMemcpyHostToDevice));
+}
+
+// A prefill into poisoned out and checkpoints that returns Ok and whose
+// device-side checks report Ok.
+void prefill_reports_ok(const Args& a) {
+  poison_device(a.out);
+  poison_device(a.checkpoints);
+  const Status s = prefill(a);
+  ASSERT_TRUE(s.ok()) << s.message();
+  const Status d = prefill_device_status(a);
+  EXPECT_TRUE(d.ok()) << d.message();
+}
+
 // Whether `backend` serves case c here; if not, the refusal must be one of
 // the backends' documented limits (head sizes, K != V, sm90's prefill-only
 // bf16 scope, not this GPU, or not built), anything else fails, and the test
@@ -450,9 +470,6 @@ TEST_P(GpuPrefill, DeviceSideChecksWriteNothingAndAreReported) {
     CUDA_OK(cudaMemcpy(static_cast<int32_t*>(t.data) + i * t.stride[0], &value, sizeof(value),
                        cudaMemcpyHostToDevice));
   };
-  auto restore = [](const Tensor& t, const std::vector<uint8_t>& bytes) {
-    CUDA_OK(cudaMemcpy(t.data, bytes.data(), bytes.size(), cudaMemcpyHostToDevice));
-  };
   struct Bad {
     const char* what;
     const Tensor* tensor;
@@ -479,7 +496,7 @@ TEST_P(GpuPrefill, DeviceSideChecksWriteNothingAndAreReported) {
   };
   for (const Bad& bad : bads) {
     SCOPED_TRACE(bad.what);
-    CUDA_OK(cudaMemset(a.out.data, 0x7B, device_bytes(a.out).size()));
+    poison_device(a.out);
     const std::vector<uint8_t> out0 = device_bytes(a.out), pool0 = device_bytes(a.initial_state);
     set_i32(*bad.tensor, bad.at, bad.value);
     ASSERT_NO_FATAL_FAILURE(run());
@@ -489,8 +506,8 @@ TEST_P(GpuPrefill, DeviceSideChecksWriteNothingAndAreReported) {
     EXPECT_NE(s.message().find("the prefill wrote nothing"), std::string::npos) << s.message();
     EXPECT_EQ(out0, device_bytes(a.out));
     EXPECT_EQ(pool0, device_bytes(a.initial_state));
-    restore(a.cu_seqlens, cu0);
-    restore(a.state_indices, idx0);
+    restore_device(a.cu_seqlens, cu0);
+    restore_device(a.state_indices, idx0);
     ASSERT_NO_FATAL_FAILURE(run());
     const Status again = prefill_device_status(a);
     EXPECT_TRUE(again.ok()) << again.message();
@@ -531,30 +548,14 @@ TEST_P(GpuPrefill, InlineOffsetsGiveTheBitsOfDeviceMetadata) {
     ASSERT_NE(cu_host, nullptr);
     ASSERT_NE(idx_host, nullptr);
     const std::vector<uint8_t> pool0 = device_bytes(a.initial_state), idx0 = device_bytes(a.state_indices);
-    auto restore = [](const Tensor& t, const std::vector<uint8_t>& bytes) {
-      CUDA_OK(cudaMemcpy(t.data, bytes.data(), bytes.size(), cudaMemcpyHostToDevice));
-    };
-    auto poison = [](const Tensor& t) {
-      if (t.defined()) {
-        CUDA_OK(cudaMemset(t.data, 0x7B, device_bytes(t).size()));
-      }
-    };
-    auto run = [&] {
-      poison(a.out);
-      poison(a.checkpoints);
-      const Status s = prefill(a);
-      ASSERT_TRUE(s.ok()) << s.message();
-      const Status d = prefill_device_status(a);
-      EXPECT_TRUE(d.ok()) << d.message();
-    };
-    ASSERT_NO_FATAL_FAILURE(run());  // inline offsets
+    ASSERT_NO_FATAL_FAILURE(prefill_reports_ok(a));  // inline offsets
     const std::vector<uint8_t> out_inline = device_bytes(a.out), pool_inline = device_bytes(a.initial_state);
     const std::vector<uint8_t> ckpt_inline =
         a.checkpoints.defined() ? device_bytes(a.checkpoints) : std::vector<uint8_t>{};
-    restore(a.initial_state, pool0);
+    restore_device(a.initial_state, pool0);
     a.cu_seqlens_host = nullptr;
     a.state_indices_host = nullptr;
-    ASSERT_NO_FATAL_FAILURE(run());  // chunk_meta
+    ASSERT_NO_FATAL_FAILURE(prefill_reports_ok(a));  // chunk_meta
     EXPECT_EQ(out_inline, device_bytes(a.out));
     EXPECT_EQ(pool_inline, device_bytes(a.initial_state));
     if (a.checkpoints.defined()) {
@@ -566,10 +567,10 @@ TEST_P(GpuPrefill, InlineOffsetsGiveTheBitsOfDeviceMetadata) {
     CUDA_OK(cudaMemcpy(a.state_indices.data, &past, sizeof(past), cudaMemcpyHostToDevice));
     ASSERT_TRUE(prefill(a).ok());
     EXPECT_EQ(prefill_device_status(a).code(), StatusCode::kInvalidArgument);
-    restore(a.state_indices, idx0);
+    restore_device(a.state_indices, idx0);
     a.cu_seqlens_host = cu_host;
     a.state_indices_host = idx_host;
-    ASSERT_NO_FATAL_FAILURE(run());
+    ASSERT_NO_FATAL_FAILURE(prefill_reports_ok(a));
   }
 }
 
@@ -603,31 +604,15 @@ TEST_P(GpuPrefill, OneSequenceWithoutHostCopiesChecksItselfInline) {
     const std::vector<uint8_t> pool0 = device_bytes(a.initial_state), cu0 = device_bytes(a.cu_seqlens),
                                idx0 = device_bytes(a.state_indices);
     ASSERT_GE(reinterpret_cast<const int32_t*>(idx0.data())[0], 0) << "the sequence needs a pool row";
-    auto restore = [](const Tensor& t, const std::vector<uint8_t>& bytes) {
-      CUDA_OK(cudaMemcpy(t.data, bytes.data(), bytes.size(), cudaMemcpyHostToDevice));
-    };
-    auto poison = [](const Tensor& t) {
-      if (t.defined()) {
-        CUDA_OK(cudaMemset(t.data, 0x7B, device_bytes(t).size()));
-      }
-    };
-    auto run = [&] {
-      poison(a.out);
-      poison(a.checkpoints);
-      const Status s = prefill(a);
-      ASSERT_TRUE(s.ok()) << s.message();
-      const Status d = prefill_device_status(a);
-      EXPECT_TRUE(d.ok()) << d.message();
-    };
     {
       ScopedEnv meta("GDN_CUDA_INLINE_OFFSETS", "0");
-      ASSERT_NO_FATAL_FAILURE(run());  // chunk_meta
+      ASSERT_NO_FATAL_FAILURE(prefill_reports_ok(a));  // chunk_meta
     }
     const std::vector<uint8_t> out_meta = device_bytes(a.out), pool_meta = device_bytes(a.initial_state);
     const std::vector<uint8_t> ckpt_meta =
         a.checkpoints.defined() ? device_bytes(a.checkpoints) : std::vector<uint8_t>{};
-    restore(a.initial_state, pool0);
-    ASSERT_NO_FATAL_FAILURE(run());  // inline, checked by the prep
+    restore_device(a.initial_state, pool0);
+    ASSERT_NO_FATAL_FAILURE(prefill_reports_ok(a));  // inline, checked by the prep
     EXPECT_EQ(out_meta, device_bytes(a.out));
     EXPECT_EQ(pool_meta, device_bytes(a.initial_state));
     if (a.checkpoints.defined()) {
@@ -650,7 +635,7 @@ TEST_P(GpuPrefill, OneSequenceWithoutHostCopiesChecksItselfInline) {
     };
     for (const Bad& bad : bads) {
       SCOPED_TRACE(bad.what);
-      poison(a.out);
+      poison_device(a.out);
       const std::vector<uint8_t> out0 = device_bytes(a.out), pool1 = device_bytes(a.initial_state);
       CUDA_OK(cudaMemcpy(static_cast<int32_t*>(bad.tensor->data) + bad.at, &bad.value, sizeof(bad.value),
                          cudaMemcpyHostToDevice));
@@ -660,9 +645,9 @@ TEST_P(GpuPrefill, OneSequenceWithoutHostCopiesChecksItselfInline) {
       EXPECT_NE(st.message().find(bad.expect), std::string::npos) << st.message();
       EXPECT_EQ(out0, device_bytes(a.out));
       EXPECT_EQ(pool1, device_bytes(a.initial_state));
-      restore(a.cu_seqlens, cu0);
-      restore(a.state_indices, idx0);
-      ASSERT_NO_FATAL_FAILURE(run());
+      restore_device(a.cu_seqlens, cu0);
+      restore_device(a.state_indices, idx0);
+      ASSERT_NO_FATAL_FAILURE(prefill_reports_ok(a));
     }
   }
 }
@@ -763,11 +748,6 @@ bool poisoned(const std::vector<uint8_t>& b, size_t es, int64_t i) {
   for (size_t k = 0; k < es; ++k)
     if (b[static_cast<size_t>(i) * es + k] != 0xFF) return false;
   return true;
-}
-
-void poison_device(const Tensor& t) {
-  if (!t.defined()) return;
-  CUDA_OK(cudaMemset(t.data, 0xFF, static_cast<size_t>(t.numel()) * dtype_size(t.dtype)));
 }
 
 Args on_cuda(Args a) {
