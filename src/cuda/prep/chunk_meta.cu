@@ -42,16 +42,16 @@ __global__ void __launch_bounds__(kMetaThreads) chunk_meta_kernel(PrefillParams 
     int64_t chunks = 0, ckpts = 0;
     if (n < p.N) {
       const int64_t s = load_index(p.cu_seqlens, p.cu64, n), e = load_index(p.cu_seqlens, p.cu64, n + 1);
-      if (s < 0 || e < s || e > p.T || (n == 0 && s != 0) || (n == p.N - 1 && e != p.T)) {
-        bad |= kBadSeqlens;
+      if (const int32_t flags = sequence_flags(p, n, s, e); flags != 0) {
+        bad |= flags;
       } else {
         chunks = (e - s + kChunk - 1) / kChunk;
         ckpts = p.ckpt_every > 0 ? (e - s) / p.ckpt_every : 0;
       }
       if (p.indices != nullptr) {
         const int64_t row = load_index(p.indices, p.idx64, n * p.idx_s);
-        if (row >= p.pool_rows)
-          bad |= kBadIndex;
+        if (const int32_t flags = row_flags(p, row); flags != 0)
+          bad |= flags;
         else if (p.check_unique && row >= 0 && named_twice(p, seen, n, row))
           bad |= kBadDuplicate;
       }

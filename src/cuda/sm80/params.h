@@ -91,13 +91,19 @@ __host__ __device__ inline int32_t first_ckpt(const PrefillParams& p, int64_t n)
 __device__ __forceinline__ int64_t seq_start(const PrefillParams& p, int64_t n) {
   return p.inline_offsets ? p.inline_start[n] : load_index(p.cu_seqlens, p.cu64, n);
 }
-// The flags of the checks chunk_meta would run, for one sequence (inline_check).
+// The device-side rules for sequence n's bounds [s, e) and pool row (the
+// bits chunk_meta sets, except duplicates, which need every sequence).
+__device__ __forceinline__ int32_t sequence_flags(const PrefillParams& p, int64_t n, int64_t s, int64_t e) {
+  return s < 0 || e < s || e > p.T || (n == 0 && s != 0) || (n == p.N - 1 && e != p.T) ? kBadSeqlens : 0;
+}
+__device__ __forceinline__ int32_t row_flags(const PrefillParams& p, int64_t row) {
+  return row >= p.pool_rows ? kBadIndex : 0;
+}
+// Those flags for the one sequence of an inline_check call.
 __device__ __forceinline__ int32_t one_sequence_checks(const PrefillParams& p) {
-  int32_t bad = 0;
-  if (load_index(p.cu_seqlens, p.cu64, 0) != 0 || load_index(p.cu_seqlens, p.cu64, 1) != p.T)
-    bad |= kBadSeqlens;
-  if (p.indices != nullptr && load_index(p.indices, p.idx64, 0) >= p.pool_rows) bad |= kBadIndex;
-  return bad;
+  const int32_t bad =
+      sequence_flags(p, 0, load_index(p.cu_seqlens, p.cu64, 0), load_index(p.cu_seqlens, p.cu64, 1));
+  return p.indices != nullptr ? bad | row_flags(p, load_index(p.indices, p.idx64, 0)) : bad;
 }
 // Whether chunk_meta's checks failed (every later kernel then writes nothing).
 __host__ __device__ inline bool device_checks_failed(const PrefillParams& p) {
