@@ -574,6 +574,53 @@ TEST_P(GpuPrefill, InlineOffsetsGiveTheBitsOfDeviceMetadata) {
   }
 }
 
+// The state passes run sequences longest first (params.h, kOrderedSeqs):
+// the same bytes as index order (GDN_CUDA_ORDER=0), from the host's table
+// (inline offsets) and from chunk_meta's (no host copies; more than
+// kInlineSeqs sequences), whole and in three segments.
+TEST_P(GpuPrefill, LongestFirstOrderGivesTheBitsOfIndexOrder) {
+  std::vector<int64_t> many;  // 300 sequences, lengths 1..~700 in no order
+  for (int i = 0; i < 300; ++i) many.push_back(1 + (i * 7919) % 701);
+  struct Variant {
+    const char* name;
+    std::vector<int64_t> seq_lens;
+    bool host_copies;
+    const char* segments;  // GDN_CUDA_SEGMENTS, or nullptr
+  };
+  const Variant variants[] = {
+      {"inline", {65, 1000, 7, 130, 1, 64, 1000, 63}, true, nullptr},
+      {"chunk_meta", {65, 1000, 7, 130, 1, 64, 1000, 63}, false, nullptr},
+      {"chunk_meta, three segments", {65, 1000, 7, 130, 1, 64, 1000, 63}, false, "3"},
+      {"300 sequences", many, true, nullptr},
+  };
+  for (const Variant& var : variants) {
+    SCOPED_TRACE(var.name);
+    std::optional<ScopedEnv> segments;
+    if (var.segments != nullptr) segments.emplace("GDN_CUDA_SEGMENTS", var.segments);
+    Case c = suite_like();
+    c.seq_lens = var.seq_lens;
+    c.checkpoint_every = 0;
+    Workload w(c, true);
+    ASSERT_TRUE(w.status().ok()) << w.status().message();
+    Args a = on_backend(w.args());
+    if (!var.host_copies) {
+      a.cu_seqlens_host = nullptr;
+      a.state_indices_host = nullptr;
+    }
+    const std::vector<uint8_t> pool0 = device_bytes(a.initial_state);
+    ASSERT_NO_FATAL_FAILURE(prefill_reports_ok(a));  // longest first
+    const std::vector<uint8_t> out_ordered = device_bytes(a.out),
+                               pool_ordered = device_bytes(a.initial_state);
+    restore_device(a.initial_state, pool0);
+    {
+      ScopedEnv index_order("GDN_CUDA_ORDER", "0");
+      ASSERT_NO_FATAL_FAILURE(prefill_reports_ok(a));
+    }
+    EXPECT_EQ(out_ordered, device_bytes(a.out));
+    EXPECT_EQ(pool_ordered, device_bytes(a.initial_state));
+  }
+}
+
 // One sequence without host copies: its only valid cu_seqlens is [0, T], so
 // it carries inline offsets too and the prep checks cu_seqlens and the pool
 // row itself. The bits of the chunk_meta path (GDN_CUDA_INLINE_OFFSETS=0),

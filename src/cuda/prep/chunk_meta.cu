@@ -1,3 +1,4 @@
+#include <cub/block/block_radix_sort.cuh>
 #include <cub/block/block_scan.cuh>
 
 #include "cuda/prep/chunk_meta.cuh"
@@ -26,9 +27,48 @@ __device__ bool named_twice(const PrefillParams& p, uint32_t* seen, int64_t n, i
   return false;
 }
 
+// seq_order (params.h, kOrderedSeqs): the sequences by descending chunk
+// count, ties in index order (the radix sort is stable), over only the key
+// bits the longest sequence needs. Keys are chunks + 1 so that the slots
+// past N (key 0) sort last; a sequence that failed its checks sorts as
+// empty (the later kernels write nothing then anyway).
+constexpr int kOrderPerThread = kOrderedSeqs / kMetaThreads;
+static_assert(kOrderPerThread * kMetaThreads == kOrderedSeqs, "whole items per thread");
+using OrderSort = cub::BlockRadixSort<uint32_t, kMetaThreads, kOrderPerThread, int32_t>;
+
+__device__ void write_order(const PrefillParams& p, typename OrderSort::TempStorage& storage) {
+  uint32_t key[kOrderPerThread];
+  int32_t seq[kOrderPerThread];
+  uint32_t longest = 0;
+  for (int i = 0; i < kOrderPerThread; ++i) {
+    const int n = threadIdx.x * kOrderPerThread + i;  // blocked arrangement
+    seq[i] = n;
+    key[i] = 0;
+    if (n < p.N) {
+      const int64_t s = load_index(p.cu_seqlens, p.cu64, n), e = load_index(p.cu_seqlens, p.cu64, n + 1);
+      key[i] = sequence_flags(p, n, s, e) == 0 ? static_cast<uint32_t>((e - s + kChunk - 1) / kChunk) + 1 : 1;
+    }
+    longest = max(longest, key[i]);
+  }
+  longest = __reduce_max_sync(0xffffffffu, longest);
+  __shared__ uint32_t warp_longest[kMetaThreads / 32];
+  if (threadIdx.x % 32 == 0) warp_longest[threadIdx.x / 32] = longest;
+  __syncthreads();
+  for (int w = 0; w < kMetaThreads / 32; ++w) longest = max(longest, warp_longest[w]);
+  const int bits = 32 - __clz(static_cast<int>(longest));
+  OrderSort(storage).SortDescending(key, seq, 0, bits);
+  for (int i = 0; i < kOrderPerThread; ++i) {
+    const int r = threadIdx.x * kOrderPerThread + i;
+    if (r < p.N) p.seq_order[r] = seq[i];
+  }
+}
+
 __global__ void __launch_bounds__(kMetaThreads) chunk_meta_kernel(PrefillParams p, int64_t checkpoint_rows) {
   using Scan = cub::BlockScan<int64_t, kMetaThreads>;
-  __shared__ typename Scan::TempStorage scan_storage;
+  __shared__ union {
+    typename Scan::TempStorage scan;
+    typename OrderSort::TempStorage sort;
+  } storage;
   __shared__ int64_t carry_chunks, carry_ckpts;
   __shared__ uint32_t seen[kSeenRows / 32];  // pool rows named so far (check_unique)
   launch_dependents();                       // the prep stage may launch; it waits for this kernel's results
@@ -57,9 +97,9 @@ __global__ void __launch_bounds__(kMetaThreads) chunk_meta_kernel(PrefillParams 
       }
     }
     int64_t chunk_excl, ckpt_excl, chunk_total, ckpt_total;
-    Scan(scan_storage).ExclusiveSum(chunks, chunk_excl, chunk_total);
+    Scan(storage.scan).ExclusiveSum(chunks, chunk_excl, chunk_total);
     __syncthreads();
-    Scan(scan_storage).ExclusiveSum(ckpts, ckpt_excl, ckpt_total);
+    Scan(storage.scan).ExclusiveSum(ckpts, ckpt_excl, ckpt_total);
     if (n < p.N) {
       p.chunk_offset[n] = static_cast<int32_t>(carry_chunks + chunk_excl);
       p.ckpt_offset[n] = static_cast<int32_t>(carry_ckpts + ckpt_excl);
@@ -71,6 +111,7 @@ __global__ void __launch_bounds__(kMetaThreads) chunk_meta_kernel(PrefillParams 
     }
     __syncthreads();
   }
+  if (p.seq_order != nullptr) write_order(p, storage.sort);  // after the scans' last barrier
   int32_t flags = 0;
   for (const int32_t bit : {kBadSeqlens, kBadIndex, kBadDuplicate})
     if (__syncthreads_or(bad & bit)) flags |= bit;

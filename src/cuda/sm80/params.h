@@ -25,6 +25,15 @@ constexpr int32_t kBadDuplicate = 8;  // two sequences name one pool row (checke
 // call's critical path. So does one sequence without host copies, whose
 // only valid cu_seqlens is [0, T]: the prep checks that (and its pool row).
 constexpr int kInlineSeqs = 64;
+// The state passes run sequences longest first (most chunks first, ties in
+// index order) so that a mixed-length batch's long sequences start at once
+// and finish with the short ones instead of after them: the grid's item order
+// (state_item) goes through a rank -> sequence table, inline_order for inline
+// offsets (the host sorts), seq_order in the workspace for chunk_meta calls of
+// at most kOrderedSeqs sequences (chunk_meta sorts); larger calls run in index
+// order. GDN_CUDA_ORDER=0 keeps index order (tests, measurements). Items are
+// independent, so the order changes no result bit.
+constexpr int kOrderedSeqs = 2048;
 
 struct PrefillParams : TokenInputs {  // q, k, v and the gates
   int64_t T = 0, N = 0, H = 0, HV = 0;
@@ -50,6 +59,7 @@ struct PrefillParams : TokenInputs {  // q, k, v and the gates
   int64_t max_chunks = 0;           // upper bound on sum_n ceil(L_n / 64)
   int32_t* chunk_offset = nullptr;  // [N + 1] first chunk of sequence n
   int32_t* ckpt_offset = nullptr;   // [N + 1] first checkpoint row of sequence n
+  int32_t* seq_order = nullptr;     // [N] rank -> sequence, written by chunk_meta (nullptr: index order)
   int32_t* error_flag = nullptr;    // non-zero: the device-side checks failed (kBad* bits); nullptr: none ran
   // Inline offsets (kInlineSeqs): token starts, chunk_offset and
   // ckpt_offset in the parameters, and the workspace's flag (clear_flag)
@@ -62,6 +72,7 @@ struct PrefillParams : TokenInputs {  // q, k, v and the gates
   int64_t inline_start[kInlineSeqs + 1] = {};
   int32_t inline_chunk[kInlineSeqs + 1] = {};
   int32_t inline_ckpt[kInlineSeqs + 1] = {};
+  uint8_t inline_order[kInlineSeqs] = {};  // rank -> sequence (inline offsets)
   int32_t* clear_flag = nullptr;
   float* Au = nullptr;      // [max_chunks, HV, 64, 64]: A diag(beta)
   float* L = nullptr;       // [max_chunks, HV, 64, 64]: lower_incl((scale Q) K^T .* Gamma)

@@ -6,9 +6,11 @@
 // Nothing is allocated and nothing waits on the device, so a call can be
 // captured in a CUDA graph.
 #include <algorithm>
+#include <array>
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <numeric>
 #include <string>
 #include <type_traits>
 
@@ -97,7 +99,7 @@ Layout layout(const Call& c, int segments) {
   const size_t chunks = static_cast<size_t>(max_chunks(c.T, c.N)) * static_cast<size_t>(c.HV);
   size_t at = 0;
   l.meta = at;
-  at = align_up(at + sizeof(int32_t) * (2 * (static_cast<size_t>(c.N) + 1) + 1));
+  at = align_up(at + sizeof(int32_t) * (3 * static_cast<size_t>(c.N) + 3));
   l.au = at;
   at = align_up(at + sizeof(float) * chunks * kChunk * kChunk);
   l.l = at;
@@ -116,7 +118,8 @@ Layout layout(const Call& c, int segments) {
 }
 
 // The meta region: the error flag first (at the workspace's start whatever
-// the call's shape), then chunk_offset [N + 1] and ckpt_offset [N + 1].
+// the call's shape), then chunk_offset [N + 1], ckpt_offset [N + 1] and
+// seq_order [N].
 int32_t* error_flag_in(void* workspace, const Layout& l) {
   return reinterpret_cast<int32_t*>(static_cast<char*>(workspace) + l.meta);
 }
@@ -340,6 +343,19 @@ bool short_prefill(const Call& c) {
   return true;
 }
 
+// The inline order table (params.h, kOrderedSeqs): the sequences by
+// descending chunk count, ties in index order; index order for one
+// sequence, without host copies, or under GDN_CUDA_ORDER=0.
+void order_longest_first(const Call& c, PrefillParams* p) {
+  std::array<int, kInlineSeqs> order{};
+  std::iota(order.begin(), order.begin() + c.N, 0);
+  if (c.host_indexing && !turned_off("GDN_CUDA_ORDER")) {
+    const auto chunks = [&](int n) { return (c.seq_start[n + 1] - c.seq_start[n] + kChunk - 1) / kChunk; };
+    std::stable_sort(order.begin(), order.begin() + c.N, [&](int a, int b) { return chunks(a) > chunks(b); });
+  }
+  for (int64_t r = 0; r < c.N; ++r) p->inline_order[r] = static_cast<uint8_t>(order[r]);
+}
+
 // Inline offsets (params.h, kInlineSeqs) when the host validated the call's
 // sequences and pool rows and they are few, or for one sequence without
 // host copies (checked by the prep): chunk_meta then does not run.
@@ -357,12 +373,14 @@ void set_inline_offsets(const Call& c, PrefillParams* p) {
     chunks += static_cast<int32_t>((end - start + kChunk - 1) / kChunk);
     if (p->ckpt_every > 0) ckpts += static_cast<int32_t>((end - start) / p->ckpt_every);
   }
+  order_longest_first(c, p);
   p->inline_start[c.N] = c.T;
   p->inline_chunk[c.N] = chunks;
   p->inline_ckpt[c.N] = ckpts;
   p->inline_offsets = true;
   p->inline_check = !checked;
   p->clear_flag = p->error_flag;
+  p->seq_order = nullptr;  // the inline table instead
   if (checked) p->error_flag = nullptr;
 }
 
@@ -405,6 +423,7 @@ Status run_prefill(const Call& c, const Args& a, bool sm90) {
   p.error_flag = error_flag_in(ws, l);
   p.chunk_offset = p.error_flag + 1;
   p.ckpt_offset = p.chunk_offset + c.N + 1;
+  if (c.N <= kOrderedSeqs && !turned_off("GDN_CUDA_ORDER")) p.seq_order = p.ckpt_offset + c.N + 1;
   p.Au = reinterpret_cast<float*>(ws + l.au);
   p.L = reinterpret_cast<float*>(ws + l.l);
   p.F = reinterpret_cast<float*>(ws + l.f);

@@ -122,7 +122,7 @@ __global__ void __launch_bounds__(kColThreads, 2)
   const int stages = p.stages;
   const int segs = p.segments;
   constexpr int kVTiles = V / kCtaColumns;
-  const StateItem item = state_item(segs, p.HV, column_tiles<K, V>(kLocal));
+  const StateItem item = state_item(p, segs, column_tiles<K, V>(kLocal));
   const int64_t n = item.n, hv = item.hv, h = hv / p.group;
   const int seg = item.seg;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, t = lane & 3;

@@ -66,7 +66,7 @@ __global__ void __launch_bounds__(kStateThreads, (kStateMinBlocks<K, VT>))
   float* s_s = reinterpret_cast<float*>(smem_raw + stages * Plan::kSlot);  // S copy, X within a chunk
   float* s_vn = reinterpret_cast<float*>(smem_raw + stages * Plan::kSlot + Plan::kSBytes);
   float* s_vk = s_vn + Plan::kVnBytes / sizeof(float);  // diag(s_k) Vn
-  const StateItem item = state_item(1, p.HV, V / VT);
+  const StateItem item = state_item(p, 1, V / VT);
   const int64_t n = item.n, hv = item.hv, h = hv / p.group;
   const int v0 = item.tile * VT;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g8 = lane >> 2, t4 = lane & 3;

@@ -242,12 +242,17 @@ __device__ __forceinline__ void ring_wait(int stages) {
 // one q/k head adjacent), then segments, then sequences. A chunk's q, k, Au,
 // L and factors then cross from memory about once and reach the other CTAs
 // from L2; with the tiles and heads slowest, a batch's q and k crossed once
-// per tile and value head.
+// per tile and value head. Sequences go longest first (params.h,
+// kOrderedSeqs): the grid's sequence rank maps through the order table. A
+// table chunk_meta wrote is read after the wait for the earlier kernels
+// (the prep launches its dependents before it waits for chunk_meta), so
+// such calls load their entering state after the wait.
 struct StateItem {
   int64_t n, hv;
   int seg, tile;
 };
-__device__ __forceinline__ StateItem state_item(int segs, int64_t HV, int tiles) {
+__device__ __forceinline__ StateItem state_item(const PrefillParams& p, int segs, int tiles) {
+  const int64_t HV = p.HV;
   uint32_t b = blockIdx.x;
   StateItem it;
   it.tile = static_cast<int>(b % static_cast<uint32_t>(tiles));
@@ -255,7 +260,15 @@ __device__ __forceinline__ StateItem state_item(int segs, int64_t HV, int tiles)
   it.hv = b % static_cast<uint32_t>(HV);
   b /= static_cast<uint32_t>(HV);
   it.seg = static_cast<int>(b % static_cast<uint32_t>(segs));
-  it.n = b / static_cast<uint32_t>(segs);
+  const uint32_t rank = b / static_cast<uint32_t>(segs);
+  if (p.inline_offsets) {
+    it.n = p.inline_order[rank];
+  } else if (p.seq_order != nullptr) {
+    wait_for_prerequisites();
+    it.n = p.seq_order[rank];
+  } else {
+    it.n = rank;
+  }
   return it;
 }
 

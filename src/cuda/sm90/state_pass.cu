@@ -409,7 +409,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   auto& s =
       *reinterpret_cast<SharedStorage<K>*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
   const int segs = p.segments;
-  const StateItem item = state_item(segs, p.HV, tiles_per_item<K>(kLocal) / fp.groups);
+  const StateItem item = state_item(p, segs, tiles_per_item<K>(kLocal) / fp.groups);
   const int64_t n = item.n, hv = item.hv, h = hv / p.group;
   const int seg = item.seg;
   const CtaTiles tiles{item.tile * fp.groups, V / kTileColumns, kLocal};
