@@ -237,7 +237,7 @@ int cmd_bench(int argc, char** argv) {
     Row& row = rows[i];
     std::cerr << "[" << i + 1 << "/" << rows.size() << "] " << row.name << "..." << std::flush;
     const Shape& sh = row.shape;
-    double t = 0.0, t_graph = -1.0;
+    double t = 0.0, t_graph = -1.0, us_host = -1.0, us_check = -1.0;
     std::string backend_used;
     std::vector<double> ms;
     if (on_gpu) {
@@ -265,6 +265,8 @@ int cmd_bench(int argc, char** argv) {
         return usage_error("bench", row.name + ": " + s.message());
       t = gt.ms_eager;
       t_graph = gt.ms_graph;
+      us_host = gt.us_host;
+      us_check = gt.us_check;
       ms.push_back(t);
 #endif
     } else {
@@ -302,6 +304,10 @@ int cmd_bench(int argc, char** argv) {
                {"floor_ms", floor_ms(sh, ceil)},
                {"floor_fraction", floor},
                {"reps", ms.size()}};
+    if (us_host >= 0) {
+      jr["us_host"] = us_host;
+      jr["us_check"] = us_check;
+    }
     std::string speedup = "-";
     if (auto it = baseline.find(row.name); it != baseline.end()) {
       jr["speedup_vs_baseline"] = it->second / tr;
@@ -311,6 +317,9 @@ int cmd_bench(int argc, char** argv) {
     }
     out_rows.push_back(jr);
     std::cerr << " " << t << " ms" << (t_graph > 0 ? ", graph " + std::to_string(t_graph) + " ms" : "")
+              << (us_host >= 0 ? ", host " + std::to_string(us_host) + " us, checks " +
+                                     std::to_string(us_check) + " us"
+                               : "")
               << "\n";
     char graph[32] = "-";
     if (t_graph > 0) std::snprintf(graph, sizeof graph, "%.4f", t_graph);
@@ -325,10 +334,12 @@ int cmd_bench(int argc, char** argv) {
         {"device", device},
         {"commit", l != std::string::npos && r != std::string::npos ? v.substr(l + 1, r - l - 1) : v},
         {"version", v},
-        {"timing", on_gpu ? "ms: median end-to-end wall time of a plain call (launch to stream sync); "
-                            "ms_graph: median GPU time per call replaying a CUDA graph (CUDA events), "
-                            "inputs rotated across copies to defeat L2; rates and floor use ms_graph"
-                          : "host steady_clock around each call, median after one warm-up call"},
+        {"timing",
+         on_gpu ? "ms: median end-to-end wall time of a plain call (launch to stream sync); "
+                  "ms_graph: median GPU time per call replaying a CUDA graph (CUDA events), "
+                  "us_host: the plain call's host part (until it returns), us_check: supports() alone; "
+                  "inputs rotated across copies to defeat L2; rates and floor use ms_graph"
+                : "host steady_clock around each call, median after one warm-up call"},
         {"ceilings",
          {{"copy_gbps", ceil.copy_gbps}, {"matmul_gflops", ceil.matmul_gflops}, {"how", ceil.what}}},
         {"baseline", baseline.empty() ? json(nullptr) : json(baseline_path)},

@@ -85,16 +85,40 @@ constexpr int kMinCtasPerSm = 3;
 // Dynamic shared memory per CTA that needs no opt-in.
 constexpr int64_t kMaxStageBytes = 48 * 1024;
 
+// GDN_DECODE_PROBE (a measurement build, -DCMAKE_CUDA_FLAGS=-DGDN_DECODE_PROBE=N):
+// 1 reads and writes the state with streaming (evict-first) accesses, 2 only
+// writes it so; 0 (the default) uses plain accesses.
+#ifndef GDN_DECODE_PROBE
+#define GDN_DECODE_PROBE 0
+#endif
+template <typename T>
+__device__ __forceinline__ T load_state_unit(const T* p) {
+#if GDN_DECODE_PROBE == 1
+  return __ldcs(p);
+#else
+  return *p;
+#endif
+}
+template <typename T>
+__device__ __forceinline__ void store_state_unit(T* p, T x) {
+#if GDN_DECODE_PROBE == 1 || GDN_DECODE_PROBE == 2
+  __stcs(p, x);
+#else
+  *p = x;
+#endif
+}
+
 // Four consecutive state elements as fp32.
 template <bool kBF16>
 __device__ __forceinline__ void load4(const void* base, int64_t i, float (&x)[4]) {
   if constexpr (kBF16) {
-    const uint2 raw = *reinterpret_cast<const uint2*>(static_cast<const __nv_bfloat16*>(base) + i);
+    const uint2 raw =
+        load_state_unit(reinterpret_cast<const uint2*>(static_cast<const __nv_bfloat16*>(base) + i));
     const float2 lo = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw.x));
     const float2 hi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw.y));
     x[0] = lo.x, x[1] = lo.y, x[2] = hi.x, x[3] = hi.y;
   } else {
-    const float4 f = *reinterpret_cast<const float4*>(static_cast<const float*>(base) + i);
+    const float4 f = load_state_unit(reinterpret_cast<const float4*>(static_cast<const float*>(base) + i));
     x[0] = f.x, x[1] = f.y, x[2] = f.z, x[3] = f.w;
   }
 }
@@ -106,9 +130,10 @@ __device__ __forceinline__ void store4(void* base, int64_t i, const float (&x)[4
     uint2 raw;
     raw.x = *reinterpret_cast<const uint32_t*>(&lo);
     raw.y = *reinterpret_cast<const uint32_t*>(&hi);
-    *reinterpret_cast<uint2*>(static_cast<__nv_bfloat16*>(base) + i) = raw;
+    store_state_unit(reinterpret_cast<uint2*>(static_cast<__nv_bfloat16*>(base) + i), raw);
   } else {
-    *reinterpret_cast<float4*>(static_cast<float*>(base) + i) = make_float4(x[0], x[1], x[2], x[3]);
+    store_state_unit(reinterpret_cast<float4*>(static_cast<float*>(base) + i),
+                     make_float4(x[0], x[1], x[2], x[3]));
   }
 }
 
