@@ -133,6 +133,12 @@ const std::vector<Rule>& rules() {
          idx[1] = idx[0];
        },
        "appears twice"},
+      {"pool duplicate, first and last", Op::kDecode, true,
+       [](Args& a) {
+         auto* idx = static_cast<int32_t*>(a.state_indices.data);
+         idx[0] = idx[a.state_indices.shape[0] - 1] = 5;
+       },
+       "state_indices: row 5 appears twice"},
       {"pool with final_state", Op::kPrefill, true, [](Args& a) { a.final_state = a.initial_state; },
        "final_state: not with state_indices"},
       {"pool overlaps v", Op::kPrefill, true, [](Args& a) { a.initial_state.data = a.v.data; },
