@@ -334,12 +334,12 @@ int cmd_bench(int argc, char** argv) {
         {"device", device},
         {"commit", l != std::string::npos && r != std::string::npos ? v.substr(l + 1, r - l - 1) : v},
         {"version", v},
-        {"timing",
-         on_gpu ? "ms: median end-to-end wall time of a plain call (launch to stream sync); "
-                  "ms_graph: median GPU time per call replaying a CUDA graph (CUDA events), "
-                  "us_host: the plain call's host part (until it returns), us_check: supports() alone; "
-                  "inputs rotated across copies to defeat L2; rates and floor use ms_graph"
-                : "host steady_clock around each call, median after one warm-up call"},
+        {"timing", on_gpu ? "ms: median end-to-end wall time of a plain call (launch to stream sync); "
+                            "ms_graph: median GPU time per call replaying a CUDA graph (CUDA events), "
+                            "us_host: the plain call's host part (until it returns), us_check: "
+                            "choose_backend() alone (validation and routing); "
+                            "inputs rotated across copies to defeat L2; rates and floor use ms_graph"
+                          : "host steady_clock around each call, median after one warm-up call"},
         {"ceilings",
          {{"copy_gbps", ceil.copy_gbps}, {"matmul_gflops", ceil.matmul_gflops}, {"how", ceil.what}}},
         {"baseline", baseline.empty() ? json(nullptr) : json(baseline_path)},

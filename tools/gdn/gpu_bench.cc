@@ -61,8 +61,9 @@ Status time_on_gpu(Op op, const std::vector<Args*>& sets, int reps, GpuTiming* o
   }
   for (int i = 0; i < reps; ++i) {
     const Args& a = *sets[i % sets.size()];
+    Choice choice;
     const auto t0 = std::chrono::steady_clock::now();
-    if (Status s = supports(a.backend, op, a); !s.ok()) return s;
+    if (Status s = choose_backend(op, a, &choice); !s.ok()) return s;
     check.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
   }
   out->ms_eager = median(eager);

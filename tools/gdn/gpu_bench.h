@@ -14,7 +14,7 @@ struct GpuTiming {
   double ms_eager = 0.0;  // median end-to-end wall time of a plain call (launch to completion)
   double ms_graph = 0.0;  // median GPU time per call, replaying a captured graph
   double us_host = 0.0;   // median host time of a plain call until it returns (stream idle before)
-  double us_check = 0.0;  // median time of supports() on the same arguments: validation alone
+  double us_check = 0.0;  // median time of choose_backend() on the same arguments: validation and routing
 };
 
 // Times `op` over `sets` (copies of the inputs; rotating through them keeps

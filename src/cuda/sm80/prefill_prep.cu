@@ -59,6 +59,26 @@ __device__ __forceinline__ void mma_io16(float (&c)[4], const uint32_t (&a)[4], 
     mma_bf16(c, a, b0, b1);
 }
 
+// GDN_PREP_PROBE=1 (a measurement build, -DCMAKE_CUDA_FLAGS=-DGDN_PREP_PROBE=1):
+// thread 0 of CTA 0 prints the cycles each step of the kernel took: the
+// first five end at a barrier (the slowest warp's time), the last is warp 0's
+// block column of the inverse, its longest chain. Measured on the H200
+// (bench/results/h200-2026-12-04-7552ab4-probes.txt): one chunk alone
+// (gdn run --seq-lens 64) 3268, 6, 1549, 3686, 564, 2649 cycles; 8 x 1024
+// 9047, 6, 1842, 4426, 1060, 3777. Staging the sm90 tile stores of L and Au
+// in shared memory to write them in whole sectors (ncu counted 35% excess
+// sectors) made the suite's batch rows 4-8% slower: not kept.
+#if GDN_PREP_PROBE == 1
+#define GDN_PREP_MARK(i)              \
+  do {                                \
+    const long long now_ = clock64(); \
+    probe_t[i] = now_ - probe_last;   \
+    probe_last = now_;                \
+  } while (0)
+#else
+#define GDN_PREP_MARK(i) (void)0
+#endif
+
 template <typename T, int K, int V>
 __global__ void __launch_bounds__(kPrepThreads) prefill_prep_kernel(const __grid_constant__ PrefillParams p) {
   static_assert(K % 32 == 0 && V % 32 == 0, "head sizes must be multiples of 32");
@@ -69,6 +89,9 @@ __global__ void __launch_bounds__(kPrepThreads) prefill_prep_kernel(const __grid
                     offsetof(Smem, m) % 16 == 0 && offsetof(Smem, D) % 16 == 0 &&
                     offsetof(Smem, G2) % 8 == 0 && offsetof(Smem, rnk) % 8 == 0,
                 "cp.async rows, float4 rows of m, float2 pairs of D, G2 and rnk");
+#if GDN_PREP_PROBE == 1
+  long long probe_t[6] = {}, probe_last = clock64();
+#endif
   launch_dependents();            // the state pass may launch; it waits for this kernel's results
   wait_for_prerequisites();       // chunk_meta's offsets and error flag (or, inline, the caller's inputs)
   if (p.clear_flag != nullptr) {  // inline: this kernel writes the flag (and never reads it)
@@ -107,8 +130,10 @@ __global__ void __launch_bounds__(kPrepThreads) prefill_prep_kernel(const __grid
   cp_async_commit();
   // Gates (padding rows: g = 0, beta = 0).
   if (tid < kChunk) load_chunk_gates(p, s, t0, len, hv, tid);
+  GDN_PREP_MARK(0);
   cp_async_wait<0>();
   __syncthreads();
+  GDN_PREP_MARK(1);
 
   // K K^T and Q K^T of the raw rows for this warp's 16 rows i, only over the
   // column tiles holding some j <= i: n-tiles 0 .. 2 warp - 1 below the
@@ -214,6 +239,7 @@ __global__ void __launch_bounds__(kPrepThreads) prefill_prep_kernel(const __grid
   }
   if (warp == 0) cumsum_chunk_gates(s, lane);  // in-chunk cumulative gates
   __syncthreads();                             // norms and gates are in; q and k are dead
+  GDN_PREP_MARK(2);
 
   // M (into s.m, over q and k) and L (to the workspace) from the products.
   {
@@ -229,6 +255,7 @@ __global__ void __launch_bounds__(kPrepThreads) prefill_prep_kernel(const __grid
     });
   }
   __syncthreads();
+  GDN_PREP_MARK(3);
 
   // Au = (I + M)^-1 diag(beta): the diagonal blocks and the row factors,
   // then one block column per warp.
@@ -238,6 +265,7 @@ __global__ void __launch_bounds__(kPrepThreads) prefill_prep_kernel(const __grid
   else
     row_factors(s, p.scale, len, tid - kChunk, p.F + item * kFactorStride);
   __syncthreads();
+  GDN_PREP_MARK(4);
   float* Au = p.Au + item * kChunk * kChunk;
   invert_block_column(
       s, warp, lane,
@@ -262,6 +290,12 @@ __global__ void __launch_bounds__(kPrepThreads) prefill_prep_kernel(const __grid
           *reinterpret_cast<float4*>(Au + (i * kPrepBlk + (lane >> 2) + 8 * hf) * kChunk + warp * kPrepBlk +
                                      kVec * (lane & 3)) = make_float4(0.f, 0.f, 0.f, 0.f);
       });
+#if GDN_PREP_PROBE == 1
+  GDN_PREP_MARK(5);
+  if (blockIdx.x == 0 && tid == 0)
+    printf("prep probe cycles: issue %lld, wait %lld, products %lld, mask %lld, diag %lld, columns %lld\n",
+           probe_t[0], probe_t[1], probe_t[2], probe_t[3], probe_t[4], probe_t[5]);
+#endif
 }
 
 }  // namespace

@@ -87,7 +87,10 @@ constexpr int64_t kMaxStageBytes = 48 * 1024;
 
 // GDN_DECODE_PROBE (a measurement build, -DCMAKE_CUDA_FLAGS=-DGDN_DECODE_PROBE=N):
 // 1 reads and writes the state with streaming (evict-first) accesses, 2 only
-// writes it so; 0 (the default) uses plain accesses.
+// writes it so; 0 (the default) uses plain accesses. Measured on the H200
+// (bench/results/h200-2026-12-04-7552ab4-probes.txt, graph us, default / 1 /
+// 2): b256 t1 295.7 / 309.6 / 299.9, verify b256 t4 states 752.1 / 777.1 /
+// 754.0: no gain, so plain accesses stay.
 #ifndef GDN_DECODE_PROBE
 #define GDN_DECODE_PROBE 0
 #endif
