@@ -44,6 +44,7 @@ trap 'pack_logs; rm -rf "$LOGS"' EXIT
 trap 'exit 143' TERM INT
 
 for step in $STEPS; do
+  step_t0=$SECONDS
   case $step in
     tests)
       timeout 400 "$BIN/gdn_gpu_tests" --gtest_brief=0 >"$OUT/gpu-tests.log" 2>&1
@@ -229,6 +230,7 @@ for step in $STEPS; do
       fi
       ;;
   esac
+  note "step $step: $((SECONDS - step_t0)) s"
   pack_logs
 done
 [ -f "$LOGS/bench-cuda.txt" ] && cat "$LOGS/bench-cuda.txt"
