@@ -52,6 +52,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <string>
 #include <type_traits>
 
@@ -551,8 +552,14 @@ Status launch(const RecurrentParams& p, cudaStream_t stream) {
   // decode b1 t1 (256 warps) 3.9 / 4.4, b1 t4 5.8 / 6.4; b32 t1 (8192) 46.9 /
   // 43.2, b32 t4 60.6 / 50.7, b256 t1 308 / 296, b256 t4 379 / 333; verify
   // with intermediate states b32 t4 103 / 102, b256 t4 751 / 773.
+  // GDN_DECODE_PDL_TILES=N (a measurement knob) moves the threshold from
+  // kManyTiles to N tiles.
+  static const int64_t many_tiles = [] {
+    const char* env = std::getenv("GDN_DECODE_PDL_TILES");
+    return env != nullptr && *env != '\0' ? std::atoll(env) : kManyTiles;
+  }();
   static const bool can_wait = kernel_waits_for_prerequisites(recurrent_kernel<K, kVK, kBF16>);
-  const bool programmatic = can_wait && (p.tiles < kManyTiles || p.inter.data != nullptr);
+  const bool programmatic = can_wait && (p.tiles < many_tiles || p.inter.data != nullptr);
   RecurrentParams q = p;
   q.programmatic = programmatic;
   const Shape shape = launch_shape(q, K);
