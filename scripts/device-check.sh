@@ -18,7 +18,8 @@ export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
 summary="$OUT/summary.txt"
 : >"$summary"
 note() { echo "$*" | tee -a "$summary"; }
-prefill_rows() { python3 -c "import json;print(','.join(r['name'] for r in json.load(open('bench/suite.json'))['prefill']))"; }
+suite_rows() { python3 -c "import json;print(','.join(r['name'] for r in json.load(open('bench/suite.json'))['$1']))"; }
+prefill_rows() { suite_rows prefill; }
 
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv >"$OUT/gpu.txt" 2>&1
 note "device: $(head -2 "$OUT/gpu.txt" | tail -1)"
@@ -92,13 +93,15 @@ for step in $STEPS; do
       # The prefill rows (or GDN_PROBE_ROWS) on a measurement build (GDN_PROBE_BIN, e.g. one
       # built with -DCMAKE_CUDA_FLAGS=-DGDN_CUDA_PROBE=1 and carried) on GDN_PROBE_BACKEND
       # (cuda), to set beside the bench step's rows of the same run (not a default step).
-      # GDN_PROBE_BIN may name several builds (space-separated); each writes files
+      # GDN_PROBE_ROWS=decode takes the decode rows. GDN_PROBE_BIN may name several builds (space-separated); each writes files
       # named after its folder. GDN_PROBE_NORUN=1 skips the prefill error runs.
       pb=${GDN_PROBE_BACKEND:-cuda}
+      prows=${GDN_PROBE_ROWS:-${ROWS:-$(prefill_rows)}}
+      [ "$prows" = decode ] && prows=$(suite_rows decode)
       for pbin in ${GDN_PROBE_BIN:-.deps/probe}; do
         tag=$(basename "$pbin")
         timeout 200 "$pbin/gdn" bench --suite bench/suite.json --backend "$pb" \
-          --rows "${GDN_PROBE_ROWS:-${ROWS:-$(prefill_rows)}}" --json "$OUT/bench-probe-$tag-$pb.json" \
+          --rows "$prows" --json "$OUT/bench-probe-$tag-$pb.json" \
           >"$OUT/bench-probe-$tag-$pb.txt" 2>&1
         rc=$?
         note "bench probe $tag $pb ($(cat "$pbin/COMMIT" 2>/dev/null)): rc=$rc"
@@ -116,18 +119,23 @@ for step in $STEPS; do
       fi
       ;;
     env-ab)
-      # GDN_AB_ROWS (default: the prefill rows) on GDN_AB_BACKEND (cuda) once per
-      # assignment in GDN_AB_ENVS (e.g. "GDN_CUDA_SEGMENTS=1 GDN_CUDA_SEGMENTS=8"), after a
-      # run without any, each in its own file (not a default step).
-      i=0
-      for assign in none ${GDN_AB_ENVS:-}; do
-        env_args=()
-        [ "$assign" != none ] && env_args=("$assign")
-        env "${env_args[@]}" timeout 150 "$BIN/gdn" bench --suite bench/suite.json --backend "${GDN_AB_BACKEND:-cuda}" \
-          --rows "${GDN_AB_ROWS:-$(prefill_rows)}" --json "$OUT/bench-env-$i.json" >"$OUT/bench-env-$i.txt" 2>&1
-        note "bench ${GDN_AB_BACKEND:-cuda} with $assign: rc=$?"
-        grep -E "^q3|^row" "$OUT/bench-env-$i.txt" | tee -a "$summary"
-        i=$((i + 1))
+      # GDN_AB_ROWS (default: the prefill rows; "decode": the decode rows) on each backend of
+      # GDN_AB_BACKEND (cuda; several, space-separated) once per assignment in GDN_AB_ENVS
+      # (e.g. "GDN_CUDA_SEGMENTS=1 GDN_CUDA_SEGMENTS=8"), after a run without any, each in its
+      # own file (not a default step).
+      ab_rows=${GDN_AB_ROWS:-$(prefill_rows)}
+      [ "$ab_rows" = decode ] && ab_rows=$(suite_rows decode)
+      for ab_backend in ${GDN_AB_BACKEND:-cuda}; do
+        i=0
+        for assign in none ${GDN_AB_ENVS:-}; do
+          env_args=()
+          [ "$assign" != none ] && env_args=("$assign")
+          env "${env_args[@]}" timeout 150 "$BIN/gdn" bench --suite bench/suite.json --backend "$ab_backend" \
+            --rows "$ab_rows" --json "$OUT/bench-env-$ab_backend-$i.json" >"$OUT/bench-env-$ab_backend-$i.txt" 2>&1
+          note "bench $ab_backend with $assign: rc=$?"
+          grep -E "^q3|^row" "$OUT/bench-env-$ab_backend-$i.txt" | tee -a "$summary"
+          i=$((i + 1))
+        done
       done
       ;;
     sm90-groups)
