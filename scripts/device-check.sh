@@ -156,7 +156,7 @@ for step in $STEPS; do
       ;;
     ncu-decode)
       # The batch-1 decode kernel's own duration (Nsight Compute), next to its graph time (not a default step).
-      timeout 180 ncu --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum -k regex:recurrent_kernel \
+      timeout 180 ncu --clock-control none --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum -k regex:recurrent_kernel \
         -c 24 "$BIN/gdn" bench --suite bench/suite.json --backend cuda --rows "q3n-tp1 decode b1 t1" --reps 8 \
         >"$OUT/ncu-decode.txt" 2>&1
       rc=$?
@@ -167,12 +167,14 @@ for step in $STEPS; do
       # Each prefill kernel's own duration (Nsight Compute, median per kernel)
       # on the rows in GDN_NCU_ROWS (comma-separated; default the short and
       # the batch anchor rows), cuda and sm90: where a call's time goes (not a
-      # default step).
+      # default step). Every ncu step here passes --clock-control none: the
+      # clocks stay as the card runs them (ncu's default locks them to base).
       IFS=, read -ra nrows <<<"${GDN_NCU_ROWS:-q3n-tp1 1x64,q3n-tp1 32x1024}"
       for row in "${nrows[@]}"; do
         for backend in cuda sm90; do
           log="$OUT/ncu-prefill-$backend-${row// /_}.csv"
-          timeout 150 ncu --csv --print-units base --cache-control none --metrics gpu__time_duration.sum \
+          timeout 150 ncu --csv --print-units base --cache-control none --clock-control none \
+            --metrics gpu__time_duration.sum \
             "$BIN/gdn" bench --suite bench/suite.json --backend "$backend" --rows "$row" --reps 3 >"$log" 2>&1
           note "ncu $backend '$row': rc=$?"
           python3 scripts/ncu_kernel_times.py "$log" | tee -a "$summary"
@@ -185,7 +187,7 @@ for step in $STEPS; do
       # q3n-tp1 32x1024), one launch of each of the prep and the state pass (not a default step).
       row=${GDN_NCU_ROWS:-q3n-tp1 32x1024}
       row=${row%%,*}
-      timeout 200 ncu --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy \
+      timeout 200 ncu --clock-control none --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy \
         --section WarpStateStats --section LaunchStats -k regex:'prefill_prep_kernel|prefill_state_sm90' -c 2 \
         "$BIN/gdn" bench --suite bench/suite.json --backend sm90 --rows "$row" --reps 1 >"$OUT/ncu-detail.txt" 2>&1
       note "ncu detail sm90 '$row': rc=$?"
