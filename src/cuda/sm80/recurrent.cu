@@ -230,7 +230,7 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
   constexpr int kSums = kVK ? 2 * R : 8;
   // The next kernel in the stream may launch now (programmatic launch): it
   // waits for this grid's completion before it reads what this one writes.
-  launch_dependents();
+  if (!p.late_trigger) launch_dependents();
   const int lane = threadIdx.x & 31;
   // 32-bit index arithmetic (the host keeps tiles below 2^31): 64-bit
   // division is a long software sequence, on the path to the first load.
@@ -384,6 +384,7 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
   }
   cp_async_wait<0>();
   __syncwarp();
+  if (p.late_trigger) launch_dependents();
   if (__any_sync(kFull, bad)) return;
 
   // The per-token scalars of all tokens before the token loop (they wait
@@ -553,15 +554,21 @@ Status launch(const RecurrentParams& p, cudaStream_t stream) {
   // 43.2, b32 t4 60.6 / 50.7, b256 t1 308 / 296, b256 t4 379 / 333; verify
   // with intermediate states b32 t4 103 / 102, b256 t4 751 / 773.
   // GDN_DECODE_PDL_TILES=N (a measurement knob) moves the threshold from
-  // kManyTiles to N tiles.
+  // kManyTiles to N tiles; GDN_DECODE_TRIGGER=late (another) lets the next
+  // kernel launch only once this one's loads have landed.
   static const int64_t many_tiles = [] {
     const char* env = std::getenv("GDN_DECODE_PDL_TILES");
     return env != nullptr && *env != '\0' ? std::atoll(env) : kManyTiles;
   }();
   static const bool can_wait = kernel_waits_for_prerequisites(recurrent_kernel<K, kVK, kBF16>);
   const bool programmatic = can_wait && (p.tiles < many_tiles || p.inter.data != nullptr);
+  static const bool late_trigger = [] {
+    const char* env = std::getenv("GDN_DECODE_TRIGGER");
+    return env != nullptr && std::string(env) == "late";
+  }();
   RecurrentParams q = p;
   q.programmatic = programmatic;
+  q.late_trigger = late_trigger;
   const Shape shape = launch_shape(q, K);
   const int64_t ctas = (q.tiles + shape.warps - 1) / shape.warps;
   return cuda_status(launch_kernel(recurrent_kernel<K, kVK, kBF16>, dim3(static_cast<unsigned>(ctas)),
