@@ -20,6 +20,8 @@ summary="$OUT/summary.txt"
 note() { echo "$*" | tee -a "$summary"; }
 suite_rows() { python3 -c "import json;print(','.join(r['name'] for r in json.load(open('bench/suite.json'))['$1']))"; }
 prefill_rows() { suite_rows prefill; }
+# A row list as given, or the suite's rows of a kind for "prefill" / "decode".
+row_set() { case $1 in prefill | decode) suite_rows "$1" ;; *) echo "$1" ;; esac; }
 
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv >"$OUT/gpu.txt" 2>&1
 note "device: $(head -2 "$OUT/gpu.txt" | tail -1)"
@@ -93,11 +95,11 @@ for step in $STEPS; do
       # The prefill rows (or GDN_PROBE_ROWS) on a measurement build (GDN_PROBE_BIN, e.g. one
       # built with -DCMAKE_CUDA_FLAGS=-DGDN_CUDA_PROBE=1 and carried) on GDN_PROBE_BACKEND
       # (cuda), to set beside the bench step's rows of the same run (not a default step).
-      # GDN_PROBE_ROWS=decode takes the decode rows. GDN_PROBE_BIN may name several builds (space-separated); each writes files
-      # named after its folder. GDN_PROBE_NORUN=1 skips the prefill error runs.
+      # GDN_PROBE_ROWS=decode takes the decode rows. GDN_PROBE_BIN may name several builds
+      # (space-separated); each writes files named after its folder. GDN_PROBE_NORUN=1 skips
+      # the prefill error runs.
       pb=${GDN_PROBE_BACKEND:-cuda}
-      prows=${GDN_PROBE_ROWS:-${ROWS:-$(prefill_rows)}}
-      [ "$prows" = decode ] && prows=$(suite_rows decode)
+      prows=$(row_set "${GDN_PROBE_ROWS:-${ROWS:-prefill}}")
       for pbin in ${GDN_PROBE_BIN:-.deps/probe}; do
         tag=$(basename "$pbin")
         timeout 200 "$pbin/gdn" bench --suite bench/suite.json --backend "$pb" \
@@ -123,8 +125,7 @@ for step in $STEPS; do
       # GDN_AB_BACKEND (cuda; several, space-separated) once per assignment in GDN_AB_ENVS
       # (e.g. "GDN_CUDA_SEGMENTS=1 GDN_CUDA_SEGMENTS=8"), after a run without any, each in its
       # own file (not a default step).
-      ab_rows=${GDN_AB_ROWS:-$(prefill_rows)}
-      [ "$ab_rows" = decode ] && ab_rows=$(suite_rows decode)
+      ab_rows=$(row_set "${GDN_AB_ROWS:-prefill}")
       for ab_backend in ${GDN_AB_BACKEND:-cuda}; do
         i=0
         for assign in none ${GDN_AB_ENVS:-}; do

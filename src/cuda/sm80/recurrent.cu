@@ -539,6 +539,26 @@ Shape launch_shape(const RecurrentParams& p, int64_t K) {
   return {warps, static_cast<size_t>(warps * warp_bytes)};
 }
 
+// Measurement knobs, read once: GDN_DECODE_PDL_TILES=N moves the
+// programmatic-launch threshold below from kManyTiles to N tiles;
+// GDN_DECODE_TRIGGER=late lets the next kernel launch only once this one's
+// loads have landed (RecurrentParams::late_trigger).
+struct LaunchKnobs {
+  int64_t pdl_tiles = kManyTiles;
+  bool late_trigger = false;
+};
+const LaunchKnobs& launch_knobs() {
+  static const LaunchKnobs knobs = [] {
+    LaunchKnobs k;
+    if (const char* env = std::getenv("GDN_DECODE_PDL_TILES"); env != nullptr && *env != '\0')
+      k.pdl_tiles = std::atoll(env);
+    if (const char* env = std::getenv("GDN_DECODE_TRIGGER"); env != nullptr)
+      k.late_trigger = std::string(env) == "late";
+    return k;
+  }();
+  return knobs;
+}
+
 template <int K, bool kVK, bool kBF16>
 Status launch(const RecurrentParams& p, cudaStream_t stream) {
   if (p.tiles > 0x7fffffff)
@@ -553,26 +573,15 @@ Status launch(const RecurrentParams& p, cudaStream_t stream) {
   // decode b1 t1 (256 warps) 3.9 / 4.4, b1 t4 5.8 / 6.4; b32 t1 (8192) 46.9 /
   // 43.2, b32 t4 60.6 / 50.7, b256 t1 308 / 296, b256 t4 379 / 333; verify
   // with intermediate states b32 t4 103 / 102, b256 t4 751 / 773.
-  // GDN_DECODE_PDL_TILES=N (a measurement knob) moves the threshold from
-  // kManyTiles to N tiles; GDN_DECODE_TRIGGER=late (another) lets the next
-  // kernel launch only once this one's loads have landed.
-  static const int64_t many_tiles = [] {
-    const char* env = std::getenv("GDN_DECODE_PDL_TILES");
-    return env != nullptr && *env != '\0' ? std::atoll(env) : kManyTiles;
-  }();
   static const bool can_wait = kernel_waits_for_prerequisites(recurrent_kernel<K, kVK, kBF16>);
-  const bool programmatic = can_wait && (p.tiles < many_tiles || p.inter.data != nullptr);
-  static const bool late_trigger = [] {
-    const char* env = std::getenv("GDN_DECODE_TRIGGER");
-    return env != nullptr && std::string(env) == "late";
-  }();
+  const LaunchKnobs& knobs = launch_knobs();
   RecurrentParams q = p;
-  q.programmatic = programmatic;
-  q.late_trigger = late_trigger;
+  q.programmatic = can_wait && (p.tiles < knobs.pdl_tiles || p.inter.data != nullptr);
+  q.late_trigger = knobs.late_trigger;
   const Shape shape = launch_shape(q, K);
   const int64_t ctas = (q.tiles + shape.warps - 1) / shape.warps;
   return cuda_status(launch_kernel(recurrent_kernel<K, kVK, kBF16>, dim3(static_cast<unsigned>(ctas)),
-                                   dim3(32 * shape.warps), shape.smem, stream, programmatic, q),
+                                   dim3(32 * shape.warps), shape.smem, stream, q.programmatic, q),
                      "recurrent_kernel launch");
 }
 
