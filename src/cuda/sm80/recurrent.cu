@@ -38,8 +38,8 @@
 // all tokens are formed before the loop, eight lanes per token, and the
 // loop fetches each with a shuffle, so it holds only the state's chain:
 // sums, reduce-scatter, u, gather, update.
-// On sm_90+ a small grid (batch-1 decode and verify) or one that writes
-// every intermediate state (launch() says why only those) is launched
+// On sm_90+ a small grid (batch-1 decode and verify), a one-token decode, or
+// one that writes every intermediate state (launch() says why only those) is launched
 // programmatically (ptx/griddep.cuh): the grid lets the
 // next kernel launch at once, and before it waits for the kernel before to
 // complete (any input may be that kernel's output) it reads the pool index
@@ -540,7 +540,8 @@ Shape launch_shape(const RecurrentParams& p, int64_t K) {
 }
 
 // Measurement knobs, read once: GDN_DECODE_PDL_TILES=N moves the
-// programmatic-launch threshold below from kManyTiles to N tiles;
+// programmatic-launch threshold below for grids of several tokens per
+// sequence from kManyTiles to N tiles;
 // GDN_DECODE_TRIGGER=late lets the next kernel launch only once this one's
 // loads have landed (RecurrentParams::late_trigger).
 struct LaunchKnobs {
@@ -565,18 +566,22 @@ Status launch(const RecurrentParams& p, cudaStream_t stream) {
     return Status::Unsupported("cuda: N * HV * V / 16 (" + std::to_string(p.tiles) +
                                ") exceeds 2^31 - 1 warps for one decode or verify launch");
   // Programmatic launch where the machine code has the grid dependency wait
-  // (sm_90+) and the grid is small or writes every intermediate state: the
-  // launch latency and the state prefetch overlap the kernel before in the
-  // stream. On other large grids the early CTAs and their prefetches only
-  // compete with that kernel's memory traffic. Measured on the H200 (graph
-  // us, programmatic / plain; bench/results/cuda-h200-2026-12-02-bc5be16*.json):
-  // decode b1 t1 (256 warps) 3.9 / 4.4, b1 t4 5.8 / 6.4; b32 t1 (8192) 46.9 /
-  // 43.2, b32 t4 60.6 / 50.7, b256 t1 308 / 296, b256 t4 379 / 333; verify
-  // with intermediate states b32 t4 103 / 102, b256 t4 751 / 773.
+  // (sm_90+) and the grid is small, runs one token per sequence, or writes
+  // every intermediate state: the launch latency and the state prefetch
+  // overlap the kernel before in the stream. On other large grids (several
+  // tokens per sequence) the early CTAs and their prefetches only compete
+  // with that kernel's memory traffic. Measured on the H100 (graph us,
+  // programmatic / plain, one warm machine; bench/results
+  // h100-2026-12-07-9e67858-checks.txt): decode b32 t1 (8192 warps) 56.2 /
+  // 57.5, b256 t1 387.4 / 407.0, b32 t4 65.6 / 60.2, b256 t4 438.7 / 419.8.
+  // The H200 differed on the one-token rows at bc5be16 (bench/results/
+  // cuda-h200-2026-12-02-bc5be16*.json): b1 t1 3.9 / 4.4, b32 t1 46.9 / 43.2,
+  // b256 t1 308 / 296, b32 t4 60.6 / 50.7, b256 t4 379 / 333; the H100, the
+  // card the targets are set on, decides.
   static const bool can_wait = kernel_waits_for_prerequisites(recurrent_kernel<K, kVK, kBF16>);
   const LaunchKnobs& knobs = launch_knobs();
   RecurrentParams q = p;
-  q.programmatic = can_wait && (p.tiles < knobs.pdl_tiles || p.inter.data != nullptr);
+  q.programmatic = can_wait && (p.tiles < knobs.pdl_tiles || p.max_len == 1 || p.inter.data != nullptr);
   q.late_trigger = knobs.late_trigger;
   const Shape shape = launch_shape(q, K);
   const int64_t ctas = (q.tiles + shape.warps - 1) / shape.warps;
