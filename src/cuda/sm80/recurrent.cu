@@ -574,10 +574,10 @@ Status launch(const RecurrentParams& p, cudaStream_t stream) {
   // programmatic / plain, one warm machine; bench/results
   // h100-2026-12-07-9e67858-checks.txt): decode b32 t1 (8192 warps) 56.2 /
   // 57.5, b256 t1 387.4 / 407.0, b32 t4 65.6 / 60.2, b256 t4 438.7 / 419.8.
-  // The H200 differed on the one-token rows at bc5be16 (bench/results/
-  // cuda-h200-2026-12-02-bc5be16*.json): b1 t1 3.9 / 4.4, b32 t1 46.9 / 43.2,
-  // b256 t1 308 / 296, b32 t4 60.6 / 50.7, b256 t4 379 / 333; the H100, the
-  // card the targets are set on, decides.
+  // The H200 at bc5be16 lost with it on the large one-token rows
+  // (bench/results/cuda-h200-2026-12-02-bc5be16*.json): b32 t1 46.9 / 43.2,
+  // b256 t1 308 / 296 (and b1 t1 3.9 / 4.4, b32 t4 60.6 / 50.7, b256 t4 379 /
+  // 333); the H100, the card the targets are set on, decides.
   static const bool can_wait = kernel_waits_for_prerequisites(recurrent_kernel<K, kVK, kBF16>);
   const LaunchKnobs& knobs = launch_knobs();
   RecurrentParams q = p;
