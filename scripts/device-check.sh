@@ -93,32 +93,33 @@ for step in $STEPS; do
       ;;
     probe)
       # The prefill rows (or GDN_PROBE_ROWS) on a measurement build (GDN_PROBE_BIN, e.g. one
-      # built with -DCMAKE_CUDA_FLAGS=-DGDN_CUDA_PROBE=1 and carried) on GDN_PROBE_BACKEND
-      # (cuda), to set beside the bench step's rows of the same run (not a default step).
-      # GDN_PROBE_ROWS=decode takes the decode rows. GDN_PROBE_BIN may name several builds
-      # (space-separated); each writes files named after its folder. GDN_PROBE_NORUN=1 skips
-      # the prefill error runs.
-      pb=${GDN_PROBE_BACKEND:-cuda}
+      # built with -DCMAKE_CUDA_FLAGS=-DGDN_CUDA_PROBE=1 and carried) on each backend of
+      # GDN_PROBE_BACKEND (cuda; several, space-separated), to set beside the bench and sm90
+      # steps' rows of the same run (not a default step). GDN_PROBE_ROWS=decode takes the
+      # decode rows. GDN_PROBE_BIN may name several builds (space-separated); each writes
+      # files named after its folder. GDN_PROBE_NORUN=1 skips the prefill error runs.
       prows=$(row_set "${GDN_PROBE_ROWS:-${ROWS:-prefill}}")
-      for pbin in ${GDN_PROBE_BIN:-.deps/probe}; do
-        tag=$(basename "$pbin")
-        timeout 200 "$pbin/gdn" bench --suite bench/suite.json --backend "$pb" \
-          --rows "$prows" --json "$OUT/bench-probe-$tag-$pb.json" \
-          >"$OUT/bench-probe-$tag-$pb.txt" 2>&1
-        rc=$?
-        note "bench probe $tag $pb ($(cat "$pbin/COMMIT" 2>/dev/null)): rc=$rc"
-        grep -E "^q3|^row" "$OUT/bench-probe-$tag-$pb.txt" | tee -a "$summary"
-      done
-      # The error beside the default build's, on the built-in inputs and one 8192-token sequence.
-      if [ -z "${GDN_PROBE_NORUN:-}" ]; then
-        for lens in 1000,333,77,1 8192; do
-          for bin in "$BIN" ${GDN_PROBE_BIN:-.deps/probe}; do
-            timeout 60 "$bin/gdn" run --backend "$pb" --seq-lens "$lens" >"$OUT/run-probe.txt" 2>&1
-            rc=$?
-            note "gdn run $pb $lens ($(cat "$bin/COMMIT" 2>/dev/null)): rc=$rc, $(grep -iE 'error|PASS|FAIL' "$OUT/run-probe.txt" | tr '\n' ' ' | head -c 300)"
-          done
+      for pb in ${GDN_PROBE_BACKEND:-cuda}; do
+        for pbin in ${GDN_PROBE_BIN:-.deps/probe}; do
+          tag=$(basename "$pbin")
+          timeout 200 "$pbin/gdn" bench --suite bench/suite.json --backend "$pb" \
+            --rows "$prows" --json "$OUT/bench-probe-$tag-$pb.json" \
+            >"$OUT/bench-probe-$tag-$pb.txt" 2>&1
+          rc=$?
+          note "bench probe $tag $pb ($(cat "$pbin/COMMIT" 2>/dev/null)): rc=$rc"
+          grep -E "^q3|^row" "$OUT/bench-probe-$tag-$pb.txt" | tee -a "$summary"
         done
-      fi
+        # The error beside the default build's, on the built-in inputs and one 8192-token sequence.
+        if [ -z "${GDN_PROBE_NORUN:-}" ]; then
+          for lens in 1000,333,77,1 8192; do
+            for bin in "$BIN" ${GDN_PROBE_BIN:-.deps/probe}; do
+              timeout 60 "$bin/gdn" run --backend "$pb" --seq-lens "$lens" >"$OUT/run-probe.txt" 2>&1
+              rc=$?
+              note "gdn run $pb $lens ($(cat "$bin/COMMIT" 2>/dev/null)): rc=$rc, $(grep -iE 'error|PASS|FAIL' "$OUT/run-probe.txt" | tr '\n' ' ' | head -c 300)"
+            done
+          done
+        fi
+      done
       ;;
     env-ab)
       # GDN_AB_ROWS (default: the prefill rows; "decode": the decode rows) on each backend of
