@@ -57,10 +57,6 @@ struct RecurrentParams : TokenInputs {  // q, k, v and the gates
   // and the state tile before the grid dependency wait, and read the state
   // at the pool row the index named then (recurrent.cu).
   bool programmatic = false;
-  // Where the grid lets the next kernel launch: at its start (false, the
-  // default), or once each warp's loads have landed (GDN_DECODE_TRIGGER=late,
-  // a measurement knob: fewer kernels resident ahead of this one).
-  bool late_trigger = false;
 };
 
 // Launches decode or verify: K in {64, 128}, V a multiple of kTileColumns,
