@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 BIN=${GDN_DEVICE_BIN:-.deps/device-bin}
 OUT=${OUT:-/tmp/gdn-device-out}
 STEPS=${GDN_STEPS:-"tests sanitize bench sm90 sass python overhead compare"}
-ROWS=${GDN_ROWS:-}
+ROWS=${GDN_ROWS:-} # rows for bench, sm90 and compare: names (comma-separated), or prefill / decode
 mkdir -p "$OUT"
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
 summary="$OUT/summary.txt"
@@ -79,7 +79,7 @@ for step in $STEPS; do
       ;;
     bench)
       args=(bench --suite bench/suite.json --backend cuda --json "$OUT/bench-cuda.json")
-      [ -n "$ROWS" ] && args+=(--rows "$ROWS")
+      [ -n "$ROWS" ] && args+=(--rows "$(row_set "$ROWS")")
       timeout 420 "$BIN/gdn" "${args[@]}" >"$OUT/bench-cuda.txt" 2>"$OUT/bench-cuda.err"
       note "bench: rc=$?"
       ;;
@@ -87,7 +87,7 @@ for step in $STEPS; do
       # The prefill rows on the sm90 backend (auto picks it on sm_90 unless the sequences
       # average at most 64 tokens).
       args=(bench --suite bench/suite.json --backend sm90 --json "$OUT/bench-sm90.json")
-      [ -n "$ROWS" ] && args+=(--rows "$ROWS")
+      [ -n "$ROWS" ] && args+=(--rows "$(row_set "$ROWS")")
       timeout 300 "$BIN/gdn" "${args[@]}" >"$OUT/bench-sm90.txt" 2>"$OUT/bench-sm90.err"
       note "bench sm90: rc=$?"
       ;;
@@ -233,7 +233,7 @@ for step in $STEPS; do
       fla=.peers/flash-linear-attention
       if [ -d "$fla/fla" ]; then
         args=(--json "$OUT/compare-fla.json" --png "$OUT/compare-fla.png")
-        [ -n "$ROWS" ] && args+=(--rows "$ROWS")
+        [ -n "$ROWS" ] && args+=(--rows "$(row_set "$ROWS")")
         PYTHONPATH=$fla FLA_COMMIT=$(cat "$fla/COMMIT" 2>/dev/null) timeout "${GDN_COMPARE_TIMEOUT:-400}" python3 -X faulthandler scripts/compare_fla.py \
           "${args[@]}" >"$OUT/compare-fla.txt" 2>&1
         note "compare with flash-linear-attention: rc=$?, $(grep -c agree "$OUT/compare-fla.json" 2>/dev/null) rows"
