@@ -157,12 +157,16 @@ for step in $STEPS; do
       note "bench decode, GDN_DISABLE_PDL=1: rc=$?"
       ;;
     ncu-decode)
-      # The batch-1 decode kernel's own duration (Nsight Compute), next to its graph time (not a default step).
-      timeout 180 ncu --clock-control none --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum -k regex:recurrent_kernel \
-        -c 24 "$BIN/gdn" bench --suite bench/suite.json --backend cuda --rows "q3n-tp1 decode b1 t1" --reps 8 \
+      # The decode kernel's own duration (Nsight Compute, caches left as they are), next to its
+      # graph time, on the row GDN_NCU_DECODE_ROW (default the batch-1 one-token decode; any
+      # suite row whose call runs the recurrent kernel, e.g. "q3n-tp1 4x7") (not a default step).
+      drow=${GDN_NCU_DECODE_ROW:-q3n-tp1 decode b1 t1}
+      timeout 180 ncu --clock-control none --cache-control none \
+        --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,smsp__inst_executed.sum -k regex:recurrent_kernel \
+        -c 24 "$BIN/gdn" bench --suite bench/suite.json --backend cuda --rows "$drow" --reps 8 \
         >"$OUT/ncu-decode.txt" 2>&1
       rc=$?
-      note "ncu decode b1 t1: rc=$rc, median gpu__time_duration $(grep gpu__time_duration "$OUT/ncu-decode.txt" |
+      note "ncu '$drow': rc=$rc, median gpu__time_duration $(grep gpu__time_duration "$OUT/ncu-decode.txt" |
         awk '{print $NF, $(NF-1)}' | sort -n | awk '{a[NR]=$0} END {print a[int((NR+1)/2)]}') over $(grep -c gpu__time_duration "$OUT/ncu-decode.txt") kernels"
       ;;
     ncu-prefill)
