@@ -19,7 +19,6 @@ summary="$OUT/summary.txt"
 : >"$summary"
 note() { echo "$*" | tee -a "$summary"; }
 suite_rows() { python3 -c "import json;print(','.join(r['name'] for r in json.load(open('bench/suite.json'))['$1']))"; }
-prefill_rows() { suite_rows prefill; }
 # A row list as given, or the suite's rows of a kind for "prefill" / "decode".
 row_set() { case $1 in prefill | decode) suite_rows "$1" ;; *) echo "$1" ;; esac; }
 
@@ -144,15 +143,14 @@ for step in $STEPS; do
       # The prefill rows on sm90 with one and with two column tiles per CTA forced
       # (GDN_SM90_GROUPS): what pairing a head's tiles brings, row by row (not a default step).
       for g in 1 2; do
-        GDN_SM90_GROUPS=$g timeout 200 "$BIN/gdn" bench --suite bench/suite.json --backend sm90 --rows "${ROWS:-$(prefill_rows)}" \
+        GDN_SM90_GROUPS=$g timeout 200 "$BIN/gdn" bench --suite bench/suite.json --backend sm90 --rows "$(row_set "${ROWS:-prefill}")" \
           --json "$OUT/bench-sm90-groups$g.json" >"$OUT/bench-sm90-groups$g.txt" 2>&1
         note "bench sm90, GDN_SM90_GROUPS=$g: rc=$?"
       done
       ;;
     decode-pdl)
       # The decode rows again with programmatic launches off: what they bring (not a default step).
-      decode=$(python3 -c "import json;print(','.join(r['name'] for r in json.load(open('bench/suite.json'))['decode']))")
-      GDN_DISABLE_PDL=1 timeout 120 "$BIN/gdn" bench --suite bench/suite.json --backend cuda --rows "$decode" \
+      GDN_DISABLE_PDL=1 timeout 120 "$BIN/gdn" bench --suite bench/suite.json --backend cuda --rows "$(row_set decode)" \
         --json "$OUT/bench-decode-nopdl.json" >"$OUT/bench-decode-nopdl.txt" 2>&1
       note "bench decode, GDN_DISABLE_PDL=1: rc=$?"
       ;;
