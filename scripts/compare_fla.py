@@ -9,6 +9,8 @@ as CUDA-graph replay, and writes a JSON file and a PNG chart of the speedups.
 
 flash-linear-attention is read from PYTHONPATH (fetched into a git-ignored
 folder; never committed). Needs PyTorch with CUDA, and matplotlib for --png.
+--fla-only times flash-linear-attention's calls alone (gdn is not imported):
+for profiling its kernels, e.g. under Nsight Compute.
 """
 
 import argparse
@@ -23,8 +25,7 @@ import time
 
 import torch
 
-import gdn
-import gdn.torch as gt
+gdn = gt = None  # gdn and gdn.torch, imported by main() unless --fla-only
 
 REFERENCE_MAX_TOKENS = 4096  # rows this small also get the float64 recurrence
 
@@ -232,7 +233,12 @@ def main():
     ap.add_argument("--json", required=True)
     ap.add_argument("--png", default="")
     ap.add_argument("--no-decode", action="store_true", help="prefill rows only")
+    ap.add_argument("--fla-only", action="store_true", help="time flash-linear-attention's calls alone")
     args = ap.parse_args()
+    global gdn, gt
+    if not args.fla_only:
+        import gdn
+        import gdn.torch as gt
 
     from fla.ops.gated_delta_rule import chunk_gated_delta_rule as fla_fn
     from fla.ops.gated_delta_rule import fused_recurrent_gated_delta_rule as fla_recurrent
@@ -253,7 +259,7 @@ def main():
                                      "--short=12", "HEAD"], capture_output=True, text=True).stdout.strip()
     except OSError:
         fla_commit = ""
-    out = {"device": torch.cuda.get_device_name(0), "gdn": gdn.version(), "fla_commit": fla_commit or "unknown",
+    out = {"device": torch.cuda.get_device_name(0), "gdn": gdn.version() if gdn else "not run", "fla_commit": fla_commit or "unknown",
            "timing": "ms: median wall time of a plain call through torch.cuda.synchronize(); ms_graph: median "
                      "CUDA-event time of one graph replay holding one call (prefill) or %d calls, over %d (decode); "
                      "the same inputs for both libraries, each given cu_seqlens' values on the host "
@@ -265,6 +271,21 @@ def main():
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1)
 
+    if args.fla_only:
+        for i, row in enumerate(rows):
+            fn = fla_call(fla_fn, *inputs(row, seed=i))
+            out["rows"].append({"name": row["name"], "kind": "prefill", "fla_ms": time_eager(fn, args.reps),
+                                "fla_ms_graph": time_graph(fn, args.reps)})
+            print(out["rows"][-1], flush=True)
+            save()
+        for i, row in enumerate(decode_rows):
+            q, k, v, g, beta, pool, idx = decode_inputs(row, 1000 + i)
+            fn = fla_decode_call(fla_recurrent, q, k, v, g, beta, pool[idx.long()].clone())
+            out["rows"].append({"name": row["name"], "kind": "decode", "fla_ms": time_eager(fn, args.reps),
+                                "fla_ms_graph": time_graph(fn, args.reps, DECODE_GRAPH_CALLS)})
+            print(out["rows"][-1], flush=True)
+            save()
+        return
     for i, row in enumerate(rows):
         q, k, v, g, beta, h0, cu = inputs(row, seed=i)
         o_g, s_g = gdn_call(q, k, v, g, beta, h0, cu)()

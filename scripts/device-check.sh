@@ -32,6 +32,15 @@ note "binaries built from: $(cat "$BIN/COMMIT" 2>/dev/null)"
 # after each step, so a call that runs out of time loses only the step it was in
 # (bash runs the TERM trap only once the step's command returns). Logs read by a
 # later step are read from $LOGS.
+# The decode profiles' row and flags, and the median kernel duration an ncu log reports.
+drow=${GDN_NCU_DECODE_ROW:-q3n-tp1 decode b1 t1}
+ncu_decode_flags=(--clock-control none --cache-control none
+  --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,smsp__inst_executed.sum)
+ncu_median() {
+  echo "median gpu__time_duration $(grep gpu__time_duration "$1" | awk '{print $NF, $(NF-1)}' | sort -n |
+    awk '{a[NR]=$0} END {print a[int((NR+1)/2)]}') over $(grep -c gpu__time_duration "$1") kernels"
+}
+
 LOGS=$(mktemp -d)
 pack_logs() {
   (
@@ -158,14 +167,40 @@ for step in $STEPS; do
       # The decode kernel's own duration (Nsight Compute, caches left as they are), next to its
       # graph time, on the row GDN_NCU_DECODE_ROW (default the batch-1 one-token decode; any
       # suite row whose call runs the recurrent kernel, e.g. "q3n-tp1 4x7") (not a default step).
-      drow=${GDN_NCU_DECODE_ROW:-q3n-tp1 decode b1 t1}
-      timeout 180 ncu --clock-control none --cache-control none \
-        --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,smsp__inst_executed.sum -k regex:recurrent_kernel \
-        -c 24 "$BIN/gdn" bench --suite bench/suite.json --backend cuda --rows "$drow" --reps 8 \
-        >"$OUT/ncu-decode.txt" 2>&1
-      rc=$?
-      note "ncu '$drow': rc=$rc, median gpu__time_duration $(grep gpu__time_duration "$OUT/ncu-decode.txt" |
-        awk '{print $NF, $(NF-1)}' | sort -n | awk '{a[NR]=$0} END {print a[int((NR+1)/2)]}') over $(grep -c gpu__time_duration "$OUT/ncu-decode.txt") kernels"
+      timeout 180 ncu "${ncu_decode_flags[@]}" -k regex:recurrent_kernel -c 24 \
+        "$BIN/gdn" bench --suite bench/suite.json --backend cuda --rows "$drow" --reps 8 >"$OUT/ncu-decode.txt" 2>&1
+      note "ncu '$drow': rc=$?, $(ncu_median "$OUT/ncu-decode.txt")"
+      ;;
+    ncu-decode-full)
+      # Every Nsight Compute section, with source-line counters, of one launch of the decode
+      # kernel on GDN_NCU_DECODE_ROW: where its warps stall (not a default step).
+      timeout 180 ncu --clock-control none --set full --import-source yes -k regex:recurrent_kernel -s 8 -c 1 \
+        -o "$OUT/ncu-decode-full" "$BIN/gdn" bench --suite bench/suite.json --backend cuda --rows "$drow" --reps 8 \
+        >"$OUT/ncu-decode-full.log" 2>&1
+      note "ncu --set full '$drow': rc=$?"
+      ncu -i "$OUT/ncu-decode-full.ncu-rep" --page details >"$OUT/ncu-decode-full.txt" 2>&1
+      ncu -i "$OUT/ncu-decode-full.ncu-rep" --page source --csv --print-source sass >"$OUT/ncu-decode-source.csv" 2>&1
+      grep -E "Duration|Elapsed Cycles|Warp Cycles Per Issued|Issued Warp Per|Achieved Occupancy|Registers Per" \
+        "$OUT/ncu-decode-full.txt" | head -12 | tee -a "$summary"
+      ;;
+    fla-decode)
+      # flash-linear-attention's recurrent kernel on GDN_NCU_DECODE_ROW: its graph time in this
+      # process, then its own duration under the ncu-decode step's flags (not a default step;
+      # needs fla carried as for compare).
+      fla=.peers/flash-linear-attention
+      PYTHONPATH=$fla timeout 150 python3 scripts/compare_fla.py --fla-only --rows "$drow" --json "$OUT/fla-only.json" \
+        >"$OUT/fla-only.txt" 2>&1
+      note "fla alone '$drow': rc=$?, $(grep -o "'fla_ms_graph': [0-9.e-]*" "$OUT/fla-only.txt")"
+      PYTHONPATH=$fla timeout 180 ncu "${ncu_decode_flags[@]}" -k regex:fused_recurrent -c 24 \
+        python3 scripts/compare_fla.py --fla-only --rows "$drow" --reps 8 --json "$OUT/fla-ncu.json" \
+        >"$OUT/ncu-fla-decode.txt" 2>&1
+      note "ncu fla '$drow': rc=$?, $(ncu_median "$OUT/ncu-fla-decode.txt")"
+      PYTHONPATH=$fla timeout 180 ncu --clock-control none --set full -k regex:fused_recurrent -s 8 -c 1 \
+        python3 scripts/compare_fla.py --fla-only --rows "$drow" --reps 8 --json "$OUT/fla-ncu.json" \
+        >"$OUT/ncu-fla-decode-full.txt" 2>&1
+      note "ncu --set full fla: rc=$?"
+      grep -E "Duration|Elapsed Cycles|Warp Cycles Per Issued|Issued Warp Per|Achieved Occupancy|Registers Per" \
+        "$OUT/ncu-fla-decode-full.txt" | head -12 | tee -a "$summary"
       ;;
     ncu-prefill)
       # Each prefill kernel's own duration (Nsight Compute, median per kernel)
