@@ -171,17 +171,23 @@ for step in $STEPS; do
         "$BIN/gdn" bench --suite bench/suite.json --backend cuda --rows "$drow" --reps 8 >"$OUT/ncu-decode.txt" 2>&1
       note "ncu '$drow': rc=$?, $(ncu_median "$OUT/ncu-decode.txt")"
       ;;
-    ncu-decode-full)
-      # Every Nsight Compute section, with source-line counters, of one launch of the decode
-      # kernel on GDN_NCU_DECODE_ROW: where its warps stall (not a default step).
-      timeout 180 ncu --clock-control none --set full --import-source yes -k regex:recurrent_kernel -s 8 -c 1 \
-        -o "$OUT/ncu-decode-full" "$BIN/gdn" bench --suite bench/suite.json --backend cuda --rows "$drow" --reps 8 \
-        >"$OUT/ncu-decode-full.log" 2>&1
-      note "ncu --set full '$drow': rc=$?"
-      ncu -i "$OUT/ncu-decode-full.ncu-rep" --page details >"$OUT/ncu-decode-full.txt" 2>&1
-      ncu -i "$OUT/ncu-decode-full.ncu-rep" --page source --csv --print-source sass >"$OUT/ncu-decode-source.csv" 2>&1
-      grep -E "Duration|Elapsed Cycles|Warp Cycles Per Issued|Issued Warp Per|Achieved Occupancy|Registers Per" \
-        "$OUT/ncu-decode-full.txt" | head -12 | tee -a "$summary"
+    ncu-full)
+      # Every Nsight Compute section, with source-line counters, of one launch (the ninth) of
+      # each kernel in GDN_NCU_FULL: "kernel regex|row|backend" items separated by ';' (default
+      # the decode kernel on GDN_NCU_DECODE_ROW): where its warps stall (not a default step).
+      IFS=';' read -ra specs <<<"${GDN_NCU_FULL:-recurrent_kernel|$drow|cuda}"
+      for spec in "${specs[@]}"; do
+        IFS='|' read -r kre row backend <<<"$spec"
+        tag=ncu-full-${kre//[^A-Za-z0-9]/_}
+        timeout 180 ncu --clock-control none --set full --import-source yes -k "regex:$kre" -s 8 -c 1 \
+          -o "$OUT/$tag" "$BIN/gdn" bench --suite bench/suite.json --backend "$backend" --rows "$row" --reps 8 \
+          >"$OUT/$tag.log" 2>&1
+        note "ncu --set full $kre on $backend '$row': rc=$?"
+        ncu -i "$OUT/$tag.ncu-rep" --page details >"$OUT/$tag.txt" 2>&1
+        ncu -i "$OUT/$tag.ncu-rep" --page source --csv --print-source sass >"$OUT/$tag-source.csv" 2>&1
+        grep -E "Duration|Elapsed Cycles|Warp Cycles Per Issued|Issued Warp Per|Achieved Occupancy|Registers Per" \
+          "$OUT/$tag.txt" | head -12 | tee -a "$summary"
+      done
       ;;
     fla-decode)
       # flash-linear-attention's recurrent kernel on GDN_NCU_DECODE_ROW: its graph time in this
