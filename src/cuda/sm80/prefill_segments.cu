@@ -8,21 +8,30 @@
 // and S_{p+1} overwrites S_local,p in seg_state, where the final pass reads
 // it as segment p + 1's entering state; S_0 goes to the last segment's slot,
 // which the local pass leaves unused. One CTA per (sequence, value head, 16
-// state columns), thread (row k, 8 columns), fp32 FMA in the order of i.
+// state columns) of K / 16 warps; warp w forms rows 16 w .. 16 w + 15 of
+// S_{p+1} on tensor cores (m16n8k8, two 8-column halves) in 3xTF32: M_p and
+// S_p split into tf32 hi + lo, the products hi hi + lo hi + hi lo in fp32
+// accumulators, about 2^-22 relative per product (ptx/mma_sm80.cuh).
 //
 // Only S_p carries from step to step: M_p and S_local,p are all known when
 // the kernel starts, so the CTA copies those of segment p + 1 into shared
 // memory (cp.async, two buffers) while it computes step p, and each step
-// waits on shared memory alone. (The kernel before this one read each row
-// of M from global memory inside the step: 36.6 us for the three steps of
-// q35-397b-tp8 1x2048 on 32 CTAs, H200 under ncu.) Where a block cannot have
-// two buffers (156 KB at K = 128: sm_86, sm_89 and sm_120 allow 99 KB), one
-// buffer takes each step's copies at the step's start instead.
-// GDN_CUDA_COMBINE_BUFFERS=1 forces that (tests).
+// waits on shared memory alone. S_p goes to shared memory split once per
+// step, by the thread whose accumulators hold it. Where a block cannot have
+// two buffers (sm_86, sm_89 and sm_120 allow 99 KB), one buffer takes each
+// step's copies at the step's start instead. GDN_CUDA_COMBINE_BUFFERS=1
+// forces that (tests).
+//
+// Measured (H100, ncu, q35-397b-tp8 1x2048: 64 CTAs, three steps at
+// K = 128): the fp32-FMA version this replaced (thread = row x 8 columns)
+// took 14.5 us, 5,500 instructions a warp at 0.46 issued per cycle and
+// scheduler, stalled on its shared-memory loads
+// (h100-2026-12-07-e2c6896-probes.txt).
 #include <cstdlib>
 #include <string>
 
 #include "cuda/ptx/cp_async.cuh"
+#include "cuda/ptx/mma_sm80.cuh"
 #include "cuda/sm80/kernels.cuh"
 #include "cuda/sm80/state_pass.cuh"
 
@@ -30,72 +39,91 @@ namespace gdn::cuda {
 namespace {
 
 constexpr int kCombineColumns = 16;
-constexpr int kThreadColumns = 8;  // columns per thread: 2 threads per row
-constexpr int kVec = 4;            // floats per float4
-constexpr int kMapPad = 4;         // floats after each row of M: rows k and k + 1 start 4 banks apart
+constexpr int kVec = 4;  // floats per 16-byte copy
 
-// Shared memory, `buffers` (1 or 2) of each:
-//   float m[buffers][K][K + kMapPad]       M_p (then M_{p+1})
-//   float b[buffers][K][kCombineColumns]   S_local,p of the tile, likewise
-//   float s[K][kCombineColumns]            S_p of the tile
+// Shared memory, `buffers` (1 or 2) of each of the first two:
+//   float    m[buffers][K][K]       M_p (then M_{p+1}); the 16-byte unit u of
+//                                   row r at unit u ^ (r % 8)
+//   float    b[buffers][K][16]      S_local,p of the tile, likewise
+//   uint32_t s_hi[K][16], s_lo[K][16]  S_p of the tile split into tf32; the
+//                                   8-column half h of row r at h ^ (r / 2 % 2)
+// The swizzles make the A and B fragment reads conflict-free (A: the 8 rows
+// g of a fragment read unit u0 ^ g; B: rows t and t + 2 read opposite halves).
 template <int K>
-constexpr size_t kMapFloats = size_t{K} * (K + kMapPad);
+constexpr size_t kMapFloats = size_t{K} * K;
 template <int K>
 constexpr size_t kTileFloats = size_t{K} * kCombineColumns;
 template <int K>
 constexpr size_t combine_smem_bytes(int buffers) {
-  const size_t per_buffer = kMapFloats<K> + kTileFloats<K>;
-  return (buffers * per_buffer + kTileFloats<K>)*sizeof(float);
+  return (buffers * (kMapFloats<K> + kTileFloats<K>)+2 * kTileFloats<K>)*sizeof(float);
 }
-static_assert(((128 + kMapPad) * sizeof(float)) % 16 == 0 && ((64 + kMapPad) * sizeof(float)) % 16 == 0,
-              "16-byte copies into each row");
+static_assert(128 / kVec >= 8 && 64 / kVec >= 8, "the map swizzle takes 8 units a row");
+
+__device__ __forceinline__ int map_at(int r, int c, int k_dim) {
+  return r * k_dim + ((c / kVec) ^ (r & 7)) * kVec + c % kVec;
+}
+__device__ __forceinline__ int tile_at(int r, int c) {
+  return r * kCombineColumns + (c ^ (((r >> 1) & 1) << 3));
+}
 
 template <int K, int V>
 __global__ void __launch_bounds__(2 * K)
     combine_segments_kernel(const __grid_constant__ PrefillParams p, int buffers) {
   static_assert(V % kCombineColumns == 0, "whole column tiles");
+  static_assert(2 * K == 32 * (K / 16), "a warp per 16 rows");
   extern __shared__ __align__(16) float smem_f[];
-  using MapRow = float[K + kMapPad];
-  using TileRow = float[kCombineColumns];
-  const auto m_buf = [&](int buf) { return reinterpret_cast<MapRow*>(smem_f + buf * kMapFloats<K>); };
-  const auto b_buf = [&](int buf) {
-    return reinterpret_cast<TileRow*>(smem_f + buffers * kMapFloats<K> + buf * kTileFloats<K>);
-  };
-  TileRow* const s_tile = reinterpret_cast<TileRow*>(smem_f + buffers * (kMapFloats<K> + kTileFloats<K>));
+  const auto m_buf = [&](int buf) { return smem_f + buf * kMapFloats<K>; };
+  const auto b_buf = [&](int buf) { return smem_f + buffers * kMapFloats<K> + buf * kTileFloats<K>; };
+  uint32_t* const s_hi = reinterpret_cast<uint32_t*>(smem_f + buffers * (kMapFloats<K> + kTileFloats<K>));
+  uint32_t* const s_lo = s_hi + kTileFloats<K>;
   const int64_t n = blockIdx.x, hv = blockIdx.y;
   const int segs = p.segments;
-  const int tid = threadIdx.x, k = tid / 2;
-  const int col0 = blockIdx.z * kCombineColumns;               // the tile's first column
-  const int cs = (tid % 2) * kThreadColumns, col = col0 + cs;  // the thread's first, within the tile and in S
+  const int tid = threadIdx.x, lane = tid & 31, g = lane >> 2, t = lane & 3;
+  const int r0 = (tid >> 5) * 16;  // the warp's first row
+  const int col0 = blockIdx.z * kCombineColumns;
+  // Accumulator element e of half h: row r0 + g (+ 8 for e >= 2), tile
+  // column 8 h + 2 t (+ 1 for odd e).
+  const auto row_of = [&](int e) { return r0 + g + (e >> 1) * 8; };
+  const auto col_of = [&](int h, int e) { return 8 * h + 2 * t + (e & 1); };
   int64_t row_in = -1, row_out = -1;
   state_rows(p, n, &row_in, &row_out);
-  float acc[kThreadColumns];
+  float acc[2][4];
 #pragma unroll
-  for (int j = 0; j < kThreadColumns; ++j) acc[j] = row_in >= 0 ? p.init.load(row_in, hv, k, col + j) : 0.f;
+  for (int h = 0; h < 2; ++h)
+#pragma unroll
+    for (int e = 0; e < 4; ++e)
+      acc[h][e] = row_in >= 0 ? p.init.load(row_in, hv, row_of(e), col0 + col_of(h, e)) : 0.f;
 
   wait_for_prerequisites();  // the local pass's end states and maps
   if (device_checks_failed(p)) return;
   const auto item_of = [&](int seg) { return (n * segs + seg) * p.HV + hv; };
-  // Segment seg's M and the tile's columns of S_local into buffer buf: K
-  // rows of K / 4 units, K rows of 4 units, spread over the 2 K threads.
+  // Segment seg's M and the tile's columns of S_local into buffer buf: the
+  // 2 K threads copy 8 rows of M (K / 4 units each) a round, a thread's
+  // unit keeping its column and its row modulo 8 (so its swizzle), then the
+  // tile's K rows of 4 units.
   const auto prefetch = [&](int seg, int buf) {
     const int64_t item = item_of(seg);
-    const float* m = p.seg_map + item * K * K;
-    for (int u = tid; u < K * K / kVec; u += 2 * K) {
-      const int r = u / (K / kVec), c = (u % (K / kVec)) * kVec;
-      cp_async_16(&m_buf(buf)[r][c], m + int64_t{r} * K + c, true);
-    }
+    constexpr int kUnits = K / kVec, kRows = 2 * K / kUnits;
+    const int r = tid / kUnits, u = tid % kUnits;
+    const float* m = p.seg_map + item * K * K + int64_t{r} * K + u * kVec;
+    float* dst = m_buf(buf) + r * K + (u ^ (r & 7)) * kVec;
+#pragma unroll 4
+    for (int i = 0; i < K / kRows; ++i) cp_async_16(dst + i * kRows * K, m + int64_t{i} * kRows * K, true);
+    constexpr int kTileUnits = kCombineColumns / kVec;
     const float* b = p.seg_state + item * K * V + col0;
-    for (int u = tid; u < K * kCombineColumns / kVec; u += 2 * K) {
-      const int r = u / (kCombineColumns / kVec), c = (u % (kCombineColumns / kVec)) * kVec;
-      cp_async_16(&b_buf(buf)[r][c], b + int64_t{r} * V + c, true);
+    for (int x = tid; x < K * kTileUnits; x += 2 * K) {
+      const int br = x / kTileUnits, bc = (x % kTileUnits) * kVec;
+      cp_async_16(b_buf(buf) + br * kCombineColumns + bc, b + int64_t{br} * V + bc, true);
     }
   };
   auto store = [&](int64_t item) {
-    float* dst = p.seg_state + item * K * V + int64_t{k} * V + col;
+    float* dst = p.seg_state + item * K * V + col0;
 #pragma unroll
-    for (int j = 0; j < kThreadColumns; j += kVec)
-      *reinterpret_cast<float4*>(dst + j) = make_float4(acc[j], acc[j + 1], acc[j + 2], acc[j + 3]);
+    for (int h = 0; h < 2; ++h)
+#pragma unroll
+      for (int e = 0; e < 4; e += 2)
+        *reinterpret_cast<float2*>(dst + int64_t{row_of(e)} * V + col_of(h, e)) =
+            make_float2(acc[h][e], acc[h][e + 1]);
   };
   if (segs > 1) prefetch(0, 0);
   cp_async_commit();
@@ -107,10 +135,18 @@ __global__ void __launch_bounds__(2 * K)
     if (buffers == 2 && seg + 2 < segs) prefetch(seg + 1, buf ^ 1);
     if (buffers == 1 && seg > 0) prefetch(seg, 0);
     cp_async_commit();
+    // S_p, split, where every warp reads its B fragments.
 #pragma unroll
-    for (int j = 0; j < kThreadColumns; j += kVec)
-      *reinterpret_cast<float4*>(&s_tile[k][cs + j]) =
-          make_float4(acc[j], acc[j + 1], acc[j + 2], acc[j + 3]);
+    for (int h = 0; h < 2; ++h)
+#pragma unroll
+      for (int e = 0; e < 4; e += 2) {
+        uint32_t hi0, lo0, hi1, lo1;
+        split_tf32(acc[h][e], hi0, lo0);
+        split_tf32(acc[h][e + 1], hi1, lo1);
+        const int at = tile_at(row_of(e), col_of(h, e));
+        *reinterpret_cast<uint2*>(s_hi + at) = make_uint2(hi0, hi1);
+        *reinterpret_cast<uint2*>(s_lo + at) = make_uint2(lo0, lo1);
+      }
     // This step's group is in; with two buffers the next one's may still fly.
     if (buffers == 2) {
       cp_async_wait<1>();
@@ -118,30 +154,32 @@ __global__ void __launch_bounds__(2 * K)
       cp_async_wait<0>();
     }
     __syncthreads();
-    const MapRow* const m_rows = m_buf(buf);
-    const TileRow* const b_rows = b_buf(buf);
+    const float* const m = m_buf(buf);
+    Tf32x3Acc c[2];
+    c[0].zero(), c[1].zero();
 #pragma unroll
-    for (int j = 0; j < kThreadColumns; j += kVec) {
-      const float4 x = *reinterpret_cast<const float4*>(&b_rows[k][cs + j]);
-      acc[j] = x.x, acc[j + 1] = x.y, acc[j + 2] = x.z, acc[j + 3] = x.w;
+    for (int k0 = 0; k0 < K; k0 += 8) {
+      uint32_t a_hi[4], a_lo[4];
+#pragma unroll
+      for (int e = 0; e < 4; ++e)  // A element e: row g (+ 8 for odd e), column t (+ 4 for e >= 2)
+        split_tf32(m[map_at(r0 + g + (e & 1) * 8, k0 + t + (e >> 1) * 4, K)], a_hi[e], a_lo[e]);
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int at0 = tile_at(k0 + t, 8 * h + g), at1 = tile_at(k0 + t + 4, 8 * h + g);
+        const uint32_t b_hi[2] = {s_hi[at0], s_hi[at1]}, b_lo[2] = {s_lo[at0], s_lo[at1]};
+        mma_tf32x3(c[h], a_hi, a_lo, b_hi, b_lo);
+      }
     }
-#pragma unroll 4
-    for (int i = 0; i < K; i += kVec) {
-      const float4 mv = *reinterpret_cast<const float4*>(&m_rows[k][i]);
-      const float mr[kVec] = {mv.x, mv.y, mv.z, mv.w};
+    const float* const b = b_buf(buf);
 #pragma unroll
-      for (int u = 0; u < kVec; ++u)
+    for (int h = 0; h < 2; ++h) {
+      float prod[4];
+      c[h].sum(prod);
 #pragma unroll
-        for (int j = 0; j < kThreadColumns; j += kVec) {
-          const float4 x = *reinterpret_cast<const float4*>(&s_tile[i + u][cs + j]);
-          acc[j] = fmaf(mr[u], x.x, acc[j]);
-          acc[j + 1] = fmaf(mr[u], x.y, acc[j + 1]);
-          acc[j + 2] = fmaf(mr[u], x.z, acc[j + 2]);
-          acc[j + 3] = fmaf(mr[u], x.w, acc[j + 3]);
-        }
+      for (int e = 0; e < 4; ++e) acc[h][e] = b[row_of(e) * kCombineColumns + col_of(h, e)] + prod[e];
     }
     store(item_of(seg));
-    __syncthreads();  // s, and buffer buf, take the next segment's
+    __syncthreads();  // s_hi, s_lo and buffer buf take the next segment's
   }
 }
 
