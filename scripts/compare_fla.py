@@ -259,7 +259,8 @@ def main():
                                      "--short=12", "HEAD"], capture_output=True, text=True).stdout.strip()
     except OSError:
         fla_commit = ""
-    out = {"device": torch.cuda.get_device_name(0), "gdn": gdn.version() if gdn else "not run", "fla_commit": fla_commit or "unknown",
+    out = {"device": torch.cuda.get_device_name(0), "gdn": gdn.version() if gdn else "not run",
+           "fla_commit": fla_commit or "unknown",
            "timing": "ms: median wall time of a plain call through torch.cuda.synchronize(); ms_graph: median "
                      "CUDA-event time of one graph replay holding one call (prefill) or %d calls, over %d (decode); "
                      "the same inputs for both libraries, each given cu_seqlens' values on the host "

@@ -26,12 +26,6 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv >"$
 note "device: $(head -2 "$OUT/gpu.txt" | tail -1)"
 note "binaries built from: $(cat "$BIN/COMMIT" 2>/dev/null)"
 
-# At most 8 files come back from the device: the suite JSONs (bench-cuda,
-# bench-sm90, bench-probe-*), the comparison's JSON and chart and the summary
-# stay as they are; every other file goes into one archive, logs.tgz, refreshed
-# after each step, so a call that runs out of time loses only the step it was in
-# (bash runs the TERM trap only once the step's command returns). Logs read by a
-# later step are read from $LOGS.
 # The decode profiles' row and flags, and the median kernel duration an ncu log reports.
 drow=${GDN_NCU_DECODE_ROW:-q3n-tp1 decode b1 t1}
 ncu_decode_flags=(--clock-control none --cache-control none
@@ -41,6 +35,12 @@ ncu_median() {
     awk '{a[NR]=$0} END {print a[int((NR+1)/2)]}') over $(grep -c gpu__time_duration "$1") kernels"
 }
 
+# At most 8 files come back from the device: the suite JSONs (bench-cuda,
+# bench-sm90, bench-probe-*), the comparison's JSON and chart and the summary
+# stay as they are; every other file goes into one archive, logs.tgz, refreshed
+# after each step, so a call that runs out of time loses only the step it was in
+# (bash runs the TERM trap only once the step's command returns). Logs read by a
+# later step are read from $LOGS.
 LOGS=$(mktemp -d)
 pack_logs() {
   (

@@ -45,7 +45,7 @@ constexpr int kVec = 4;  // floats per 16-byte copy
 // Shared memory, `buffers` (1 or 2) of each of the first two:
 //   float    m[buffers][K][K]       M_p (then M_{p+1}); the 16-byte unit u of
 //                                   row r at unit u ^ (r % 8)
-//   float    b[buffers][K][16]      S_local,p of the tile, likewise
+//   float    b[buffers][K][16]      S_local,p of the tile (then S_local,p+1), plain
 //   uint32_t s_hi[K][16], s_lo[K][16]  S_p of the tile split into tf32; the
 //                                   8-column half h of row r at h ^ (r / 2 % 2)
 // The swizzles make the A and B fragment reads conflict-free (A: the 8 rows
@@ -56,7 +56,8 @@ template <int K>
 constexpr size_t kTileFloats = size_t{K} * kCombineColumns;
 template <int K>
 constexpr size_t combine_smem_bytes(int buffers) {
-  return (buffers * (kMapFloats<K> + kTileFloats<K>)+2 * kTileFloats<K>)*sizeof(float);
+  const size_t per_buffer = kMapFloats<K> + kTileFloats<K>, split_tile = 2 * kTileFloats<K>;
+  return (buffers * per_buffer + split_tile) * sizeof(float);
 }
 static_assert(128 / kVec >= 8 && 64 / kVec >= 8, "the map swizzle takes 8 units a row");
 
