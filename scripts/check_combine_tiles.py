@@ -11,27 +11,18 @@ reads per k-step, the 3xTF32 products and the C fragments' rows and columns.
 Checks, for K in {64, 128} and both halves of the tile, that the copies fill
 every word of the buffer once, that every fragment read of a warp touches 32
 distinct banks, that the steps S_{p+1} = M_p S_p + S_local,p over a few
-segments match float64, and that the 3xTF32 error stays near fp32's. It needs
-no GPU; keep it in step with the kernel.
+segments match float64, and that the 3xTF32 error stays near fp32's. The
+tf32 split and the m16n8k8 / 3xTF32 lane primitives are check_prep_fragments.py's.
+It needs no GPU; keep it in step with the kernel.
 
     python3 scripts/check_combine_tiles.py
 """
 import numpy as np
 
+from check_prep_fragments import G8, T4, acc3, acc3_sum, mma_tf32x3, split
+
 COLS = 16  # kCombineColumns
 VEC = 4  # floats per 16-byte copy
-
-
-def tf32(x):
-    """Rounds float32 values to tf32 (10 mantissa bits), ties to even (cvt.rn)."""
-    b = np.asarray(x, np.float32).view(np.uint32).astype(np.uint64)
-    b = (b + 0xFFF + ((b >> 13) & 1)) & 0xFFFFE000
-    return b.astype(np.uint32).view(np.float32)
-
-
-def split(x):
-    hi = tf32(x)
-    return hi, tf32(np.float32(x) - hi)
 
 
 def map_at(r, c, k):
@@ -59,59 +50,46 @@ def copy_map(m, k):
     return smem
 
 
-def c_positions(w, lane):
-    """(element, tile row, tile column) of each accumulator of warp w's lane."""
-    g, t = lane >> 2, lane & 3
-    for h in range(2):
-        for e in range(4):
-            yield h, e, 16 * w + g + (e >> 1) * 8, 8 * h + 2 * t + (e & 1)
+def c_at(w, e, h):
+    """Tile (row, column) of accumulator element e of half h, per lane of warp w."""
+    return 16 * w + G8 + (e >> 1) * 8, 8 * h + 2 * T4 + (e & 1)
+
+
+def distinct_banks(addrs):
+    assert len(set(int(x) % 32 for x in addrs)) == 32, "conflicting fragment reads"
 
 
 def step(m_smem, s, b, k):
-    """One combine step on emulated lanes: returns M S + B (fp32) from the
-    swizzled map and the tile written split, checking bank-conflict freedom."""
+    """One combine step on emulated lanes: M S + B (fp32) from the swizzled
+    map and the tile written split, checking bank-conflict freedom."""
     s_hi = np.full(k * COLS, np.nan, np.float32)
     s_lo = np.full(k * COLS, np.nan, np.float32)
     for w in range(k // 16):
-        for lane in range(32):
-            for _, _, r, c in c_positions(w, lane):
+        for h in range(2):
+            for e in range(4):
+                r, c = c_at(w, e, h)
                 s_hi[tile_at(r, c)], s_lo[tile_at(r, c)] = split(s[r, c])
     assert not np.isnan(s_hi).any(), "the tile is not covered"
     out = np.full((k, COLS), np.nan, np.float32)
     for w in range(k // 16):
-        r0 = 16 * w
-        acc = {h: np.zeros((3, 16, 8), np.float32) for h in range(2)}  # hh, lh, hl
+        acc = [acc3(), acc3()]
         for k0 in range(0, k, 8):
-            a = np.zeros((16, 8), np.float32)
-            banks = [[] for _ in range(4)]
-            for lane in range(32):
-                g, t = lane >> 2, lane & 3
-                for e in range(4):  # a0 (g, t) a1 (g + 8, t) a2 (g, t + 4) a3 (g + 8, t + 4)
-                    at = map_at(r0 + g + (e & 1) * 8, k0 + t + (e >> 1) * 4, k)
-                    a[g + (e & 1) * 8, t + (e >> 1) * 4] = m_smem[at]
-                    banks[e].append(at % 32)
-            assert all(len(set(x)) == 32 for x in banks), "conflicting A fragment reads"
-            a_hi, a_lo = split(a)
+            # A element e: row g (+ 8 for odd e), column t (+ 4 for e >= 2)
+            a_at = [map_at(16 * w + G8 + (e & 1) * 8, k0 + T4 + (e >> 1) * 4, k) for e in range(4)]
+            for x in a_at:
+                distinct_banks(x)
+            a_hi, a_lo = zip(*(split(m_smem[x]) for x in a_at))
             for h in range(2):
-                bh = np.zeros((8, 8), np.float32)
-                bl = np.zeros((8, 8), np.float32)
-                for i in range(2):  # b0 (t, g) b1 (t + 4, g)
-                    ats = [tile_at(k0 + (lane & 3) + 4 * i, 8 * h + (lane >> 2)) for lane in range(32)]
-                    assert len({x % 32 for x in ats}) == 32, "conflicting B fragment reads"
-                    for lane, at in enumerate(ats):
-                        bh[(lane & 3) + 4 * i, lane >> 2] = s_hi[at]
-                        bl[(lane & 3) + 4 * i, lane >> 2] = s_lo[at]
-                # mma_tf32x3: lo hi, hi lo, hi hi, each into its own accumulator
-                acc[h][1] += (a_lo.astype(np.float64) @ bh).astype(np.float32)
-                acc[h][2] += (a_hi.astype(np.float64) @ bl).astype(np.float32)
-                acc[h][0] += (a_hi.astype(np.float64) @ bh).astype(np.float32)
-        for lane in range(32):
-            g, t = lane >> 2, lane & 3
-            for h, e, r, c in c_positions(w, lane):
-                i, j = g + (e >> 1) * 8, 2 * t + (e & 1)
-                prod = acc[h][0][i, j] + (acc[h][1][i, j] + acc[h][2][i, j])
-                assert np.isnan(out[r, c]), "an output written twice"
-                out[r, c] = b[r, c] + prod
+                b_at = [tile_at(k0 + T4 + 4 * i, 8 * h + G8) for i in range(2)]
+                for x in b_at:
+                    distinct_banks(x)
+                acc[h] = mma_tf32x3(acc[h], list(a_hi), list(a_lo), [s_hi[x] for x in b_at], [s_lo[x] for x in b_at])
+        for h in range(2):
+            prod = acc3_sum(acc[h])
+            for e in range(4):
+                r, c = c_at(w, e, h)
+                assert np.isnan(out[r, c]).all(), "an output written twice"
+                out[r, c] = b[r, c] + prod[e]
     assert not np.isnan(out).any(), "an output never written"
     return out
 

@@ -34,6 +34,11 @@ ncu_median() {
   echo "median gpu__time_duration $(grep gpu__time_duration "$1" | awk '{print $NF, $(NF-1)}' | sort -n |
     awk '{a[NR]=$0} END {print a[int((NR+1)/2)]}') over $(grep -c gpu__time_duration "$1") kernels"
 }
+# The headline figures of an `ncu --set full` details page, into the summary.
+ncu_headline() {
+  grep -E "Duration|Elapsed Cycles|Warp Cycles Per Issued|Issued Warp Per|Achieved Occupancy|Registers Per" "$1" |
+    head -12 | tee -a "$summary"
+}
 
 # At most 8 files come back from the device: the suite JSONs (bench-cuda,
 # bench-sm90, bench-probe-*), the comparison's JSON and chart and the summary
@@ -185,8 +190,7 @@ for step in $STEPS; do
         note "ncu --set full $kre on $backend '$row': rc=$?"
         ncu -i "$OUT/$tag.ncu-rep" --page details >"$OUT/$tag.txt" 2>&1
         ncu -i "$OUT/$tag.ncu-rep" --page source --csv --print-source sass >"$OUT/$tag-source.csv" 2>&1
-        grep -E "Duration|Elapsed Cycles|Warp Cycles Per Issued|Issued Warp Per|Achieved Occupancy|Registers Per" \
-          "$OUT/$tag.txt" | head -12 | tee -a "$summary"
+        ncu_headline "$OUT/$tag.txt"
       done
       ;;
     fla-decode)
@@ -205,8 +209,7 @@ for step in $STEPS; do
         python3 scripts/compare_fla.py --fla-only --rows "$drow" --reps 8 --json "$OUT/fla-ncu.json" \
         >"$OUT/ncu-fla-decode-full.txt" 2>&1
       note "ncu --set full fla: rc=$?"
-      grep -E "Duration|Elapsed Cycles|Warp Cycles Per Issued|Issued Warp Per|Achieved Occupancy|Registers Per" \
-        "$OUT/ncu-fla-decode-full.txt" | head -12 | tee -a "$summary"
+      ncu_headline "$OUT/ncu-fla-decode-full.txt"
       ;;
     ncu-prefill)
       # Each prefill kernel's own duration (Nsight Compute, median per kernel)

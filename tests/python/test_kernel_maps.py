@@ -1,5 +1,5 @@
-"""The lane-level emulations of two CUDA kernels' warp mappings
-(scripts/check_decode_warp.py, scripts/check_combine_tiles.py) run as tests:
+"""The lane-level emulations of CUDA kernels' warp mappings
+(scripts/check_decode_warp.py, check_prep_fragments.py, check_combine_tiles.py) run as tests:
 they need NumPy only, so CPU-only CI keeps them in step with their checks."""
 
 import pathlib
@@ -11,7 +11,7 @@ import pytest
 SCRIPTS = pathlib.Path(__file__).resolve().parents[2] / "scripts"
 
 
-@pytest.mark.parametrize("script", ["check_decode_warp.py", "check_combine_tiles.py"])
+@pytest.mark.parametrize("script", ["check_decode_warp.py", "check_prep_fragments.py", "check_combine_tiles.py"])
 def test_kernel_map_emulation(script):
     run = subprocess.run([sys.executable, str(SCRIPTS / script)], capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
