@@ -108,7 +108,7 @@ __global__ void __launch_bounds__(2 * K)
     constexpr int kUnits = K / kVec, kRows = 2 * K / kUnits;
     const int r = tid / kUnits, u = tid % kUnits;
     const float* m = p.seg_map + item * K * K + int64_t{r} * K + u * kVec;
-    float* dst = m_buf(buf) + r * K + (u ^ (r & 7)) * kVec;
+    float* dst = m_buf(buf) + map_at(r, u * kVec, K);  // rows r + 8 i keep r's swizzle
 #pragma unroll 4
     for (int i = 0; i < K / kRows; ++i) cp_async_16(dst + i * kRows * K, m + int64_t{i} * kRows * K, true);
     constexpr int kTileUnits = kCombineColumns / kVec;
@@ -156,19 +156,39 @@ __global__ void __launch_bounds__(2 * K)
       cp_async_wait<0>();
     }
     __syncthreads();
-    const float* const m = m_buf(buf);
+    // The fragments' addresses as a per-thread pointer plus a constant per
+    // k-step (map_at and tile_at unfolded; the compiler does not see that
+    // k0 is a multiple of 8 through the swizzles):
+    //   A element e, k-step k0 = 32 q + 8 mm: row r0 + g (+ 8 for odd e),
+    //     unit (2 (4 q + mm) + j) ^ g = 8 q + 2 (mm ^ (g / 2)) + (j ^ g % 2)
+    //     with j = e / 2, so 32 q floats past a_ptr[mm][e].
+    //   B rows k0 + t and k0 + t + 4: (k0 + t) / 2 % 2 = t / 2 % 2, so
+    //     16 k0 past b_ptr[h][i], and s_lo a tile past s_hi.
+    const float* a_ptr[4][4];
+#pragma unroll
+    for (int mm = 0; mm < 4; ++mm)
+#pragma unroll
+      for (int e = 0; e < 4; ++e)
+        a_ptr[mm][e] =
+            m_buf(buf) + (r0 + g + (e & 1) * 8) * K + 8 * (mm ^ (g >> 1)) + 4 * ((e >> 1) ^ (g & 1)) + t;
+    const uint32_t* b_ptr[2][2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
+#pragma unroll
+      for (int i = 0; i < 2; ++i) b_ptr[h][i] = s_hi + tile_at(t + 4 * i, 8 * h + g);
     Tf32x3Acc c[2];
     c[0].zero(), c[1].zero();
 #pragma unroll
     for (int k0 = 0; k0 < K; k0 += 8) {
+      const int q = k0 / 32, mm = (k0 / 8) % 4;
       uint32_t a_hi[4], a_lo[4];
 #pragma unroll
-      for (int e = 0; e < 4; ++e)  // A element e: row g (+ 8 for odd e), column t (+ 4 for e >= 2)
-        split_tf32(m[map_at(r0 + g + (e & 1) * 8, k0 + t + (e >> 1) * 4, K)], a_hi[e], a_lo[e]);
+      for (int e = 0; e < 4; ++e) split_tf32(a_ptr[mm][e][32 * q], a_hi[e], a_lo[e]);
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        const int at0 = tile_at(k0 + t, 8 * h + g), at1 = tile_at(k0 + t + 4, 8 * h + g);
-        const uint32_t b_hi[2] = {s_hi[at0], s_hi[at1]}, b_lo[2] = {s_lo[at0], s_lo[at1]};
+        const uint32_t* const b0 = b_ptr[h][0] + kCombineColumns * k0;
+        const uint32_t* const b1 = b_ptr[h][1] + kCombineColumns * k0;
+        const uint32_t b_hi[2] = {b0[0], b1[0]}, b_lo[2] = {b0[kTileFloats<K>], b1[kTileFloats<K>]};
         mma_tf32x3(c[h], a_hi, a_lo, b_hi, b_lo);
       }
     }
