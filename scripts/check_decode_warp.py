@@ -10,7 +10,9 @@ the gather of u and the state update. Runs every 16-column tile of a state over 
 checks that each output column is written by exactly one lane, the tiles
 cover the state exactly once, and the result matches a float64 token
 recurrence (DESIGN section 1), for K, V in {64, 128}, both layouts, with and
-without l2norm. It needs no GPU; keep it in step with the kernel.
+without l2norm, over six tokens and over one (where layout kv's one-token
+decode forms its norms from the loop's own elements: checked bitwise against
+the eight-lane prelude). It needs no GPU; keep it in step with the kernel.
 
     python3 scripts/check_decode_warp.py
 """
@@ -90,6 +92,20 @@ def warp_tile(K, vk, v0, Smat, toks, scale, l2norm):
         lane_qs = np.where(take, shfl(qs, src), lane_qs)
         lane_ks = np.where(take, shfl(ks, src), lane_ks)
         lane_qk = np.where(take, shfl(c, src), lane_qk)
+    if L == 1 and not vk:
+        # The kernel's one-token decode (layout kv) forms the scalars from the
+        # loop's own q and k elements: lane 4 rg + cg holds part rg, and the
+        # sum over lane bits 4, 3, 2 is the tree above, so the bits agree.
+        q, k = toks[0][0], toks[0][1]
+        qx = np.stack([q[kin0[l]:kin0[l] + kIn] for l in range(32)]).astype(np.float32)
+        kx = np.stack([k[kin0[l]:kin0[l] + kIn] for l in range(32)]).astype(np.float32)
+        qq = sum_lanes((qx * qx).sum(1, dtype=np.float32), 16, 4)
+        kk = sum_lanes((kx * kx).sum(1, dtype=np.float32), 16, 4)
+        qk = sum_lanes((qx * kx).sum(1, dtype=np.float32), 16, 4)
+        qs = (1 / np.sqrt(qq + 1e-6) if l2norm else np.ones(32, np.float32)) * scale
+        ks = 1 / np.sqrt(kk + 1e-6) if l2norm else np.ones(32, np.float32)
+        for got, want in ((qs, lane_qs[0]), (ks, lane_ks[0]), (qk * qs * ks, lane_qk[0])):
+            assert np.array_equal(got, np.full(32, want, np.float32)), "one-token scalars differ"
     for jt, (q, k, v, decay, beta) in enumerate(toks):
         kx = np.stack([k[kin0[l]:kin0[l] + kIn] for l in range(32)]).astype(np.float32)
         qx = np.stack([q[kin0[l]:kin0[l] + kIn] for l in range(32)]).astype(np.float32)
@@ -188,5 +204,6 @@ for K in (64, 128):
     for V in (64, 128):
         for vk in (False, True):
             for l2 in (True, False):
-                eo, es = check(K, V, vk, L=6, l2norm=l2, seed=K + V + vk)
-                print(f"K={K} V={V} {'vk' if vk else 'kv'} l2norm={l2}: out {eo:.2e} state {es:.2e}")
+                for L in (6, 1):
+                    eo, es = check(K, V, vk, L=L, l2norm=l2, seed=K + V + vk)
+                    print(f"K={K} V={V} {'vk' if vk else 'kv'} l2norm={l2} tokens={L}: out {eo:.2e} state {es:.2e}")

@@ -353,7 +353,21 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
   const int es_log = p.io == DType::kF32 ? 2 : 1, es = 1 << es_log;  // bytes per io element
   const int row_units = K * es / 16, tok_bytes = (2 * K + kTileColumns) * es;
   unsigned char* stage = smem_raw + (threadIdx.x >> 5) * static_cast<int>(p.max_len) * tok_bytes;
-  for (int j = 0; j < len; ++j) {
+  // A one-token decode in layout kv reads its token straight into the
+  // registers the token loop uses (the lines were pulled to L2 before the
+  // wait): nothing staged, no copies to wait for. Its norms come from those
+  // registers: a lane's K / 8 rows are the prelude's part number rg = lane / 4,
+  // and summing over lane bits 4, 3, 2 adds the parts in the prelude's order,
+  // so the values are bitwise those of a verify (layout vk's lanes hold
+  // other parts: it stages).
+  const bool direct = !kVK && p.cu_seqlens == nullptr && p.tokens_per_seq == 1;
+  float kx1[kIn] = {}, qx1[kIn] = {}, vx1 = 0.f;
+  if (direct) {
+    load_io<kIn>(static_cast<const char*>(p.k) + (t0 * p.k_s0 + h * p.k_s1) * es, p.io, kin0, kx1);
+    load_io<kIn>(static_cast<const char*>(p.q) + (t0 * p.q_s0 + h * p.q_s1) * es, p.io, kin0, qx1);
+    vx1 = load_io(p.v, p.io, t0 * p.v_s0 + hv * p.v_s1 + v_own);
+  }
+  for (int j = 0; j < (direct ? 0 : len); ++j) {
     const int64_t t = t0 + j;
     const char* q = static_cast<const char*>(p.q) + (t * p.q_s0 + h * p.q_s1) * es;
     const char* k = static_cast<const char*>(p.k) + (t * p.k_s0 + h * p.k_s1) * es;
@@ -361,7 +375,7 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
       cp_async_16(stage + j * tok_bytes + 16 * u, u < row_units ? q + 16 * u : k + 16 * (u - row_units),
                   true);
   }
-  for (int c = lane; c < len << es_log; c += 32) {  // es 16-byte units of v per token
+  for (int c = lane; c < (direct ? 0 : len << es_log); c += 32) {  // es 16-byte units of v per token
     const int j = c >> es_log, u = c & (es - 1);
     const char* v = static_cast<const char*>(p.v) + ((t0 + j) * p.v_s0 + hv * p.v_s1 + v0) * es;
     cp_async_16(stage + j * tok_bytes + 2 * K * es + 16 * u, v + 16 * u, true);
@@ -393,7 +407,24 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
   // (q . k)(q scale)(k scale). Out of the loop they leave it only the
   // state's dependency chain.
   float lane_qs = 1.f, lane_ks = 1.f, lane_qk = 0.f;
-  {
+  // One token's scalars from its sums over K: q scaled by scale / |q|, k by
+  // 1 / |k| (CPU: token_io.h), and (q . k)(q scale)(k scale).
+  const auto token_scalars = [&](float qq, float kk, float qk, float* qs, float* ks, float* c) {
+    *qs = (p.l2norm ? 1.f / sqrtf(qq + 1e-6f) : 1.f) * p.scale;
+    *ks = p.l2norm ? 1.f / sqrtf(kk + 1e-6f) : 1.f;
+    *c = qk * *qs * *ks;
+  };
+  if (direct) {
+    float qq = 0.f, kk = 0.f, qk = 0.f;
+#pragma unroll
+    for (int i = 0; i < kIn; ++i) {
+      qq = fmaf(qx1[i], qx1[i], qq);
+      kk = fmaf(kx1[i], kx1[i], kk);
+      qk = fmaf(qx1[i], kx1[i], qk);
+    }
+    token_scalars(sum_lanes<16, 4>(qq), sum_lanes<16, 4>(kk), sum_lanes<16, 4>(qk), &lane_qs, &lane_ks,
+                  &lane_qk);
+  } else {
     constexpr int kPart = K / 8;
     const int group = lane >> 3, part = (lane & 7) * kPart;
     for (int j0 = 0; j0 < len; j0 += 4) {
@@ -416,10 +447,8 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
       qq = sum_lanes<4, 1>(qq);
       kk = sum_lanes<4, 1>(kk);
       qk = sum_lanes<4, 1>(qk);
-      // q scaled by scale / |q|, k by 1 / |k| (CPU: token_io.h).
-      const float qs = (p.l2norm ? 1.f / sqrtf(qq + 1e-6f) : 1.f) * p.scale;
-      const float ks = p.l2norm ? 1.f / sqrtf(kk + 1e-6f) : 1.f;
-      const float c = qk * qs * ks;
+      float qs, ks, c;
+      token_scalars(qq, kk, qk, &qs, &ks, &c);
       // Token j0 + l sits on lane 8 l; lane j takes token j's.
       const int src = 8 * (lane - j0);
       const float got_qs = __shfl_sync(kFull, qs, src & 31), got_ks = __shfl_sync(kFull, ks, src & 31);
@@ -431,10 +460,15 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
   for (int j = 0; j < len; ++j) {
     const int64_t t = t0 + j;
     const unsigned char* tok = stage + j * tok_bytes;
-    float kx[kIn], qx[kIn];
-    load_io<kIn>(tok + K * es, p.io, kin0, kx);
-    load_io<kIn>(tok, p.io, kin0, qx);
-    const float vx = load_io(tok + 2 * K * es, p.io, v_own - v0);
+    float kx[kIn], qx[kIn], vx = vx1;
+    if (direct) {
+#pragma unroll
+      for (int i = 0; i < kIn; ++i) kx[i] = kx1[i], qx[i] = qx1[i];
+    } else {
+      load_io<kIn>(tok + K * es, p.io, kin0, kx);
+      load_io<kIn>(tok, p.io, kin0, qx);
+      vx = load_io(tok + 2 * K * es, p.io, v_own - v0);
+    }
     const float decay = __shfl_sync(kFull, lane_decay, j);
     const float beta = __shfl_sync(kFull, lane_beta, j);
     const float qs = __shfl_sync(kFull, lane_qs, j), ks = __shfl_sync(kFull, lane_ks, j);
