@@ -161,6 +161,56 @@ __device__ __forceinline__ float load_io(const void* p, DType dtype, int64_t i) 
   }
 }
 
+// load_io split in two: the raw bytes of n io elements at element i now
+// (every io dtype's n elements are whole 16-byte units), their conversion
+// later. load_io converts inside its dtype branch, so the next load issues
+// only once this one's data arrived; raw loads of several inputs issue back
+// to back and share one round trip.
+template <int n>
+struct IoUnits {
+  static_assert(n * 2 % 16 == 0, "n bf16 / fp16 elements fill whole 16-byte units");
+  uint4 u[n * 4 / 16];
+};
+template <int n>
+__device__ __forceinline__ void load_io_units(const void* p, DType dtype, int64_t i, IoUnits<n>& raw) {
+  const int es = dtype == DType::kF32 ? 4 : 2;
+  const uint4* src = reinterpret_cast<const uint4*>(static_cast<const char*>(p) + i * es);
+#pragma unroll
+  for (int u = 0; u < n * 4 / 16; ++u)
+    if (u < n * es / 16) raw.u[u] = src[u];
+}
+template <int n>
+__device__ __forceinline__ void convert_io(const IoUnits<n>& raw, DType dtype, float (&out)[n]) {
+  switch (dtype) {
+    case DType::kBF16:
+#pragma unroll
+      for (int i = 0; i < n; ++i) out[i] = to_float(reinterpret_cast<const __nv_bfloat16*>(raw.u)[i]);
+      break;
+    case DType::kF16:
+#pragma unroll
+      for (int i = 0; i < n; ++i) out[i] = to_float(reinterpret_cast<const __half*>(raw.u)[i]);
+      break;
+    default:
+#pragma unroll
+      for (int i = 0; i < n; ++i) out[i] = reinterpret_cast<const float*>(raw.u)[i];
+      break;
+  }
+}
+// One io element's raw bits (load_io's scalar form, split the same way).
+__device__ __forceinline__ uint32_t load_io_bits(const void* p, DType dtype, int64_t i) {
+  return dtype == DType::kF32 ? static_cast<const uint32_t*>(p)[i] : static_cast<const uint16_t*>(p)[i];
+}
+__device__ __forceinline__ float convert_io_bits(uint32_t bits, DType dtype) {
+  switch (dtype) {
+    case DType::kBF16:
+      return __uint_as_float(bits << 16);
+    case DType::kF16:
+      return __half2float(__ushort_as_half(static_cast<unsigned short>(bits)));
+    default:
+      return __uint_as_float(bits);
+  }
+}
+
 __device__ __forceinline__ void store_io(void* p, DType dtype, int64_t i, float x) {
   switch (dtype) {
     case DType::kBF16:

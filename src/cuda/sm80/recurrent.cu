@@ -220,10 +220,14 @@ __device__ __forceinline__ float sum_lanes(float x) {
   return x;
 }
 
-template <int K, bool kVK, bool kBF16>
+// kOne: the one-token decode in layout kv (no cu_seqlens, one token per
+// sequence), compiled apart so that it carries no staging, token loop or
+// per-token shuffles: every lane computes the token's scalars itself.
+template <int K, bool kVK, bool kBF16, bool kOne>
 __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
     recurrent_kernel(const __grid_constant__ RecurrentParams p) {
   static_assert(K == 64 || K == 128, "K / 8 rows per lane, K / 4 lanes per vk row");
+  static_assert(!(kOne && kVK), "the one-token path is layout kv's");
   constexpr int R = K / 8;          // state rows per lane
   constexpr int kRowLanes = K / 4;  // vk: lanes along one row of K elements
   constexpr int kIn = kVK ? 4 : R;  // q and k elements per lane
@@ -272,7 +276,7 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
     if (p.init.data != nullptr)
       guess = p.indices != nullptr ? peek_index(p.indices, p.idx64, n * p.idx_s) : n;
     int64_t t0 = n * p.tokens_per_seq, len = p.tokens_per_seq;
-    if (p.cu_seqlens != nullptr) {
+    if (!kOne && p.cu_seqlens != nullptr) {
       t0 = peek_index(p.cu_seqlens, p.cu64, n * p.cu_s);
       const int64_t end = peek_index(p.cu_seqlens, p.cu64, (n + 1) * p.cu_s);
       len = t0 >= 0 && end >= t0 && end <= p.T && end - t0 <= p.max_len ? end - t0 : 0;
@@ -326,9 +330,9 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
   const int64_t first = p.indices == nullptr ? n : guess;
   if (early) read_state(first);
 
-  int64_t t0 = n * p.tokens_per_seq;
-  int len = static_cast<int>(p.tokens_per_seq);
-  if (p.cu_seqlens != nullptr) {
+  int64_t t0 = kOne ? n : n * p.tokens_per_seq;
+  int len = kOne ? 1 : static_cast<int>(p.tokens_per_seq);
+  if (!kOne && p.cu_seqlens != nullptr) {
     t0 = load_index(p.cu_seqlens, p.cu64, n * p.cu_s);
     const int64_t end = load_index(p.cu_seqlens, p.cu64, (n + 1) * p.cu_s);
     if (p.check_seqs && (t0 < 0 || end < t0 || end > p.T)) return;
@@ -337,11 +341,12 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
   }
 
   // Gates of every token, token j's on lane j (verify's at most 16 tokens
-  // fit a warp); the loop fetches them with one shuffle each.
+  // fit a warp); the loop fetches them with one shuffle each. kOne: every
+  // lane reads the token's.
   static_assert(kMaxVerifyTokens <= 32, "one token's gates per lane");
   float gate_a = 0.f, gate_b = 0.f, a_log = 0.f, dt_bias = 0.f;
-  if (lane < len) {
-    const int64_t t = t0 + lane;
+  if (kOne || lane < len) {
+    const int64_t t = kOne ? t0 : t0 + lane;
     gate_a = load_gate_input(p.gate_a, p.gate_a_bf16, t * p.ga_s0 + hv * p.ga_s1);
     gate_b = load_gate_input(p.gate_b, p.gate_b_bf16, t * p.gb_s0 + hv * p.gb_s1);
     if (p.fused) a_log = p.a_log[hv * p.a_log_s], dt_bias = p.dt_bias[hv * p.dt_bias_s];
@@ -353,19 +358,21 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
   const int es_log = p.io == DType::kF32 ? 2 : 1, es = 1 << es_log;  // bytes per io element
   const int row_units = K * es / 16, tok_bytes = (2 * K + kTileColumns) * es;
   unsigned char* stage = smem_raw + (threadIdx.x >> 5) * static_cast<int>(p.max_len) * tok_bytes;
-  // A one-token decode in layout kv reads its token straight into the
-  // registers the token loop uses (the lines were pulled to L2 before the
-  // wait): nothing staged, no copies to wait for. Its norms come from those
-  // registers: a lane's K / 8 rows are the prelude's part number rg = lane / 4,
-  // and summing over lane bits 4, 3, 2 adds the parts in the prelude's order,
-  // so the values are bitwise those of a verify (layout vk's lanes hold
-  // other parts: it stages).
-  const bool direct = !kVK && p.cu_seqlens == nullptr && p.tokens_per_seq == 1;
-  float kx1[kIn] = {}, qx1[kIn] = {}, vx1 = 0.f;
-  if (direct) {
-    load_io<kIn>(static_cast<const char*>(p.k) + (t0 * p.k_s0 + h * p.k_s1) * es, p.io, kin0, kx1);
-    load_io<kIn>(static_cast<const char*>(p.q) + (t0 * p.q_s0 + h * p.q_s1) * es, p.io, kin0, qx1);
-    vx1 = load_io(p.v, p.io, t0 * p.v_s0 + hv * p.v_s1 + v_own);
+  // The one-token decode in layout kv (kOne) reads its token straight into
+  // the registers the token loop uses (the lines were pulled to L2 before
+  // the wait): nothing staged, no copies to wait for. Its norms come from
+  // those registers: a lane's K / 8 rows are the prelude's part number
+  // rg = lane / 4, and summing over lane bits 4, 3, 2 adds the parts in the
+  // prelude's order, so the values are bitwise those of a verify (layout
+  // vk's lanes hold other parts: it stages).
+  // Raw loads now, conversions once every load has issued.
+  constexpr bool direct = kOne;
+  IoUnits<direct ? kIn : 8> k_raw, q_raw;
+  uint32_t v_raw = 0;
+  if constexpr (direct) {
+    load_io_units(static_cast<const char*>(p.k) + (t0 * p.k_s0 + h * p.k_s1) * es, p.io, kin0, k_raw);
+    load_io_units(static_cast<const char*>(p.q) + (t0 * p.q_s0 + h * p.q_s1) * es, p.io, kin0, q_raw);
+    v_raw = load_io_bits(p.v, p.io, t0 * p.v_s0 + hv * p.v_s1 + v_own);
   }
   for (int j = 0; j < (direct ? 0 : len); ++j) {
     const int64_t t = t0 + j;
@@ -380,7 +387,7 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
     const char* v = static_cast<const char*>(p.v) + ((t0 + j) * p.v_s0 + hv * p.v_s1 + v0) * es;
     cp_async_16(stage + j * tok_bytes + 2 * K * es + 16 * u, v + 16 * u, true);
   }
-  cp_async_commit();
+  if constexpr (!direct) cp_async_commit();
 
   bool bad = p.check_rows && row >= p.pool_rows;  // not read
   if (!early || row != first) read_state(bad ? -1 : row);
@@ -390,14 +397,16 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
       bad = m != n && load_index(p.indices, p.idx64, m * p.idx_s) == row;
 
   float lane_decay = 1.f, lane_beta = 0.f;
-  if (lane < len) {
+  if (kOne || lane < len) {
     float g = gate_a;
     lane_beta = gate_b;
     if (p.fused) fused_gate(g, lane_beta, a_log, dt_bias, &g, &lane_beta);
     lane_decay = expf(g);
   }
-  cp_async_wait<0>();
-  __syncwarp();
+  if constexpr (!direct) {
+    cp_async_wait<0>();
+    __syncwarp();
+  }
   if (__any_sync(kFull, bad)) return;
 
   // The per-token scalars of all tokens before the token loop (they wait
@@ -414,7 +423,11 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
     *ks = p.l2norm ? 1.f / sqrtf(kk + 1e-6f) : 1.f;
     *c = qk * *qs * *ks;
   };
-  if (direct) {
+  float kx1[kIn] = {}, qx1[kIn] = {}, vx1 = 0.f;
+  if constexpr (direct) {
+    convert_io(k_raw, p.io, kx1);
+    convert_io(q_raw, p.io, qx1);
+    vx1 = convert_io_bits(v_raw, p.io);
     float qq = 0.f, kk = 0.f, qk = 0.f;
 #pragma unroll
     for (int i = 0; i < kIn; ++i) {
@@ -457,11 +470,13 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
     }
   }
 
-  for (int j = 0; j < len; ++j) {
+  // kOne: every lane holds the token's scalars; no shuffles.
+  const auto token_scalar = [&](float x, int j) { return kOne ? x : __shfl_sync(kFull, x, j); };
+  for (int j = 0; j < (kOne ? 1 : len); ++j) {
     const int64_t t = t0 + j;
     const unsigned char* tok = stage + j * tok_bytes;
     float kx[kIn], qx[kIn], vx = vx1;
-    if (direct) {
+    if constexpr (direct) {
 #pragma unroll
       for (int i = 0; i < kIn; ++i) kx[i] = kx1[i], qx[i] = qx1[i];
     } else {
@@ -469,10 +484,9 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
       load_io<kIn>(tok, p.io, kin0, qx);
       vx = load_io(tok + 2 * K * es, p.io, v_own - v0);
     }
-    const float decay = __shfl_sync(kFull, lane_decay, j);
-    const float beta = __shfl_sync(kFull, lane_beta, j);
-    const float qs = __shfl_sync(kFull, lane_qs, j), ks = __shfl_sync(kFull, lane_ks, j);
-    const float qkc = __shfl_sync(kFull, lane_qk, j);
+    const float decay = token_scalar(lane_decay, j), beta = token_scalar(lane_beta, j);
+    const float qs = token_scalar(lane_qs, j), ks = token_scalar(lane_ks, j);
+    const float qkc = token_scalar(lane_qk, j);
 
     // The partial sums of S^T k and S^T q over the lane's elements (raw q
     // and k: the norms scale the finished sums), then their reduce-scatter.
@@ -564,9 +578,9 @@ struct Shape {
   int warps;
   size_t smem;
 };
-Shape launch_shape(const RecurrentParams& p, int64_t K) {
+Shape launch_shape(const RecurrentParams& p, int64_t K, bool staged) {
   const int64_t es = p.io == DType::kF32 ? 4 : 2;
-  const int64_t warp_bytes = p.max_len * (2 * K + kTileColumns) * es;
+  const int64_t warp_bytes = staged ? p.max_len * (2 * K + kTileColumns) * es : 0;
   int warps = p.tiles >= kManyTiles ? kMaxWarpsPerCta : 1;
   while (warps > 1 && warps * warp_bytes > kMaxStageBytes) warps /= 2;
   return {warps, static_cast<size_t>(warps * warp_bytes)};
@@ -586,7 +600,7 @@ int64_t pdl_tiles() {
   return tiles;
 }
 
-template <int K, bool kVK, bool kBF16>
+template <int K, bool kVK, bool kBF16, bool kOne>
 Status launch(const RecurrentParams& p, cudaStream_t stream) {
   if (p.tiles > 0x7fffffff)
     return Status::Unsupported("cuda: N * HV * V / 16 (" + std::to_string(p.tiles) +
@@ -604,12 +618,12 @@ Status launch(const RecurrentParams& p, cudaStream_t stream) {
   // (bench/results/cuda-h200-2026-12-02-bc5be16*.json): b32 t1 46.9 / 43.2,
   // b256 t1 308 / 296 (and b1 t1 3.9 / 4.4, b32 t4 60.6 / 50.7, b256 t4 379 /
   // 333); the H100, the card the targets are set on, decides.
-  static const bool can_wait = kernel_waits_for_prerequisites(recurrent_kernel<K, kVK, kBF16>);
+  static const bool can_wait = kernel_waits_for_prerequisites(recurrent_kernel<K, kVK, kBF16, kOne>);
   RecurrentParams q = p;
   q.programmatic = can_wait && (p.tiles < pdl_tiles() || p.max_len == 1 || p.inter.data != nullptr);
-  const Shape shape = launch_shape(q, K);
+  const Shape shape = launch_shape(q, K, !kOne);
   const int64_t ctas = (q.tiles + shape.warps - 1) / shape.warps;
-  return cuda_status(launch_kernel(recurrent_kernel<K, kVK, kBF16>, dim3(static_cast<unsigned>(ctas)),
+  return cuda_status(launch_kernel(recurrent_kernel<K, kVK, kBF16, kOne>, dim3(static_cast<unsigned>(ctas)),
                                    dim3(32 * shape.warps), shape.smem, stream, q.programmatic, q),
                      "recurrent_kernel launch");
 }
@@ -617,8 +631,10 @@ Status launch(const RecurrentParams& p, cudaStream_t stream) {
 template <int K>
 Status launch_k(const RecurrentParams& p, StateLayout layout, bool bf16, cudaStream_t stream) {
   if (layout == StateLayout::kVK)
-    return bf16 ? launch<K, true, true>(p, stream) : launch<K, true, false>(p, stream);
-  return bf16 ? launch<K, false, true>(p, stream) : launch<K, false, false>(p, stream);
+    return bf16 ? launch<K, true, true, false>(p, stream) : launch<K, true, false, false>(p, stream);
+  if (p.cu_seqlens == nullptr && p.tokens_per_seq == 1)
+    return bf16 ? launch<K, false, true, true>(p, stream) : launch<K, false, false, true>(p, stream);
+  return bf16 ? launch<K, false, true, false>(p, stream) : launch<K, false, false, false>(p, stream);
 }
 
 }  // namespace
