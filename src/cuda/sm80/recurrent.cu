@@ -37,7 +37,10 @@
 // loop. The per-token scalars (exp(g), beta, the q and k norms, q . k) of
 // all tokens are formed before the loop, eight lanes per token, and the
 // loop fetches each with a shuffle, so it holds only the state's chain:
-// sums, reduce-scatter, u, gather, update.
+// sums, reduce-scatter, u, gather, update. The one-token decode in layout kv
+// (kOne, its own instantiation) stages nothing: it loads its token's q, k
+// and v straight into registers (raw, converted once every load has issued)
+// and every lane forms the token's scalars itself.
 // On sm_90+ a small grid (batch-1 decode and verify), a one-token decode, or
 // one that writes every intermediate state (launch() says why only those) is launched
 // programmatically (ptx/griddep.cuh): the grid lets the
@@ -359,8 +362,9 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
   const int row_units = K * es / 16, tok_bytes = (2 * K + kTileColumns) * es;
   unsigned char* stage = smem_raw + (threadIdx.x >> 5) * static_cast<int>(p.max_len) * tok_bytes;
   // The one-token decode in layout kv (kOne) reads its token straight into
-  // the registers the token loop uses (the lines were pulled to L2 before
-  // the wait): nothing staged, no copies to wait for. Its norms come from
+  // the registers the token loop uses (when launched programmatically, the
+  // lines were pulled to L2 before the wait): nothing staged, no copies to
+  // wait for. Its norms come from
   // those registers: a lane's K / 8 rows are the prelude's part number
   // rg = lane / 4, and summing over lane bits 4, 3, 2 adds the parts in the
   // prelude's order, so the values are bitwise those of a verify (layout
