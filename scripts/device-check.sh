@@ -177,14 +177,16 @@ for step in $STEPS; do
       note "ncu '$drow': rc=$?, $(ncu_median "$OUT/ncu-decode.txt")"
       ;;
     ncu-full)
-      # Every Nsight Compute section, with source-line counters, of one launch (the ninth) of
-      # each kernel in GDN_NCU_FULL: "kernel regex|row|backend" items separated by ';' (default
-      # the decode kernel on GDN_NCU_DECODE_ROW): where its warps stall (not a default step).
+      # Every Nsight Compute section, with source-line counters, of one launch of each kernel
+      # in GDN_NCU_FULL: "kernel regex|row|backend[|launches to skip, default 8]" items separated
+      # by ';' (default the decode kernel on GDN_NCU_DECODE_ROW): where its warps stall (not a
+      # default step). An odd skip count picks the second of two alternating launches (e.g. a
+      # prefill's final state pass after its local one).
       IFS=';' read -ra specs <<<"${GDN_NCU_FULL:-recurrent_kernel|$drow|cuda}"
       for spec in "${specs[@]}"; do
-        IFS='|' read -r kre row backend <<<"$spec"
+        IFS='|' read -r kre row backend skip <<<"$spec"
         tag=ncu-full-${kre//[^A-Za-z0-9]/_}
-        timeout 180 ncu --clock-control none --set full --import-source yes -k "regex:$kre" -s 8 -c 1 \
+        timeout 180 ncu --clock-control none --set full --import-source yes -k "regex:$kre" -s "${skip:-8}" -c 1 \
           -o "$OUT/$tag" "$BIN/gdn" bench --suite bench/suite.json --backend "$backend" --rows "$row" --reps 8 \
           >"$OUT/$tag.log" 2>&1
         note "ncu --set full $kre on $backend '$row': rc=$?"
