@@ -245,12 +245,10 @@ for step in $STEPS; do
         "$OUT/ncu-detail.txt" | head -40 | tee -a "$summary"
       ;;
     sass)
-      cuobjdump --dump-resource-usage "$BIN/gdn" >"$OUT/resource-usage.txt" 2>&1
-      cuobjdump --dump-sass "$BIN/gdn" >"$OUT/sass.txt" 2>&1
-      note "SASS: $(grep -c HMMA "$OUT/sass.txt") HMMA, $(grep -c HGMMA "$OUT/sass.txt") HGMMA, $(grep -cE 'LDL|STL' "$OUT/sass.txt") LDL/STL"
-      grep -A1 prefill_state_sm90 "$OUT/resource-usage.txt" | grep -oE 'REG:[0-9]+ STACK:[0-9]+ SHARED:[0-9]+ LOCAL:[0-9]+' |
-        sort | uniq -c | sed 's/^/sm90 state pass: /' | tee -a "$summary"
-      rm -f "$OUT/sass.txt"
+      # The same check CI runs (scripts/check-sass.sh), on the carried binary.
+      bash scripts/check-sass.sh "$BIN/gdn" "$OUT" >"$OUT/sass-facts.txt" 2>&1
+      note "sass check: rc=$?"
+      tee -a "$summary" <"$OUT/sass-facts.txt"
       ;;
     python | pybuild)
       # The Python package built here (the device has nanobind, scikit-build-core and
