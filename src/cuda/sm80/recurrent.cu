@@ -364,21 +364,19 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
   // The one-token decode in layout kv (kOne) reads its token straight into
   // the registers the token loop uses (when launched programmatically, the
   // lines were pulled to L2 before the wait): nothing staged, no copies to
-  // wait for. Its norms come from
-  // those registers: a lane's K / 8 rows are the prelude's part number
-  // rg = lane / 4, and summing over lane bits 4, 3, 2 adds the parts in the
-  // prelude's order, so the values are bitwise those of a verify (layout
-  // vk's lanes hold other parts: it stages).
-  // Raw loads now, conversions once every load has issued.
-  constexpr bool direct = kOne;
-  IoUnits<direct ? kIn : 8> k_raw, q_raw;
+  // wait for; raw loads now, conversions once every load has issued. Its
+  // norms come from those registers: a lane's K / 8 rows are the prelude's
+  // part number rg = lane / 4, and summing over lane bits 4, 3, 2 adds the
+  // parts in the prelude's order, so the values are bitwise those of a
+  // verify (layout vk's lanes hold other parts: it stages).
+  IoUnits<kOne ? kIn : 8> k_raw, q_raw;
   uint32_t v_raw = 0;
-  if constexpr (direct) {
+  if constexpr (kOne) {
     load_io_units(static_cast<const char*>(p.k) + (t0 * p.k_s0 + h * p.k_s1) * es, p.io, kin0, k_raw);
     load_io_units(static_cast<const char*>(p.q) + (t0 * p.q_s0 + h * p.q_s1) * es, p.io, kin0, q_raw);
     v_raw = load_io_bits(p.v, p.io, t0 * p.v_s0 + hv * p.v_s1 + v_own);
   }
-  for (int j = 0; j < (direct ? 0 : len); ++j) {
+  for (int j = 0; j < (kOne ? 0 : len); ++j) {
     const int64_t t = t0 + j;
     const char* q = static_cast<const char*>(p.q) + (t * p.q_s0 + h * p.q_s1) * es;
     const char* k = static_cast<const char*>(p.k) + (t * p.k_s0 + h * p.k_s1) * es;
@@ -386,12 +384,12 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
       cp_async_16(stage + j * tok_bytes + 16 * u, u < row_units ? q + 16 * u : k + 16 * (u - row_units),
                   true);
   }
-  for (int c = lane; c < (direct ? 0 : len << es_log); c += 32) {  // es 16-byte units of v per token
+  for (int c = lane; c < (kOne ? 0 : len << es_log); c += 32) {  // es 16-byte units of v per token
     const int j = c >> es_log, u = c & (es - 1);
     const char* v = static_cast<const char*>(p.v) + ((t0 + j) * p.v_s0 + hv * p.v_s1 + v0) * es;
     cp_async_16(stage + j * tok_bytes + 2 * K * es + 16 * u, v + 16 * u, true);
   }
-  if constexpr (!direct) cp_async_commit();
+  if constexpr (!kOne) cp_async_commit();
 
   bool bad = p.check_rows && row >= p.pool_rows;  // not read
   if (!early || row != first) read_state(bad ? -1 : row);
@@ -407,7 +405,7 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
     if (p.fused) fused_gate(g, lane_beta, a_log, dt_bias, &g, &lane_beta);
     lane_decay = expf(g);
   }
-  if constexpr (!direct) {
+  if constexpr (!kOne) {
     cp_async_wait<0>();
     __syncwarp();
   }
@@ -428,7 +426,7 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
     *c = qk * *qs * *ks;
   };
   float kx1[kIn] = {}, qx1[kIn] = {}, vx1 = 0.f;
-  if constexpr (direct) {
+  if constexpr (kOne) {
     convert_io(k_raw, p.io, kx1);
     convert_io(q_raw, p.io, qx1);
     vx1 = convert_io_bits(v_raw, p.io);
@@ -480,7 +478,7 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
     const int64_t t = t0 + j;
     const unsigned char* tok = stage + j * tok_bytes;
     float kx[kIn], qx[kIn], vx = vx1;
-    if constexpr (direct) {
+    if constexpr (kOne) {
 #pragma unroll
       for (int i = 0; i < kIn; ++i) kx[i] = kx1[i], qx[i] = qx1[i];
     } else {
