@@ -226,6 +226,20 @@ __device__ __forceinline__ float sum_lanes(float x) {
 // kOne: the one-token decode in layout kv (no cu_seqlens, one token per
 // sequence), compiled apart so that it carries no staging, token loop or
 // per-token shuffles: every lane computes the token's scalars itself.
+// q . q, k . k and q . k over a lane's n elements of one token, in order:
+// the prelude and the one-token path share it, so their sums agree bitwise.
+template <int n>
+__device__ __forceinline__ void partial_dots(const float (&q)[n], const float (&k)[n], float* qq, float* kk,
+                                             float* qk) {
+  *qq = *kk = *qk = 0.f;
+#pragma unroll
+  for (int i = 0; i < n; ++i) {
+    *qq = fmaf(q[i], q[i], *qq);
+    *kk = fmaf(k[i], k[i], *kk);
+    *qk = fmaf(q[i], k[i], *qk);
+  }
+}
+
 template <int K, bool kVK, bool kBF16, bool kOne>
 __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
     recurrent_kernel(const __grid_constant__ RecurrentParams p) {
@@ -430,13 +444,8 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
     convert_io(k_raw, p.io, kx1);
     convert_io(q_raw, p.io, qx1);
     vx1 = convert_io_bits(v_raw, p.io);
-    float qq = 0.f, kk = 0.f, qk = 0.f;
-#pragma unroll
-    for (int i = 0; i < kIn; ++i) {
-      qq = fmaf(qx1[i], qx1[i], qq);
-      kk = fmaf(kx1[i], kx1[i], kk);
-      qk = fmaf(qx1[i], kx1[i], qk);
-    }
+    float qq, kk, qk;
+    partial_dots(qx1, kx1, &qq, &kk, &qk);
     token_scalars(sum_lanes<16, 4>(qq), sum_lanes<16, 4>(kk), sum_lanes<16, 4>(qk), &lane_qs, &lane_ks,
                   &lane_qk);
   } else {
@@ -452,13 +461,8 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
 #pragma unroll
         for (int i = 0; i < kPart; ++i) qv[i] = kv[i] = 0.f;
       }
-      float qq = 0.f, kk = 0.f, qk = 0.f;
-#pragma unroll
-      for (int i = 0; i < kPart; ++i) {
-        qq = fmaf(qv[i], qv[i], qq);
-        kk = fmaf(kv[i], kv[i], kk);
-        qk = fmaf(qv[i], kv[i], qk);
-      }
+      float qq, kk, qk;
+      partial_dots(qv, kv, &qq, &kk, &qk);
       qq = sum_lanes<4, 1>(qq);
       kk = sum_lanes<4, 1>(kk);
       qk = sum_lanes<4, 1>(qk);
