@@ -405,12 +405,20 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
   }
   if constexpr (!kOne) cp_async_commit();
 
-  bool bad = p.check_rows && row >= p.pool_rows;  // not read
-  if (!early || row != first) read_state(bad ? -1 : row);
-  // A row named by another sequence: the state is read, nothing written.
-  if (p.check_rows && row >= 0)
-    for (int64_t m = lane; m < p.N && !bad; m += 32)
-      bad = m != n && load_index(p.indices, p.idx64, m * p.idx_s) == row;
+  // The pool row's checks and, unless read already, its state: the first
+  // use of the index, so the warp issues nothing after it until the index
+  // arrives. kOne makes it after the token's gate and norm math, whose
+  // inputs were issued beside the index: their round trips overlap.
+  bool bad = false;
+  const auto check_row = [&] {
+    bad = p.check_rows && row >= p.pool_rows;  // not read
+    if (!early || row != first) read_state(bad ? -1 : row);
+    // A row named by another sequence: the state is read, nothing written.
+    if (p.check_rows && row >= 0)
+      for (int64_t m = lane; m < p.N && !bad; m += 32)
+        bad = m != n && load_index(p.indices, p.idx64, m * p.idx_s) == row;
+  };
+  if constexpr (!kOne) check_row();
 
   float lane_decay = 1.f, lane_beta = 0.f;
   if (kOne || lane < len) {
@@ -422,8 +430,8 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
   if constexpr (!kOne) {
     cp_async_wait<0>();
     __syncwarp();
+    if (__any_sync(kFull, bad)) return;
   }
-  if (__any_sync(kFull, bad)) return;
 
   // The per-token scalars of all tokens before the token loop (they wait
   // only on the inputs, not on the state): eight lanes per token, four
@@ -474,6 +482,11 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
       const float got_qk = __shfl_sync(kFull, c, src & 31);
       if (lane >= j0 && lane < j0 + 4) lane_qs = got_qs, lane_ks = got_ks, lane_qk = got_qk;
     }
+  }
+
+  if constexpr (kOne) {
+    check_row();
+    if (__any_sync(kFull, bad)) return;
   }
 
   // kOne: every lane holds the token's scalars; no shuffles.
