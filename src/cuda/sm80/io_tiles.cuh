@@ -11,8 +11,9 @@ namespace gdn::cuda {
 
 // Copies `rows` rows of `cols` elements (row r from src + r * src_stride)
 // into a row-major tile of row stride `dst_stride` elements; rows at or past
-// `valid_rows` are zero-filled without reading their source (valid_rows >= 1:
-// row 0 is the dummy source). `nthreads` threads take part, `tid` is this
+// `valid_rows` are zero-filled without reading their source (a copy of
+// source size 0 reads nothing, so their address needs no valid stand-in).
+// `nthreads` threads take part, `tid` is this
 // one; each keeps one 16-byte column and walks rows with pointer steps, so a
 // copy costs a few instructions. Needs 16-byte aligned rows.
 template <typename T, int cols, int rows, int nthreads>
@@ -31,7 +32,7 @@ __device__ __forceinline__ void copy_rows_async(T* dst, int dst_stride, const T*
     const int r = r0 + i * kRowsPerPass;
     if (rows % kRowsPerPass != 0 && r >= rows) break;
     const bool valid = r < valid_rows;
-    cp_async_16(d, valid ? s : src, valid);
+    cp_async_16(d, s, valid);
     s += kRowsPerPass * src_stride;
     d += kRowsPerPass * dst_stride;
   }
