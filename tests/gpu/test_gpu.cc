@@ -1134,6 +1134,49 @@ TEST(CudaDecode, GraphReplayMatchesEagerCalls) {
   CUDA_OK(cudaStreamDestroy(stream));
 }
 
+// The one-token decode runs one of two instantiations by grid size
+// (sm80/recurrent.cu, launch_one): up to kLateTiles (8192) warps the one that
+// checks the pool row after its gate and norm math, above it the one that
+// checks it first. Both must match the reference, with the host copy of
+// state_indices and without it (then the rows are checked on the device and
+// each sequence scans the others' rows for its own).
+TEST(CudaDecode, OneTokenPathsOfSmallAndLargeGridsMatchTheReference) {
+  REQUIRE_GPU();
+  for (int64_t n : {4, 40}) {  // 4 * 32 * 128 / 16 = 1,024 warps; 40 -> 10,240
+    for (bool host_copy : {true, false}) {
+      SCOPED_TRACE(std::to_string(n) + (host_copy ? " sequences, host copy" : " sequences, no host copy"));
+      Case c;
+      c.name = "one-token decode";
+      c.op = Op::kDecode;
+      c.seq_lens.assign(static_cast<size_t>(n), 1);
+      c.H = 16, c.HV = 32, c.K = c.V = 128;
+      c.io = DType::kF32;
+      c.pool = true;  // every third sequence is padding: a zero state, no row written
+      Workload w(c, true);
+      ASSERT_TRUE(w.status().ok()) << w.status().message();
+      Args a = on_cuda(w.args());
+      if (!host_copy) a.state_indices_host = nullptr;
+      poison_device(a.out);
+      const Status s = decode(a);
+      ASSERT_TRUE(s.ok()) << s.message();
+      CUDA_OK(cudaDeviceSynchronize());
+      const std::vector<float> out = device_values(a.out), pool = device_values(a.initial_state);
+
+      Workload ref(c);
+      Args r = ref.args();
+      r.backend = Backend::kReference;
+      ASSERT_TRUE(decode(r).ok());
+      const std::vector<float> out_ref = host_values(r.out), pool_ref = host_values(r.initial_state);
+      for (float e : out) ASSERT_TRUE(std::isfinite(e)) << "an element was left unwritten (poison is NaN)";
+      const double eo = rel_rms(out, out_ref), es = rel_rms(pool, pool_ref);
+      std::cout << "  " << n << " sequences" << (host_copy ? "" : ", no host copy") << ": out " << eo
+                << ", pool " << es << std::endl;
+      EXPECT_LE(eo, 1e-5);
+      EXPECT_LE(es, 1e-5);
+    }
+  }
+}
+
 // Without host copies of state_indices the call cannot be rejected before
 // it runs; each sequence checks its own row on the device, and one whose row
 // is out of range or shared writes nothing. With the host copy the same

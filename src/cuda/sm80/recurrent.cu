@@ -40,7 +40,9 @@
 // sums, reduce-scatter, u, gather, update. The one-token decode in layout kv
 // (kOne, its own instantiation) stages nothing: it loads its token's q, k
 // and v straight into registers (raw, converted once every load has issued)
-// and every lane forms the token's scalars itself.
+// and every lane forms the token's scalars itself; on grids of at most
+// kLateTiles warps it checks the pool row only after its gate and norm math
+// (kLate, a second instantiation).
 // On sm_90+ a small grid (batch-1 decode and verify), a one-token decode, or
 // one that writes every intermediate state (launch() says why only those) is launched
 // programmatically (ptx/griddep.cuh): the grid lets the
@@ -88,6 +90,14 @@ constexpr int kMinCtasPerSm = 3;
 #endif
 // Dynamic shared memory per CTA that needs no opt-in.
 constexpr int64_t kMaxStageBytes = 48 * 1024;
+// The one-token path checks the pool row after its gate and norm math
+// (kLate) on grids up to this many warps, where that overlap shortens the
+// call; on larger grids it costs throughput. H100 graph medians, late /
+// early, the same machine code as these two instantiations (bench/results/
+// h100-2026-12-07-342e57c-checks.txt): batch 1 (256 warps) 3.34-3.51 /
+// 3.49-3.5 us, batch 32 (8192 warps) 54.6-55.3 / 55.4-55.9, batch 256
+// (65536 warps) 388.7-390.0 / 381.9-383.6.
+constexpr int64_t kLateTiles = 8192;
 
 // GDN_DECODE_PROBE (a measurement build, -DCMAKE_CUDA_FLAGS=-DGDN_DECODE_PROBE=N):
 // 1 reads and writes the state with streaming (evict-first) accesses, 2 only
@@ -240,11 +250,12 @@ __device__ __forceinline__ void partial_dots(const float (&q)[n], const float (&
   }
 }
 
-template <int K, bool kVK, bool kBF16, bool kOne>
+template <int K, bool kVK, bool kBF16, bool kOne, bool kLate>
 __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
     recurrent_kernel(const __grid_constant__ RecurrentParams p) {
   static_assert(K == 64 || K == 128, "K / 8 rows per lane, K / 4 lanes per vk row");
   static_assert(!(kOne && kVK), "the one-token path is layout kv's");
+  static_assert(kOne || !kLate, "only the one-token path checks the pool row late");
   constexpr int R = K / 8;          // state rows per lane
   constexpr int kRowLanes = K / 4;  // vk: lanes along one row of K elements
   constexpr int kIn = kVK ? 4 : R;  // q and k elements per lane
@@ -407,8 +418,9 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
 
   // The pool row's checks and, unless read already, its state: the first
   // use of the index, so the warp issues nothing after it until the index
-  // arrives. kOne makes it after the token's gate and norm math, whose
-  // inputs were issued beside the index: their round trips overlap.
+  // arrives. kLate (the one-token path on grids of at most kLateTiles warps)
+  // makes it after the token's gate and norm math, whose inputs were issued
+  // beside the index: their round trips overlap.
   bool bad = false;
   const auto check_row = [&] {
     bad = p.check_rows && row >= p.pool_rows;  // not read
@@ -418,7 +430,7 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
       for (int64_t m = lane; m < p.N && !bad; m += 32)
         bad = m != n && load_index(p.indices, p.idx64, m * p.idx_s) == row;
   };
-  if constexpr (!kOne) check_row();
+  if constexpr (!kLate) check_row();
 
   float lane_decay = 1.f, lane_beta = 0.f;
   if (kOne || lane < len) {
@@ -430,8 +442,9 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
   if constexpr (!kOne) {
     cp_async_wait<0>();
     __syncwarp();
-    if (__any_sync(kFull, bad)) return;
   }
+  if constexpr (!kLate)
+    if (__any_sync(kFull, bad)) return;
 
   // The per-token scalars of all tokens before the token loop (they wait
   // only on the inputs, not on the state): eight lanes per token, four
@@ -484,7 +497,7 @@ __global__ void __launch_bounds__(kMaxWarpsPerCta * 32, kMinCtasPerSm)
     }
   }
 
-  if constexpr (kOne) {
+  if constexpr (kLate) {
     check_row();
     if (__any_sync(kFull, bad)) return;
   }
@@ -619,7 +632,7 @@ int64_t pdl_tiles() {
   return tiles;
 }
 
-template <int K, bool kVK, bool kBF16, bool kOne>
+template <int K, bool kVK, bool kBF16, bool kOne, bool kLate>
 Status launch(const RecurrentParams& p, cudaStream_t stream) {
   if (p.tiles > 0x7fffffff)
     return Status::Unsupported("cuda: N * HV * V / 16 (" + std::to_string(p.tiles) +
@@ -637,23 +650,34 @@ Status launch(const RecurrentParams& p, cudaStream_t stream) {
   // (bench/results/cuda-h200-2026-12-02-bc5be16*.json): b32 t1 46.9 / 43.2,
   // b256 t1 308 / 296 (and b1 t1 3.9 / 4.4, b32 t4 60.6 / 50.7, b256 t4 379 /
   // 333); the H100, the card the targets are set on, decides.
-  static const bool can_wait = kernel_waits_for_prerequisites(recurrent_kernel<K, kVK, kBF16, kOne>);
+  static const bool can_wait = kernel_waits_for_prerequisites(recurrent_kernel<K, kVK, kBF16, kOne, kLate>);
   RecurrentParams q = p;
   q.programmatic = can_wait && (p.tiles < pdl_tiles() || p.max_len == 1 || p.inter.data != nullptr);
   const Shape shape = launch_shape(q, K, !kOne);
   const int64_t ctas = (q.tiles + shape.warps - 1) / shape.warps;
-  return cuda_status(launch_kernel(recurrent_kernel<K, kVK, kBF16, kOne>, dim3(static_cast<unsigned>(ctas)),
-                                   dim3(32 * shape.warps), shape.smem, stream, q.programmatic, q),
-                     "recurrent_kernel launch");
+  return cuda_status(
+      launch_kernel(recurrent_kernel<K, kVK, kBF16, kOne, kLate>, dim3(static_cast<unsigned>(ctas)),
+                    dim3(32 * shape.warps), shape.smem, stream, q.programmatic, q),
+      "recurrent_kernel launch");
+}
+
+// The one-token path, checking the pool row late on grids of at most
+// kLateTiles warps.
+template <int K, bool kBF16>
+Status launch_one(const RecurrentParams& p, cudaStream_t stream) {
+  return p.tiles <= kLateTiles ? launch<K, false, kBF16, true, true>(p, stream)
+                               : launch<K, false, kBF16, true, false>(p, stream);
 }
 
 template <int K>
 Status launch_k(const RecurrentParams& p, StateLayout layout, bool bf16, cudaStream_t stream) {
   if (layout == StateLayout::kVK)
-    return bf16 ? launch<K, true, true, false>(p, stream) : launch<K, true, false, false>(p, stream);
+    return bf16 ? launch<K, true, true, false, false>(p, stream)
+                : launch<K, true, false, false, false>(p, stream);
   if (p.cu_seqlens == nullptr && p.tokens_per_seq == 1)
-    return bf16 ? launch<K, false, true, true>(p, stream) : launch<K, false, false, true>(p, stream);
-  return bf16 ? launch<K, false, true, false>(p, stream) : launch<K, false, false, false>(p, stream);
+    return bf16 ? launch_one<K, true>(p, stream) : launch_one<K, false>(p, stream);
+  return bf16 ? launch<K, false, true, false, false>(p, stream)
+              : launch<K, false, false, false, false>(p, stream);
 }
 
 }  // namespace
