@@ -94,7 +94,7 @@ constexpr int64_t kMaxStageBytes = 48 * 1024;
 // (kLate) on grids up to this many warps, where that overlap shortens the
 // call; on larger grids it costs throughput. H100 graph medians, late /
 // early, the same machine code as these two instantiations (bench/results/
-// h100-2026-12-07-342e57c-checks.txt): batch 1 (256 warps) 3.34-3.51 /
+// h100-2026-12-07-342e57c-checks.txt and -decode-ab.txt): batch 1 (256 warps) 3.34-3.51 /
 // 3.49-3.5 us, batch 32 (8192 warps) 54.6-55.3 / 55.4-55.9, batch 256
 // (65536 warps) 388.7-390.0 / 381.9-383.6.
 constexpr int64_t kLateTiles = 8192;
