@@ -13,9 +13,9 @@ namespace gdn::cuda {
 // into a row-major tile of row stride `dst_stride` elements; rows at or past
 // `valid_rows` are zero-filled without reading their source (a copy of
 // source size 0 reads nothing, so their address needs no valid stand-in).
-// `nthreads` threads take part, `tid` is this
-// one; each keeps one 16-byte column and walks rows with pointer steps, so a
-// copy costs a few instructions. Needs 16-byte aligned rows.
+// `nthreads` threads take part, `tid` is this one; each keeps one 16-byte
+// column and walks rows with pointer steps, so a copy costs a few
+// instructions. Needs 16-byte aligned rows.
 template <typename T, int cols, int rows, int nthreads>
 __device__ __forceinline__ void copy_rows_async(T* dst, int dst_stride, const T* src, int64_t src_stride,
                                                 int valid_rows, int tid) {
