@@ -807,6 +807,22 @@ const int32_t* host_indices(const Args& a) {
   return static_cast<const int32_t*>(a.state_indices_host);
 }
 
+// The float64 reference's out and one of its state tensors (`state`: the
+// final state, or the pool it updated) for case c run as op on the host.
+struct RefValues {
+  Status status;
+  std::vector<float> out, state;
+};
+RefValues reference_values(const Case& c, Op op, Tensor Args::*state) {
+  Workload ref(c);
+  Args r = ref.args();
+  r.backend = Backend::kReference;
+  RefValues v;
+  v.status = run(op, r);
+  if (v.status.ok()) v.out = host_values(r.out), v.state = host_values(r.*state);
+  return v;
+}
+
 struct DecodeVsPrefill {
   const char* name;
   DType io;
@@ -851,11 +867,9 @@ TEST_P(CudaDecodeVsPrefill, DecodeEqualsPrefillOfOneTokenPerSequence) {
   CUDA_OK(cudaDeviceSynchronize());
   const std::vector<float> out_dec = device_values(dec.out), state_dec = device_values(dec.final_state);
 
-  Workload ref(c);
-  Args r = ref.args();
-  r.backend = Backend::kReference;
-  ASSERT_TRUE(prefill(r).ok());
-  const std::vector<float> out_ref = host_values(r.out), state_ref = host_values(r.final_state);
+  const RefValues ref = reference_values(c, Op::kPrefill, &Args::final_state);
+  ASSERT_TRUE(ref.status.ok()) << ref.status.message();
+  const std::vector<float>&out_ref = ref.out, &state_ref = ref.state;
   for (const auto* x : {&out_dec, &state_dec})
     for (float e : *x) ASSERT_TRUE(std::isfinite(e)) << "an element was left unwritten (poison is NaN)";
   const double eo = rel_rms(out_dec, out_ref), es = rel_rms(state_dec, state_ref);
@@ -1162,11 +1176,9 @@ TEST(CudaDecode, OneTokenPathsOfSmallAndLargeGridsMatchTheReference) {
       CUDA_OK(cudaDeviceSynchronize());
       const std::vector<float> out = device_values(a.out), pool = device_values(a.initial_state);
 
-      Workload ref(c);
-      Args r = ref.args();
-      r.backend = Backend::kReference;
-      ASSERT_TRUE(decode(r).ok());
-      const std::vector<float> out_ref = host_values(r.out), pool_ref = host_values(r.initial_state);
+      const RefValues ref = reference_values(c, Op::kDecode, &Args::initial_state);
+      ASSERT_TRUE(ref.status.ok()) << ref.status.message();
+      const std::vector<float>&out_ref = ref.out, &pool_ref = ref.state;
       for (float e : out) ASSERT_TRUE(std::isfinite(e)) << "an element was left unwritten (poison is NaN)";
       const double eo = rel_rms(out, out_ref), es = rel_rms(pool, pool_ref);
       std::cout << "  " << n << " sequences" << (host_copy ? "" : ", no host copy") << ": out " << eo
