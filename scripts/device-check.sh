@@ -235,13 +235,17 @@ for step in $STEPS; do
       # Where the sm90 prefill's kernels stall (Nsight Compute sections: speed of light,
       # memory workload, occupancy, warp states) on GDN_NCU_ROWS' first row (default
       # q3n-tp1 32x1024), one launch of each of the prep and the state pass (not a default step).
+      # GDN_NCU_BACKEND and GDN_NCU_KERNELS (an ncu regex) profile another backend's kernels,
+      # e.g. cuda and recurrent for the token recurrence of a short prefill.
       row=${GDN_NCU_ROWS:-q3n-tp1 32x1024}
       row=${row%%,*}
+      nbackend=${GDN_NCU_BACKEND:-sm90}
       timeout 200 ncu --clock-control none --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy \
-        --section WarpStateStats --section LaunchStats -k regex:'prefill_prep_kernel|prefill_state_sm90' -c 2 \
-        "$BIN/gdn" bench --suite bench/suite.json --backend sm90 --rows "$row" --reps 1 >"$OUT/ncu-detail.txt" 2>&1
-      note "ncu detail sm90 '$row': rc=$?"
-      grep -E "prefill_(prep|state)|Duration|DRAM Throughput|Memory Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Registers Per|Stall" \
+        --section WarpStateStats --section LaunchStats --section SchedulerStats \
+        -k "regex:${GDN_NCU_KERNELS:-prefill_prep_kernel|prefill_state_sm90}" -c 2 \
+        "$BIN/gdn" bench --suite bench/suite.json --backend "$nbackend" --rows "$row" --reps 1 >"$OUT/ncu-detail.txt" 2>&1
+      note "ncu detail $nbackend '$row': rc=$?"
+      grep -E "prefill_(prep|state)|recurrent|Duration|Cycles|Issued|DRAM Throughput|Memory Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Registers Per|Stall" \
         "$OUT/ncu-detail.txt" | head -40 | tee -a "$summary"
       ;;
     sass)
