@@ -40,7 +40,8 @@ constexpr const char* kHelp =
     "GFLOP/s, GB/s, the fraction of the roofline floor measured on this machine, and the\n"
     "speedup over the baseline when its device matches.\n"
     "Progress goes to stderr.\n"
-    "  --rows         comma-separated row names (default: every row)\n"
+    "  --rows         comma-separated row names, or prefill / decode for every row of the\n"
+    "                 suite's prefill or decode (and verify) entries (default: every row)\n"
     "  --reps N       timed calls per row (default 5 on the host, 50 on a GPU)\n"
     "  --max-seconds  stop timing a row after this many seconds (default 10)\n"
     "  --baseline F   baseline times (default: the bench/baselines/fla-*.json beside the suite\n"
@@ -160,6 +161,11 @@ int cmd_bench(int argc, char** argv) {
     std::string name;
     while (std::getline(ss, name, ',')) {
       auto it = std::find_if(all.begin(), all.end(), [&](const Row& r) { return r.name == name; });
+      if (it == all.end() && (name == "prefill" || name == "decode")) {  // every row of that kind
+        for (const Row& r : all)
+          if ((r.spec.op == Op::kPrefill) == (name == "prefill")) rows.push_back(r);
+        continue;
+      }
       if (it == all.end()) return usage_error("bench", "--rows: no row named '" + name + "' in the suite");
       rows.push_back(*it);
     }
