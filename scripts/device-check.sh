@@ -219,15 +219,19 @@ for step in $STEPS; do
       # the batch anchor rows), cuda and sm90: where a call's time goes (not a
       # default step). Every ncu step here passes --clock-control none: the
       # clocks stay as the card runs them (ncu's default locks them to base).
+      # GDN_NCU_BACKENDS picks the backends (default "cuda sm90"), GDN_NCU_BINS
+      # several binary folders to set side by side (default $BIN).
       IFS=, read -ra nrows <<<"${GDN_NCU_ROWS:-q3n-tp1 1x64,q3n-tp1 32x1024}"
       for row in "${nrows[@]}"; do
-        for backend in cuda sm90; do
-          log="$OUT/ncu-prefill-$backend-${row// /_}.csv"
-          timeout 150 ncu --csv --print-units base --cache-control none --clock-control none \
-            --metrics gpu__time_duration.sum \
-            "$BIN/gdn" bench --suite bench/suite.json --backend "$backend" --rows "$row" --reps 3 >"$log" 2>&1
-          note "ncu $backend '$row': rc=$?"
-          python3 scripts/ncu_kernel_times.py "$log" | tee -a "$summary"
+        for backend in ${GDN_NCU_BACKENDS:-cuda sm90}; do
+          for nbin in ${GDN_NCU_BINS:-$BIN}; do
+            log="$OUT/ncu-prefill-$backend-${row// /_}-$(basename "$nbin").csv"
+            timeout 150 ncu --csv --print-units base --cache-control none --clock-control none \
+              --metrics gpu__time_duration.sum \
+              "$nbin/gdn" bench --suite bench/suite.json --backend "$backend" --rows "$row" --reps 3 >"$log" 2>&1
+            note "ncu $backend '$row' ($nbin): rc=$?"
+            python3 scripts/ncu_kernel_times.py "$log" | tee -a "$summary"
+          done
         done
       done
       ;;
