@@ -19,7 +19,9 @@ summary="$OUT/summary.txt"
 : >"$summary"
 note() { echo "$*" | tee -a "$summary"; }
 suite_rows() { python3 -c "import json;print(','.join(r['name'] for r in json.load(open('bench/suite.json'))['$1']))"; }
-# A row list as given, or the suite's rows of a kind for "prefill" / "decode".
+# A row list as given, or the suite's rows of a kind for "prefill" / "decode". gdn bench
+# takes the kinds itself since c9861d3; the names stay spelt out here for the binaries of
+# earlier commits that A/B runs carry and for compare_fla.py, which takes names only.
 row_set() { case $1 in prefill | decode) suite_rows "$1" ;; *) echo "$1" ;; esac; }
 
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv >"$OUT/gpu.txt" 2>&1
