@@ -285,6 +285,53 @@ TEST(Sm90Groups, PairedTilesGiveTheBitsOfSingleTiles) {
   }
 }
 
+// The sm90 prefill's two forms, the fused state pass (the default: a prep
+// warpgroup in each CTA forms Au, L and the factors) and the two-kernel one
+// (GDN_SM90_FUSED=0: the prep kernel's results copied in), both match the
+// reference, whole and split, with short last chunks, both head sizes, with
+// and without host copies of the offsets (the fused pass first in the
+// stream, writing the error flag itself); and the fused pass is no less
+// accurate than the two-kernel one beyond 5%.
+TEST(Sm90Fused, BothFormsMatchTheReference) {
+  REQUIRE_GPU();
+  if (!serves(Backend::kSm90, suite_like())) GTEST_SKIP() << "sm90 is not available here";
+  std::vector<std::pair<Case, const char*>> cases;
+  Case c = suite_like();
+  c.name = "fused: suite-like pool, checkpoints every 128, whole sequences";
+  cases.emplace_back(c, "1");
+  c.name = "fused: suite-like pool, layout vk, 3 segments";
+  c.layout = StateLayout::kVK;
+  cases.emplace_back(c, "3");
+  c.name = "fused: k=v=64 dense, adversarial gates, 4 segments";
+  c.seq_lens = {700, 1, 2100, 64};
+  c.pool = false, c.K = c.V = 64, c.layout = StateLayout::kKV, c.checkpoint_every = 0;
+  c.adversarial_gates = true;
+  cases.emplace_back(c, "4");
+  c.name = "fused: one sequence of 1000, no initial state";
+  c.seq_lens = {1000};
+  c.K = c.V = 128, c.initial_state = false, c.adversarial_gates = false;
+  cases.emplace_back(c, "1");
+  for (auto& [sc, segments] : cases) {
+    sc.seed = 93;
+    const ScopedEnv split("GDN_CUDA_SEGMENTS", segments);
+    for (const char* inline_offsets : {"1", "0"}) {
+      const ScopedEnv offsets("GDN_CUDA_INLINE_OFFSETS", inline_offsets);
+      CaseResult r[2];
+      for (int f = 0; f < 2; ++f) {
+        SCOPED_TRACE(sc.name + ", GDN_SM90_FUSED=" + (f == 0 ? "0" : "1") +
+                     ", GDN_CUDA_INLINE_OFFSETS=" + inline_offsets);
+        const ScopedEnv fused("GDN_SM90_FUSED", f == 0 ? "0" : "1");
+        r[f] = run_case(for_gpu(sc), Backend::kSm90);
+        expect_case_passes(for_gpu(sc), r[f]);
+      }
+      SCOPED_TRACE(sc.name + ", GDN_CUDA_INLINE_OFFSETS=" + inline_offsets);
+      constexpr double kSlack = 1.05;
+      EXPECT_LE(r[1].out.rel_rms, kSlack * r[0].out.rel_rms) << "two-kernel: " << r[0].out.rel_rms;
+      EXPECT_LE(r[1].state.rel_rms, kSlack * r[0].state.rel_rms) << "two-kernel: " << r[0].state.rel_rms;
+    }
+  }
+}
+
 TEST_P(GpuPrefill, RepeatedCallsAreBitwiseIdentical) {
   Workload w(suite_like(), true);
   ASSERT_TRUE(w.status().ok()) << w.status().message();

@@ -146,6 +146,14 @@ __device__ __forceinline__ void mask_tile(S& s, int r0, int lane, const float (&
   }
 }
 
+// L's zeros of n-tile nt (above the diagonal block) in the 16 rows from r0.
+template <typename StoreL>
+__device__ __forceinline__ void zero_l_tile(int r0, int lane, int nt, StoreL& store_l) {
+  const int g8 = lane >> 2, t4 = lane & 3;
+#pragma unroll
+  for (int hf = 0; hf < 2; ++hf) store_l(r0 + g8 + 8 * hf, nt * 8 + 2 * t4, make_float2(0.f, 0.f));
+}
+
 // Per-row factors of rows i0 and i0 + 8: G2, beta / |k|, scale / |q|.
 template <typename S>
 __device__ __forceinline__ void row_gate_factors(const S& s, float scale, int i0, float (&g2i)[2],
@@ -171,7 +179,7 @@ __device__ __forceinline__ void mask_products(S& s, float scale, int warp, int l
                                               const float (&qk)[2 * (kPrepBlocks - 1)][4],
                                               const float (&kd)[2][4], const float (&qd)[2][4],
                                               StoreL&& store_l) {
-  const int r0 = warp * 16, g8 = lane >> 2, t4 = lane & 3;
+  const int r0 = warp * 16, g8 = lane >> 2;
   float g2i[2], bki[2], qsi[2];
   row_gate_factors(s, scale, r0 + g8, g2i, bki, qsi);
 #pragma unroll
@@ -182,9 +190,27 @@ __device__ __forceinline__ void mask_products(S& s, float scale, int warp, int l
   // L is zero above the diagonal block.
 #pragma unroll
   for (int nt = 2; nt < 2 * kPrepBlocks; ++nt)
-    if (nt >= 2 * warp + 2)
+    if (nt >= 2 * warp + 2) zero_l_tile(r0, lane, nt, store_l);
+}
+
+// The same from the products over all 64 columns (a wgmma m64n64
+// accumulator, whose warp w holds rows 16 w .. as the m16n8 tiles of
+// n-tiles 0..7, sm90.cuh): the n-tiles past the diagonal block only store
+// L's zeros.
+template <typename S, typename StoreL>
+__device__ __forceinline__ void mask_product_rows(S& s, float scale, int warp, int lane,
+                                                  const float (&kc)[2 * kPrepBlocks][4],
+                                                  const float (&qc)[2 * kPrepBlocks][4], StoreL&& store_l) {
+  const int r0 = warp * 16, g8 = lane >> 2;
+  float g2i[2], bki[2], qsi[2];
+  row_gate_factors(s, scale, r0 + g8, g2i, bki, qsi);
 #pragma unroll
-      for (int hf = 0; hf < 2; ++hf) store_l(r0 + g8 + 8 * hf, nt * 8 + 2 * t4, make_float2(0.f, 0.f));
+  for (int nt = 0; nt < 2 * kPrepBlocks; ++nt) {
+    if (nt / 2 <= warp)
+      mask_tile(s, r0, lane, g2i, bki, qsi, kc[nt], qc[nt], nt, nt / 2 == warp, nt % 2, store_l);
+    else
+      zero_l_tile(r0, lane, nt, store_l);
+  }
 }
 
 // Step 1 of the inverse of T = I + M (unit lower triangular), thread

@@ -53,4 +53,32 @@ static_assert(f32_tile_offset(32, 32) >= kF32Panel + kF32ZeroQuarter &&
                   kF32KeptHead + kF32ZeroQuarter + kF32KeptTail == kF32TileBytes,
               "row 32 of panel 1 starts the kept tail");
 
+// A chunk's Au and L stored element by element in the tile layout (the prep
+// kernel into the workspace, the fused sm90 state pass into its slot), as
+// invert_block_column and mask_products (chunk_prep.cuh) hand them out.
+// Nothing is stored in the zero quarter.
+struct TiledPrepStores {
+  float* au;
+  float* l;
+  __device__ static void store(float* m, int i, int j, float x) {
+    *reinterpret_cast<float*>(reinterpret_cast<unsigned char*>(m) + f32_tile_offset(i, j)) = x;
+  }
+  // L[i][j], L[i][j + 1] (j even: both in the same panel and quarter).
+  __device__ void l_pair(int i, int j, float2 xy) const {
+    if (!f32_tile_kept(i, j)) return;
+    store(l, i, j, xy.x);
+    store(l, i, j + 1, xy.y);
+  }
+  __device__ void au_element(int i, int j, float x) const { store(au, i, j, x); }
+  // Zeros of the 16 x 16 block (bi, bj) of Au above the diagonal, by one warp.
+  __device__ void au_zero_block(int bi, int bj, int lane) const {
+    if (!f32_tile_kept(bi * 16, bj * 16)) return;
+#pragma unroll
+    for (int e = 0; e < 16 * 16 / 32; ++e) {
+      const int x = lane + 32 * e;
+      store(au, bi * 16 + x / 16, bj * 16 + x % 16, 0.f);
+    }
+  }
+};
+
 }  // namespace gdn::cuda

@@ -112,6 +112,16 @@ __device__ __forceinline__ void wgmma_tf32_rs_n64(float (&d)[8][4], const uint32
   GDN_WGMMA_RS_N64("m64n64k8.f32.tf32.tf32", "1, 1", d, a, b);
 }
 
+// D[64, 64] += A B: A and B bf16 from shared memory, both K-major.
+__device__ __forceinline__ void wgmma_bf16_ss_n64(float (&d)[8][4], uint64_t a, uint64_t b) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %34, "
+      "0;\nwgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " GDN_WGMMA_REGS32
+      ", %32, %33, p, 1, 1, 0, 0;\n}\n"
+      : GDN_WGMMA_ACC8(d)
+      : "l"(a), "l"(b), "r"(1));
+}
+
 #undef GDN_WGMMA_RS_N128
 #undef GDN_WGMMA_RS_N64
 #undef GDN_WGMMA_REGS64

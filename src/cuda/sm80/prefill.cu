@@ -260,6 +260,19 @@ Status launch_columns(const PrefillParams& p, int64_t items, bool long_tail, con
 // 0.49 / 0.66; q3n-tp1 1x8192, 128 CTAs at 32: 0.87 / 0.78; q3n-tp1 32x1024:
 // 3.92 / 2.77. 64 columns (one CTA per SM, 224 registers) was within 3% of 32
 // on the batch rows and slower on the others.
+// Whether the environment variable `var` reads "0" (a path turned off; read
+// per call, as tests set it).
+bool turned_off(const char* var) {
+  const char* env = std::getenv(var);
+  return env != nullptr && std::string(env) == "0";
+}
+
+// Whether the sm90 prefill runs the fused state pass (GDN_SM90_FUSED=0: the
+// prep kernel and the two-kernel pass).
+bool fused_sm90() {
+  return !turned_off("GDN_SM90_FUSED");
+}
+
 // Chunk metadata on the device, unless the parameters carry it.
 Status chunk_meta(const PrefillParams& p, const HostPlan& plan, cudaStream_t stream) {
   if (p.inline_offsets) return Status::Ok();
@@ -288,20 +301,27 @@ Status launch(PrefillParams p, const HostPlan& plan, const DeviceLimits& dev, cu
 // The sm90 backend: chunk metadata, the prep kernel (Au and L in the sm90
 // tile layout), then the sm90 state pass over whole sequences, or local
 // pass, combine and final pass over segments.
+// With the fused state pass (GDN_SM90_FUSED, fused_sm90) no prep kernel
+// runs; with inline offsets the first state pass is then the call's first
+// kernel and writes the error flag (state_pass.cu, checks_failed).
 template <int KV>
 Status launch_sm90(sm90::StateParams fp, const HostPlan& plan, const DeviceLimits& dev, cudaStream_t stream) {
   if (Status s = chunk_meta(fp.p, plan, stream); !s.ok()) return s;
   fp.p.sm90_tiles = true;
-  if (Status s = launch_prefill_prep<__nv_bfloat16, KV, KV>(fp.p, stream); !s.ok()) return s;
+  const bool fused = fused_sm90();
+  if (!fused) {
+    if (Status s = launch_prefill_prep<__nv_bfloat16, KV, KV>(fp.p, stream); !s.ok()) return s;
+  }
   if (fp.p.segments == 1) {
     fp.p.seg_phase = kSegWhole;
-    return sm90::launch_state_sm90<KV>(fp, dev.sms, plan.long_tail, stream);
+    return sm90::launch_state_sm90<KV>(fp, fused, dev.sms, plan.long_tail, stream);
   }
   fp.p.seg_phase = kSegLocal;
-  if (Status s = sm90::launch_state_sm90<KV>(fp, dev.sms, plan.long_tail, stream); !s.ok()) return s;
+  if (Status s = sm90::launch_state_sm90<KV>(fp, fused, dev.sms, plan.long_tail, stream); !s.ok()) return s;
+  fp.p.clear_flag = nullptr;  // written by now
   if (Status s = launch_combine_segments<KV, KV>(fp.p, dev.smem_optin, stream); !s.ok()) return s;
   fp.p.seg_phase = kSegFinal;
-  return sm90::launch_state_sm90<KV>(fp, dev.sms, plan.long_tail, stream);
+  return sm90::launch_state_sm90<KV>(fp, fused, dev.sms, plan.long_tail, stream);
 }
 #endif
 
@@ -327,13 +347,6 @@ Status launch_dtype(const PrefillParams& p, int64_t kv, const HostPlan& plan, co
 // chain) from the first token. GDN_CUDA_SHORT_PREFILL=0 keeps the chunked
 // pipeline (tests and measurements).
 constexpr int64_t kShortPrefillTokens = kMaxVerifyTokens;
-
-// Whether the environment variable `var` reads "0" (a path turned off; read
-// per call, as tests set it).
-bool turned_off(const char* var) {
-  const char* env = std::getenv(var);
-  return env != nullptr && std::string(env) == "0";
-}
 
 bool short_prefill(const Call& c) {
   if (turned_off("GDN_CUDA_SHORT_PREFILL") || !c.host_indexing || c.N == 0 || c.V % kTileColumns != 0)

@@ -45,11 +45,6 @@ struct PrepSmem {
   float beta[kChunk], rnq[kChunk], rnk[kChunk];
 };
 
-// Element (i, j) of a chunk's 64 x 64 matrix m in the sm90 tile layout.
-__device__ __forceinline__ void store_tiled(float* m, int i, int j, float x) {
-  *reinterpret_cast<float*>(reinterpret_cast<unsigned char*>(m) + f32_tile_offset(i, j)) = x;
-}
-
 // c += a b for 16-bit io: the products are exact in fp32.
 template <typename T>
 __device__ __forceinline__ void mma_io16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
@@ -244,14 +239,12 @@ __global__ void __launch_bounds__(kPrepThreads) prefill_prep_kernel(const __grid
   // M (into s.m, over q and k) and L (to the workspace) from the products.
   {
     float* L = p.L + (int64_t{c} * p.HV + hv) * kChunk * kChunk;
+    const TiledPrepStores tiled{nullptr, L};
     mask_products(s, p.scale, warp, lane, kk, qk, kd, qd, [&](int i, int j, float2 xy) {
-      if (p.sm90_tiles) {
-        if (!f32_tile_kept(i, j)) return;  // the zero quarter (j, j + 1 in one panel: j even)
-        store_tiled(L, i, j, xy.x);
-        store_tiled(L, i, j + 1, xy.y);
-      } else {
+      if (p.sm90_tiles)
+        tiled.l_pair(i, j, xy);
+      else
         reinterpret_cast<float2*>(L + i * kChunk)[j >> 1] = xy;
-      }
     });
   }
   __syncthreads();
@@ -267,22 +260,18 @@ __global__ void __launch_bounds__(kPrepThreads) prefill_prep_kernel(const __grid
   __syncthreads();
   GDN_PREP_MARK(4);
   float* Au = p.Au + item * kChunk * kChunk;
+  const TiledPrepStores tiled{Au, nullptr};
   invert_block_column(
       s, warp, lane,
       [&](int i, int j, float x) {
         if (p.sm90_tiles)
-          store_tiled(Au, i, j, x);
+          tiled.au_element(i, j, x);
         else
           Au[i * kChunk + j] = x;
       },
       [&](int i) {  // block (i, warp) above the diagonal
         if (p.sm90_tiles) {
-          if (!f32_tile_kept(i * kPrepBlk, warp * kPrepBlk)) return;  // in the zero quarter
-#pragma unroll
-          for (int e = 0; e < kPrepBlk * kPrepBlk / 32; ++e) {
-            const int x = lane + 32 * e;
-            store_tiled(Au, i * kPrepBlk + x / kPrepBlk, warp * kPrepBlk + x % kPrepBlk, 0.f);
-          }
+          tiled.au_zero_block(i, warp, lane);
           return;
         }
 #pragma unroll

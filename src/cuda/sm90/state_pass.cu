@@ -50,7 +50,9 @@
 
 #include <cstdlib>
 #include <string>
+#include <type_traits>
 
+#include "cuda/prep/chunk_prep.cuh"
 #include "cuda/ptx/griddep.cuh"
 #include "cuda/ptx/sm90.cuh"
 #include "cuda/sm80/state_pass.cuh"
@@ -103,18 +105,28 @@ constexpr bool kSplitVn = false;
 constexpr bool kSplitVn = true;
 #endif
 
-enum class Role { kState, kLoad };
+enum class Role { kState, kLoad, kPrep };
 constexpr int kGroupThreads = 128;  // one warpgroup
 constexpr int kMaxGroups = 2;       // state warpgroups per CTA
 constexpr int kStateBarrier = 1;    // named barrier of the state warpgroups alone (0 is __syncthreads)
+constexpr int kPrepBarrier = 2;     // ... of the prep warpgroup alone
 constexpr int kStateWarps = 4 * kMaxGroups;
-constexpr int kThreads = (kMaxGroups + 1) * kGroupThreads;
-constexpr int kStateRegs = 240, kLoadRegs = 24;  // setmaxnreg
-// setmaxnreg moves registers within the CTA's launch allocation: 65536 per
-// SM over kThreads threads, rounded down to a multiple of 8 per thread.
-static_assert(kMaxGroups * kGroupThreads * kStateRegs + kGroupThreads * kLoadRegs <=
-                  kThreads * ((65536 / kThreads) & ~7),
-              "the warpgroups' registers fit the CTA's launch allocation");
+constexpr int kLoadRegs = 24;  // setmaxnreg
+// Per variant: the two-kernel pass (prep results copied in) has the state
+// warpgroups and the load warpgroup; the fused pass adds a prep warpgroup,
+// and its state warpgroups fit 192 registers because O completes before the
+// update is issued (state_role).
+template <bool kFused>
+struct Config {
+  static constexpr int kThreads = (kMaxGroups + (kFused ? 2 : 1)) * kGroupThreads;
+  static constexpr int kStateRegs = kFused ? 192 : 240;
+  static constexpr int kPrepRegs = kFused ? 104 : 0;
+  // setmaxnreg moves registers within the CTA's launch allocation: 65536
+  // per SM over kThreads threads, rounded down to a multiple of 8 per thread.
+  static_assert(kMaxGroups * kGroupThreads * kStateRegs + kGroupThreads * (kLoadRegs + kPrepRegs) <=
+                    kThreads * ((65536 / kThreads) & ~7),
+                "the warpgroups' registers fit the CTA's launch allocation");
+};
 constexpr int kTileColumns = 16 * 4;      // value columns of one warpgroup
 constexpr int kStages = 2;                // ring slots
 constexpr uint32_t kTile = kChunk * 128;  // bytes of a 64-row tile of 128-byte rows
@@ -133,12 +145,22 @@ struct Slot {
   unsigned char l[2][kTile];           // fp32 L
 };
 
-template <int K>
+// The fused pass's prep scratch (the S of prep/chunk_prep.cuh).
+struct PrepScratch {
+  float m[kChunk][kPrepMatStride];
+  float D[kPrepBlocks][kPrepBlk][kPrepDStride];
+  float G[kChunk], G2[kChunk], beta[kChunk], rnq[kChunk], rnk[kChunk];
+};
+struct NoPrepScratch {};
+
+template <int K, bool kFused>
 struct SharedStorage {
   Slot<K> slot[kStages];  // first: 1024-byte aligned
   float F[kStages][kFactorStride];
   Bf16 o[kStateWarps][kChunk][kOStride];
   uint64_t full[kStages], empty[kStages];
+  uint64_t ready[kStages];  // fused: the slot's Au, L and factors are formed
+  std::conditional_t<kFused, PrepScratch, NoPrepScratch> prep;
 };
 static_assert(sizeof(Slot<128>) % 1024 == 0 && sizeof(Slot<64>) % 1024 == 0,
               "slots keep the 1024-byte alignment");
@@ -152,6 +174,10 @@ __device__ __forceinline__ T* opaque(T* p) {
 }
 __device__ __forceinline__ int64_t opaque(int64_t x) {
   asm volatile("" : "+l"(x));
+  return x;
+}
+__device__ __forceinline__ int opaque(int x) {
+  asm volatile("" : "+r"(x));
   return x;
 }
 
@@ -204,11 +230,11 @@ struct CtaTiles {
   }
 };
 
-template <int K, bool kLocal>
-__device__ __forceinline__ void state_role(const StateParams& fp, SharedStorage<K>& s, int64_t n, int seg,
-                                           int64_t hv, int group, int v0, bool map_cols, int first, int last,
-                                           const SeqChunks& seq, int warp, int lane, int64_t row_out,
-                                           StateSlice<K>& S) {
+template <int K, bool kLocal, bool kFused>
+__device__ __forceinline__ void state_role(const StateParams& fp, SharedStorage<K, kFused>& s, int64_t n,
+                                           int seg, int64_t hv, int group, int v0, bool map_cols, int first,
+                                           int last, const SeqChunks& seq, int warp, int lane,
+                                           int64_t row_out, StateSlice<K>& S) {
   constexpr int V = K;
   const PrefillParams& p = fp.p;
   auto& St = S.St;
@@ -226,6 +252,7 @@ __device__ __forceinline__ void state_role(const StateParams& fp, SharedStorage<
     const int st = i % kStages;
     const uint32_t parity = (i / kStages) & 1;
     mbar_wait(&s.full[st], parity);
+    if constexpr (kFused) mbar_wait(&s.ready[st], parity);  // and the prep warpgroup's Au, L, factors
     GDN_PROBE_MARK(0);
     // The slot's address is opaque to the compiler, so the operand
     // descriptors are formed at their use instead of hoisted out of the loop
@@ -234,7 +261,7 @@ __device__ __forceinline__ void state_role(const StateParams& fp, SharedStorage<
     const float* sf = s.F[st];
     const int64_t t0 = seq.t0(c);
     const int len = seq.len(c);
-    if (len < kChunk)
+    if (!kFused && len < kChunk)  // (the fused pass's prep warpgroup clears them)
       clear_rows_past(sl, len, fp.groups, group, map_cols, group * kGroupThreads + warp * 32 + lane);
 
     // [P | R] = S^T [K | Q]^T over 16-wide k-steps (S^T as bf16; split hi + lo when kSplitState).
@@ -302,6 +329,17 @@ __device__ __forceinline__ void state_role(const StateParams& fp, SharedStorage<
 #pragma unroll
       for (int kk = 0; kk < kChunk / 8; ++kk) wgmma_tf32_rs_n64(R, va[kk], f32_desc(sl.l, kk));
       wgmma_commit();
+      if constexpr (kFused) {
+        // O^T completes before the update is issued: R and va then die
+        // before the update's operands live, which is what fits the state
+        // warpgroups in kStateRegs = 192 (ptxas, nvcc 13.0: 144 bytes
+        // spilled at 184; 224 at 184 with O left running).
+        wgmma_wait<0>();
+        wgmma_fence_operand(R);
+        const int64_t o_s0 = opaque(p.o_s0);
+        store_output_tile<kOStride>(out + t0 * o_s0 + hv * p.o_s1 + v0 + 16 * warp, o_s0, len,
+                                    opaque(stage_o), R, lane);
+      }
     }
 
     // S^T = decay S^T + (Vn diag(s_k)) K, over 16-token k-steps.
@@ -326,7 +364,7 @@ __device__ __forceinline__ void state_role(const StateParams& fp, SharedStorage<
       }
     }
     wgmma_commit();
-    if constexpr (!kLocal) {
+    if constexpr (!kLocal && !kFused) {
       wgmma_wait<1>();  // O^T is complete
       wgmma_fence_operand(R);
       // Row offsets and staging addresses formed here, not held across the loop.
@@ -357,12 +395,14 @@ __device__ __forceinline__ void state_role(const StateParams& fp, SharedStorage<
   }
 }
 
-template <int K>
-__device__ __forceinline__ void load_role(const StateParams& fp, SharedStorage<K>& s, int64_t h, int64_t hv,
-                                          const CtaTiles& tiles, int first, int last, const SeqChunks& seq) {
+template <int K, bool kFused>
+__device__ __forceinline__ void load_role(const StateParams& fp, SharedStorage<K, kFused>& s, int64_t h,
+                                          int64_t hv, const CtaTiles& tiles, int first, int last,
+                                          const SeqChunks& seq) {
   const PrefillParams& p = fp.p;
   constexpr uint32_t kQkBytes = 2 * (K / 64) * kTile;
-  constexpr uint32_t kPrepBytes = 2 * (kF32KeptHead + kF32KeptTail) + kFactorStride * sizeof(float);
+  constexpr uint32_t kPrepBytes =
+      kFused ? 0 : 2 * (kF32KeptHead + kF32KeptTail) + kFactorStride * sizeof(float);
   uint32_t v_bytes = 0;
   for (int g = 0; g < fp.groups; ++g) v_bytes += tiles.map_cols(g) ? 0 : kTile;
   for (int c = first, i = 0; c < last; ++c, ++i) {
@@ -379,16 +419,124 @@ __device__ __forceinline__ void load_role(const StateParams& fp, SharedStorage<K
     for (int g = 0; g < fp.groups; ++g)
       if (!tiles.map_cols(g))
         tma_load_3d(sl.v[g], &fp.v_map, tiles.v0(g), static_cast<int32_t>(hv), t0, &s.full[st]);
-    const int64_t item = int64_t{c} * p.HV + hv;
-    // Au and L without their zero quarter (tile_layout.cuh; the slots hold zeros there).
-    const auto kept = [&](unsigned char(&tile)[2][kTile], const float* src) {
-      bulk_load(tile, src, kF32KeptHead, &s.full[st]);
-      bulk_load(&tile[0][0] + kF32KeptHead + kF32ZeroQuarter,
-                src + (kF32KeptHead + kF32ZeroQuarter) / sizeof(float), kF32KeptTail, &s.full[st]);
-    };
-    kept(sl.au, p.Au + item * kChunk * kChunk);
-    kept(sl.l, p.L + item * kChunk * kChunk);
-    bulk_load(s.F[st], p.F + item * kFactorStride, kFactorStride * sizeof(float), &s.full[st]);
+    if constexpr (!kFused) {  // (the fused pass's prep warpgroup forms them)
+      const int64_t item = int64_t{c} * p.HV + hv;
+      // Au and L without their zero quarter (tile_layout.cuh; the slots hold zeros there).
+      const auto kept = [&](unsigned char(&tile)[2][kTile], const float* src) {
+        bulk_load(tile, src, kF32KeptHead, &s.full[st]);
+        bulk_load(&tile[0][0] + kF32KeptHead + kF32ZeroQuarter,
+                  src + (kF32KeptHead + kF32ZeroQuarter) / sizeof(float), kF32KeptTail, &s.full[st]);
+      };
+      kept(sl.au, p.Au + item * kChunk * kChunk);
+      kept(sl.l, p.L + item * kChunk * kChunk);
+      bulk_load(s.F[st], p.F + item * kFactorStride, kFactorStride * sizeof(float), &s.full[st]);
+    }
+  }
+}
+
+// The fused pass's prep warpgroup (tid 0..127 within it): per chunk, once
+// its k, q and v are in the slot, what the prep kernel (sm80/prefill_prep.cu)
+// writes to the workspace, formed into the slot itself: Au and L in the tile
+// layout, the row factors into F. It clears the rows past the chunk's end
+// of the slot's k, q and v tiles first (the two-kernel pass's state
+// warpgroups do that there), and its chunk runs while the state warpgroups
+// work on the one before (the ring's other slot).
+//   rnk, rnq  reciprocal norms of the raw rows, by one thread a row
+//   K K^T, Q K^T  m64n64 wgmmas, A and B from the slot's k and q panels
+//   M, L      masks (chunk_prep.cuh), L into the slot
+//   Au        the blocked inverse (chunk_prep.cuh), into the slot
+template <int K>
+__device__ __forceinline__ void prep_role(const StateParams& fp, SharedStorage<K, true>& s, int64_t hv,
+                                          const CtaTiles& tiles, int first, int last, const SeqChunks& seq,
+                                          int prep_tid) {
+  const PrefillParams& p = fp.p;
+  PrepScratch& ps = s.prep;
+  for (int c = first, i = 0; c < last; ++c, ++i) {
+    // The thread's index hidden anew each chunk: the shared-memory
+    // addresses derived from it are formed at their use, not held across
+    // the loop (ptxas spilled them).
+    const int tid = opaque(prep_tid), warp = tid >> 5, lane = tid & 31;
+    const int st = i % kStages;
+    const int64_t t0 = seq.t0(c);
+    const int len = seq.len(c);
+    // The gates' loads go out before the waits.
+    const float2 gb = tid < kChunk ? chunk_row_gates(p, t0, len, hv, tid) : make_float2(0.f, 0.f);
+    named_barrier(kPrepBarrier, kGroupThreads);  // the last chunk's scratch is read
+    if (tid < kChunk) ps.G[tid] = gb.x, ps.beta[tid] = gb.y;
+    mbar_wait(&s.full[st], (i / kStages) & 1);
+    Slot<K>& sl = *opaque(&s.slot[st]);
+    if (len < kChunk) {  // rows len.. of k and q (every panel) and of the CTA's v tiles
+      constexpr int kUnitsPerRow = 128 / 16;
+      const int from = len * kUnitsPerRow, units = (kChunk - len) * kUnitsPerRow;
+      const int tiles_kq = 2 * (K / 64);
+      int v_tiles = 0;
+      for (int g = 0; g < fp.groups; ++g) v_tiles += tiles.map_cols(g) ? 0 : 1;
+      for (int u = tid; u < units * (tiles_kq + v_tiles); u += kGroupThreads) {
+        const int tile = u / units;
+        unsigned char* base = tile < tiles_kq ? sl.kq[tile / 2][tile % 2] : sl.v[tile - tiles_kq];
+        reinterpret_cast<int4*>(base)[from + u % units] = make_int4(0, 0, 0, 0);
+      }
+    }
+    // Reciprocal norms: thread r < 64 takes row r of k, the others row
+    // r - 64 of q, over 16-byte units in their swizzled places (a row's sum
+    // needs no order; eight rows in a row hit distinct banks).
+    {
+      const int r = tid % kChunk, which = tid / kChunk;
+      float sq0 = 0.f, sq1 = 0.f;
+      if (p.l2norm && r < len) {
+#pragma unroll
+        for (int pp = 0; pp < K / 64; ++pp)
+#pragma unroll
+          for (int u = 0; u < 8; ++u) {
+            const uint4 w = *reinterpret_cast<const uint4*>(sl.kq[pp][which] + swizzle128(r, u));
+            const uint32_t ws[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+              const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&ws[e]));
+              sq0 = fmaf(f.x, f.x, sq0);
+              sq1 = fmaf(f.y, f.y, sq1);
+            }
+          }
+      }
+      (which == 0 ? ps.rnk : ps.rnq)[r] = p.l2norm ? 1.f / sqrtf((sq0 + sq1) + 1e-6f) : 1.f;
+    }
+    fence_async_shared();                        // the cleared rows, before the wgmma reads
+    named_barrier(kPrepBarrier, kGroupThreads);  // gates, norms, cleared rows
+    if (warp == 0) cumsum_chunk_gates(ps, lane);
+
+    // K K^T and Q K^T of the raw rows.
+    float kk[2 * kPrepBlocks][4], qk[2 * kPrepBlocks][4];
+#pragma unroll
+    for (int nt = 0; nt < 2 * kPrepBlocks; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) kk[nt][e] = 0.f, qk[nt][e] = 0.f;
+    wgmma_fence();
+#pragma unroll
+    for (int ks = 0; ks < K / 16; ++ks) {
+      const uint64_t bk = kq_desc(sl, 0, ks);
+      wgmma_bf16_ss_n64(kk, bk, bk);
+      wgmma_bf16_ss_n64(qk, kq_desc(sl, 1, ks), bk);
+    }
+    wgmma_commit();
+    wgmma_wait<0>();
+    wgmma_fence_operand(kk);
+    wgmma_fence_operand(qk);
+    named_barrier(kPrepBarrier, kGroupThreads);  // the cumulative gates
+
+    const TiledPrepStores out{reinterpret_cast<float*>(sl.au), reinterpret_cast<float*>(sl.l)};
+    mask_product_rows(ps, p.scale, warp, lane, kk, qk,
+                      [&](int r, int j, float2 xy) { out.l_pair(r, j, xy); });
+    named_barrier(kPrepBarrier, kGroupThreads);  // M
+    if (tid < kChunk)
+      invert_diagonal_blocks(ps, tid);
+    else
+      row_factors(ps, p.scale, len, tid - kChunk, s.F[st]);
+    named_barrier(kPrepBarrier, kGroupThreads);  // the diagonal blocks
+    invert_block_column(
+        ps, warp, lane, [&](int r, int j, float x) { out.au_element(r, j, x); },
+        [&](int bi) { out.au_zero_block(bi, warp, lane); });
+    fence_async_shared();  // Au and L, before the state warpgroups' wgmma reads
+    mbar_arrive(&s.ready[st]);
   }
 }
 
@@ -399,15 +547,29 @@ constexpr int tiles_per_item(bool local) {
   return (K + (local ? K : 0)) / kTileColumns;
 }
 
-template <int K, bool kLocal>
-__global__ void __launch_bounds__(kThreads, 1)
+// Whether the call's device-side checks failed. The fused pass runs first
+// when the parameters carry the offsets (p.clear_flag set: no prep kernel
+// wrote the flag before it), so there each CTA runs the one-sequence checks
+// itself, as the prep kernel does, and CTA 0 writes the flag for the
+// kernels after it and for prefill_device_status.
+template <bool kFused>
+__device__ __forceinline__ bool checks_failed(const PrefillParams& p) {
+  if (kFused && p.clear_flag != nullptr) return p.inline_check && one_sequence_checks(p) != 0;
+  return device_checks_failed(p);
+}
+
+template <int K, bool kLocal, bool kFused>
+__global__ void __launch_bounds__(Config<kFused>::kThreads, 1)
     prefill_state_sm90_kernel(const __grid_constant__ StateParams fp) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr int V = K;
+  using Cfg = Config<kFused>;
   const PrefillParams& p = fp.p;
+  if (kFused && p.clear_flag != nullptr && blockIdx.x == 0 && threadIdx.x == 0)
+    *p.clear_flag = p.inline_check ? one_sequence_checks(p) : 0;
   extern __shared__ unsigned char smem_raw[];
-  auto& s =
-      *reinterpret_cast<SharedStorage<K>*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
+  auto& s = *reinterpret_cast<SharedStorage<K, kFused>*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) &
+                                                         ~uintptr_t{1023});
   const int segs = p.segments;
   const StateItem item = state_item(p, segs, tiles_per_item<K>(kLocal) / fp.groups);
   const int64_t n = item.n, hv = item.hv, h = hv / p.group;
@@ -416,18 +578,19 @@ __global__ void __launch_bounds__(kThreads, 1)
   if (kLocal && seg == segs - 1) return;  // the last segment's end state and map are not needed
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int group = warp / 4;
-  const Role role = warp < kStateWarps ? Role::kState : Role::kLoad;
+  const Role role = warp < kStateWarps ? Role::kState : warp < kStateWarps + 4 ? Role::kLoad : Role::kPrep;
   if (tid == 0) {
     for (int i = 0; i < kStages; ++i) {
       mbar_init(&s.full[i], 1);
       mbar_init(&s.empty[i], fp.groups * kGroupThreads);
+      mbar_init(&s.ready[i], kGroupThreads);
     }
     mbar_init_fence();
   }
   // The zero quarter of every slot's Au and L, which no copy writes
   // (tile_layout.cuh), before any product reads them.
   constexpr int kZeroUnits = kF32ZeroQuarter / 16;  // 16-byte stores per quarter
-  for (int u = tid; u < kStages * 2 * kZeroUnits; u += kThreads) {
+  for (int u = tid; u < kStages * 2 * kZeroUnits; u += Cfg::kThreads) {
     Slot<K>& sl = s.slot[u / (2 * kZeroUnits)];
     unsigned char* quarter = (u / kZeroUnits) % 2 == 0 ? sl.au[1] : sl.l[1];
     *reinterpret_cast<uint4*>(quarter + 16 * (u % kZeroUnits)) = make_uint4(0, 0, 0, 0);
@@ -440,12 +603,23 @@ __global__ void __launch_bounds__(kThreads, 1)
     setmaxnreg_dec<kLoadRegs>();
     if (warp != kStateWarps || lane != 0) return;
     wait_for_prerequisites();  // chunk offsets, error flag, prep results
-    if (device_checks_failed(p)) return;
+    if (checks_failed<kFused>(p)) return;
     const SeqChunks seq(p, n);
-    load_role<K>(fp, s, h, hv, tiles, seq.seg_first(seg, segs), seq.seg_first(seg + 1, segs), seq);
+    load_role<K, kFused>(fp, s, h, hv, tiles, seq.seg_first(seg, segs), seq.seg_first(seg + 1, segs), seq);
     return;
   }
-  setmaxnreg_inc<kStateRegs>();
+  if constexpr (kFused) {
+    if (role == Role::kPrep) {
+      setmaxnreg_dec<Cfg::kPrepRegs>();
+      wait_for_prerequisites();  // chunk offsets, error flag
+      if (checks_failed<kFused>(p)) return;
+      const SeqChunks seq(p, n);
+      prep_role<K>(fp, s, hv, tiles, seq.seg_first(seg, segs), seq.seg_first(seg + 1, segs), seq,
+                   tid - (kStateWarps + 4) * 32);
+      return;
+    }
+  }
+  setmaxnreg_inc<Cfg::kStateRegs>();
   if (group >= fp.groups) return;  // one tile in this CTA
   const bool map_cols = tiles.map_cols(group);
   const int v0 = tiles.v0(group);
@@ -460,7 +634,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   if (seg != segs - 1) row_out = -1;
   S.enter(p.init, row_in, hv, map_cols);
   wait_for_prerequisites();  // chunk offsets, error flag, prep results, combined states
-  if (device_checks_failed(p)) return;
+  if (checks_failed<kFused>(p)) return;
   const SeqChunks seq(p, n);
   if (combined) {
     // Segment 0's entering state sits in the last segment's slot,
@@ -468,16 +642,16 @@ __global__ void __launch_bounds__(kThreads, 1)
     const int64_t slot = (n * segs + (seg == 0 ? segs - 1 : seg - 1)) * p.HV + hv;
     S.load(p.seg_state + slot * K * V, V);
   }
-  state_role<K, kLocal>(fp, s, n, seg, hv, group, v0, map_cols, seq.seg_first(seg, segs),
-                        seq.seg_first(seg + 1, segs), seq, warp % 4, lane, row_out, S);
+  state_role<K, kLocal, kFused>(fp, s, n, seg, hv, group, v0, map_cols, seq.seg_first(seg, segs),
+                                seq.seg_first(seg + 1, segs), seq, warp % 4, lane, row_out, S);
 #else
   __trap();  // built for sm_90a only; the dispatcher never launches it elsewhere
 #endif
 }
 
 // Dynamic shared memory: the storage plus its 1024-byte alignment slack.
-template <int K>
-constexpr size_t kSmemBytes = sizeof(SharedStorage<K>) + 1024;
+template <int K, bool kFused>
+constexpr size_t kSmemBytes = sizeof(SharedStorage<K, kFused>) + 1024;
 
 }  // namespace
 
@@ -547,14 +721,19 @@ int groups_for(int64_t items, int tiles, int sms, bool long_tail) {
   return items * tiles > sms && !long_tail ? 2 : 1;
 }
 
-template <int K, bool kLocal>
+template <int K, bool kLocal, bool kFused>
 Status launch_phase(StateParams fp, int sms, bool long_tail, cudaStream_t stream) {
-  const auto kernel = prefill_state_sm90_kernel<K, kLocal>;
-  if (Status s = allow_dynamic_smem(reinterpret_cast<const void*>(kernel), kSmemBytes<K>,
+  const auto kernel = prefill_state_sm90_kernel<K, kLocal, kFused>;
+  constexpr size_t kSmem = kSmemBytes<K, kFused>;
+  if (Status s = allow_dynamic_smem(reinterpret_cast<const void*>(kernel), kSmem,
                                     "prefill_state_sm90_kernel: raising its shared memory limit");
       !s.ok())
     return s;
+  // The fused pass that writes the error flag is the call's first kernel:
+  // launched programmatically it would read the caller's entering state
+  // while the kernel before the call may still write it.
   static const bool programmatic = kernel_waits_for_prerequisites(kernel);
+  const bool first = kFused && fp.p.clear_flag != nullptr;
   const PrefillParams& p = fp.p;
   if (p.N == 0) return Status::Ok();
   fp.groups = groups_for(p.N * p.segments * p.HV, tiles_per_item<K>(kLocal), sms, long_tail);
@@ -563,17 +742,22 @@ Status launch_phase(StateParams fp, int sms, bool long_tail, cudaStream_t stream
                              "prefill_state_sm90_kernel: sequences, heads and column tiles");
       !s.ok())
     return s;
-  return cuda_status(launch_kernel(kernel, grid, dim3(kThreads), kSmemBytes<K>, stream, programmatic, fp),
-                     "prefill_state_sm90_kernel launch");
+  return cuda_status(
+      launch_kernel(kernel, grid, dim3(Config<kFused>::kThreads), kSmem, stream, programmatic && !first, fp),
+      "prefill_state_sm90_kernel launch");
 }
 
 template <int K>
-Status launch_state_sm90(const StateParams& fp, int sms, bool long_tail, cudaStream_t stream) {
-  return fp.p.seg_phase == kSegLocal ? launch_phase<K, true>(fp, sms, long_tail, stream)
-                                     : launch_phase<K, false>(fp, sms, long_tail, stream);
+Status launch_state_sm90(const StateParams& fp, bool fused, int sms, bool long_tail, cudaStream_t stream) {
+  const bool local = fp.p.seg_phase == kSegLocal;
+  if (fused)
+    return local ? launch_phase<K, true, true>(fp, sms, long_tail, stream)
+                 : launch_phase<K, false, true>(fp, sms, long_tail, stream);
+  return local ? launch_phase<K, true, false>(fp, sms, long_tail, stream)
+               : launch_phase<K, false, false>(fp, sms, long_tail, stream);
 }
 
-template Status launch_state_sm90<64>(const StateParams&, int, bool, cudaStream_t);
-template Status launch_state_sm90<128>(const StateParams&, int, bool, cudaStream_t);
+template Status launch_state_sm90<64>(const StateParams&, bool, int, bool, cudaStream_t);
+template Status launch_state_sm90<128>(const StateParams&, bool, int, bool, cudaStream_t);
 
 }  // namespace gdn::cuda::sm90

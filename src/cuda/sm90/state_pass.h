@@ -27,7 +27,10 @@ Status encode_token_maps(const PrefillParams& p, int64_t K, int64_t V, StatePara
 // (sequence or segment, value head, 64 value columns), on a device of `sms`
 // multiprocessors; long_tail: one sequence outlasts the others by far
 // (sm80/prefill.cu, long_tail_of).
+// fused: the pass forms each chunk's Au, L and factors itself (a prep
+// warpgroup in the CTA, nothing through the workspace; no prep kernel runs
+// before it), else it copies the prep kernel's.
 template <int K>
-Status launch_state_sm90(const StateParams& fp, int sms, bool long_tail, cudaStream_t stream);
+Status launch_state_sm90(const StateParams& fp, bool fused, int sms, bool long_tail, cudaStream_t stream);
 
 }  // namespace gdn::cuda::sm90
