@@ -66,7 +66,7 @@ namespace {
 // step of its chunk loop took, averaged over the chunks.
 #if GDN_SM90_PROBE == 3
 #define GDN_PROBE_BEGIN()    \
-  long long probe_t[5] = {}; \
+  long long probe_t[6] = {}; \
   long long probe_last = clock64()
 #define GDN_PROBE_MARK(i)             \
   do {                                \
@@ -74,10 +74,11 @@ namespace {
     probe_t[i] += now_ - probe_last;  \
     probe_last = now_;                \
   } while (0)
-#define GDN_PROBE_REPORT(who, chunks)                                                                     \
-  if (blockIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0 && threadIdx.x % kGroupThreads == 0)          \
-  printf("probe %s chunks %d cycles/chunk: %lld %lld %lld %lld %lld\n", who, chunks, probe_t[0] / chunks, \
-         probe_t[1] / chunks, probe_t[2] / chunks, probe_t[3] / chunks, probe_t[4] / chunks)
+#define GDN_PROBE_REPORT(who, chunks)                                                            \
+  if (blockIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0 && threadIdx.x % kGroupThreads == 0) \
+  printf("probe %s chunks %d cycles/chunk: %lld %lld %lld %lld %lld %lld\n", who, chunks,        \
+         probe_t[0] / chunks, probe_t[1] / chunks, probe_t[2] / chunks, probe_t[3] / chunks,     \
+         probe_t[4] / chunks, probe_t[5] / chunks)
 #else
 #define GDN_PROBE_BEGIN() (void)0
 #define GDN_PROBE_MARK(i) (void)0
@@ -451,6 +452,7 @@ __device__ __forceinline__ void prep_role(const StateParams& fp, SharedStorage<K
                                           int prep_tid) {
   const PrefillParams& p = fp.p;
   PrepScratch& ps = s.prep;
+  GDN_PROBE_BEGIN();
   for (int c = first, i = 0; c < last; ++c, ++i) {
     // The thread's index hidden anew each chunk: the shared-memory
     // addresses derived from it are formed at their use, not held across
@@ -464,6 +466,7 @@ __device__ __forceinline__ void prep_role(const StateParams& fp, SharedStorage<K
     named_barrier(kPrepBarrier, kGroupThreads);  // the last chunk's scratch is read
     if (tid < kChunk) ps.G[tid] = gb.x, ps.beta[tid] = gb.y;
     mbar_wait(&s.full[st], (i / kStages) & 1);
+    GDN_PROBE_MARK(0);
     Slot<K>& sl = *opaque(&s.slot[st]);
     if (len < kChunk) {  // rows len.. of k and q (every panel) and of the CTA's v tiles
       constexpr int kUnitsPerRow = 128 / 16;
@@ -502,6 +505,7 @@ __device__ __forceinline__ void prep_role(const StateParams& fp, SharedStorage<K
     }
     fence_async_shared();                        // the cleared rows, before the wgmma reads
     named_barrier(kPrepBarrier, kGroupThreads);  // gates, norms, cleared rows
+    GDN_PROBE_MARK(1);
     if (warp == 0) cumsum_chunk_gates(ps, lane);
 
     // K K^T and Q K^T of the raw rows.
@@ -522,22 +526,27 @@ __device__ __forceinline__ void prep_role(const StateParams& fp, SharedStorage<K
     wgmma_fence_operand(kk);
     wgmma_fence_operand(qk);
     named_barrier(kPrepBarrier, kGroupThreads);  // the cumulative gates
+    GDN_PROBE_MARK(2);
 
     const TiledPrepStores out{reinterpret_cast<float*>(sl.au), reinterpret_cast<float*>(sl.l)};
     mask_product_rows(ps, p.scale, warp, lane, kk, qk,
                       [&](int r, int j, float2 xy) { out.l_pair(r, j, xy); });
     named_barrier(kPrepBarrier, kGroupThreads);  // M
+    GDN_PROBE_MARK(3);
     if (tid < kChunk)
       invert_diagonal_blocks(ps, tid);
     else
       row_factors(ps, p.scale, len, tid - kChunk, s.F[st]);
     named_barrier(kPrepBarrier, kGroupThreads);  // the diagonal blocks
+    GDN_PROBE_MARK(4);
     invert_block_column(
         ps, warp, lane, [&](int r, int j, float x) { out.au_element(r, j, x); },
         [&](int bi) { out.au_zero_block(bi, warp, lane); });
     fence_async_shared();  // Au and L, before the state warpgroups' wgmma reads
     mbar_arrive(&s.ready[st]);
+    GDN_PROBE_MARK(5);
   }
+  GDN_PROBE_REPORT("prep", max(1, last - first));
 }
 
 // Column tiles per (sequence or segment, value head): the value columns, and
