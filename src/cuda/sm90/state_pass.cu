@@ -452,6 +452,13 @@ __device__ __forceinline__ void prep_role(const StateParams& fp, SharedStorage<K
                                           int prep_tid) {
   const PrefillParams& p = fp.p;
   PrepScratch& ps = s.prep;
+  // Warp 0 holds the gates of rows 2 lane and 2 lane + 1 of the next chunk
+  // (their loads go out a chunk ahead).
+  const auto row_gates = [&](int c, int e) {
+    return chunk_row_gates(p, seq.t0(c), seq.len(c), hv, 2 * (opaque(prep_tid) & 31) + e);
+  };
+  float2 gate0 = make_float2(0.f, 0.f), gate1 = gate0;
+  if (prep_tid < 32 && first < last) gate0 = row_gates(first, 0), gate1 = row_gates(first, 1);
   GDN_PROBE_BEGIN();
   for (int c = first, i = 0; c < last; ++c, ++i) {
     // The thread's index hidden anew each chunk: the shared-memory
@@ -459,12 +466,13 @@ __device__ __forceinline__ void prep_role(const StateParams& fp, SharedStorage<K
     // the loop (ptxas spilled them).
     const int tid = opaque(prep_tid), warp = tid >> 5, lane = tid & 31;
     const int st = i % kStages;
-    const int64_t t0 = seq.t0(c);
     const int len = seq.len(c);
-    // The gates' loads go out before the waits.
-    const float2 gb = tid < kChunk ? chunk_row_gates(p, t0, len, hv, tid) : make_float2(0.f, 0.f);
     named_barrier(kPrepBarrier, kGroupThreads);  // the last chunk's scratch is read
-    if (tid < kChunk) ps.G[tid] = gb.x, ps.beta[tid] = gb.y;
+    if (warp == 0) {                             // beta and the cumulative gates, then the next chunk's loads
+      *reinterpret_cast<float2*>(&ps.beta[2 * lane]) = make_float2(gate0.y, gate1.y);
+      cumsum_gate_pairs(gate0.x, gate1.x, lane, ps.G, ps.G2);
+      if (c + 1 < last) gate0 = row_gates(c + 1, 0), gate1 = row_gates(c + 1, 1);
+    }
     mbar_wait(&s.full[st], (i / kStages) & 1);
     GDN_PROBE_MARK(0);
     Slot<K>& sl = *opaque(&s.slot[st]);
@@ -479,36 +487,12 @@ __device__ __forceinline__ void prep_role(const StateParams& fp, SharedStorage<K
         unsigned char* base = tile < tiles_kq ? sl.kq[tile / 2][tile % 2] : sl.v[tile - tiles_kq];
         reinterpret_cast<int4*>(base)[from + u % units] = make_int4(0, 0, 0, 0);
       }
+      fence_async_shared();                        // the cleared rows, before the wgmma reads
+      named_barrier(kPrepBarrier, kGroupThreads);  // (len is the warpgroup's)
     }
-    // Reciprocal norms: thread r < 64 takes row r of k, the others row
-    // r - 64 of q, over 16-byte units in their swizzled places (a row's sum
-    // needs no order; eight rows in a row hit distinct banks).
-    {
-      const int r = tid % kChunk, which = tid / kChunk;
-      float sq0 = 0.f, sq1 = 0.f;
-      if (p.l2norm && r < len) {
-#pragma unroll
-        for (int pp = 0; pp < K / 64; ++pp)
-#pragma unroll
-          for (int u = 0; u < 8; ++u) {
-            const uint4 w = *reinterpret_cast<const uint4*>(sl.kq[pp][which] + swizzle128(r, u));
-            const uint32_t ws[4] = {w.x, w.y, w.z, w.w};
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-              const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&ws[e]));
-              sq0 = fmaf(f.x, f.x, sq0);
-              sq1 = fmaf(f.y, f.y, sq1);
-            }
-          }
-      }
-      (which == 0 ? ps.rnk : ps.rnq)[r] = p.l2norm ? 1.f / sqrtf((sq0 + sq1) + 1e-6f) : 1.f;
-    }
-    fence_async_shared();                        // the cleared rows, before the wgmma reads
-    named_barrier(kPrepBarrier, kGroupThreads);  // gates, norms, cleared rows
-    GDN_PROBE_MARK(1);
-    if (warp == 0) cumsum_chunk_gates(ps, lane);
 
-    // K K^T and Q K^T of the raw rows.
+    // K K^T and Q K^T of the raw rows, on the tensor cores while the norms
+    // are formed below.
     float kk[2 * kPrepBlocks][4], qk[2 * kPrepBlocks][4];
 #pragma unroll
     for (int nt = 0; nt < 2 * kPrepBlocks; ++nt)
@@ -522,10 +506,36 @@ __device__ __forceinline__ void prep_role(const StateParams& fp, SharedStorage<K
       wgmma_bf16_ss_n64(qk, kq_desc(sl, 1, ks), bk);
     }
     wgmma_commit();
+    GDN_PROBE_MARK(1);
+
+    // Reciprocal norms: thread r < 64 takes row r of k, the others row
+    // r - 64 of q, over 16-byte units in their swizzled places (a row's sum
+    // needs no order; eight rows in a row hit distinct banks).
+    {
+      const int r = tid % kChunk, which = tid / kChunk;
+      float sq[4] = {};
+      if (p.l2norm && r < len) {
+        // (Two units in flight at a time: the products' accumulators hold
+        // 64 of the warpgroup's 104 registers meanwhile.)
+#pragma unroll 2
+        for (int x = 0; x < K / 8; ++x) {
+          const uint4 w = *reinterpret_cast<const uint4*>(sl.kq[x / 8][which] + swizzle128(r, x % 8));
+          const uint32_t ws[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&ws[e]));
+            sq[(e & 1) * 2] = fmaf(f.x, f.x, sq[(e & 1) * 2]);
+            sq[(e & 1) * 2 + 1] = fmaf(f.y, f.y, sq[(e & 1) * 2 + 1]);
+          }
+        }
+      }
+      (which == 0 ? ps.rnk : ps.rnq)[r] =
+          p.l2norm ? 1.f / sqrtf(((sq[0] + sq[1]) + (sq[2] + sq[3])) + 1e-6f) : 1.f;
+    }
     wgmma_wait<0>();
     wgmma_fence_operand(kk);
     wgmma_fence_operand(qk);
-    named_barrier(kPrepBarrier, kGroupThreads);  // the cumulative gates
+    named_barrier(kPrepBarrier, kGroupThreads);  // gates, norms
     GDN_PROBE_MARK(2);
 
     const TiledPrepStores out{reinterpret_cast<float*>(sl.au), reinterpret_cast<float*>(sl.l)};
