@@ -267,12 +267,6 @@ bool turned_off(const char* var) {
   return env != nullptr && std::string(env) == "0";
 }
 
-// Whether the sm90 prefill runs the fused state pass (GDN_SM90_FUSED=0: the
-// prep kernel and the two-kernel pass).
-bool fused_sm90() {
-  return !turned_off("GDN_SM90_FUSED");
-}
-
 // Chunk metadata on the device, unless the parameters carry it.
 Status chunk_meta(const PrefillParams& p, const HostPlan& plan, cudaStream_t stream) {
   if (p.inline_offsets) return Status::Ok();
@@ -301,14 +295,14 @@ Status launch(PrefillParams p, const HostPlan& plan, const DeviceLimits& dev, cu
 // The sm90 backend: chunk metadata, the prep kernel (Au and L in the sm90
 // tile layout), then the sm90 state pass over whole sequences, or local
 // pass, combine and final pass over segments.
-// With the fused state pass (GDN_SM90_FUSED, fused_sm90) no prep kernel
-// runs; with inline offsets the first state pass is then the call's first
-// kernel and writes the error flag (state_pass.cu, checks_failed).
+// With the fused state pass (sm90::fused_pass_for) no prep kernel runs;
+// with inline offsets the first state pass is then the call's first kernel
+// and writes the error flag (state_pass.cu, checks_failed).
 template <int KV>
 Status launch_sm90(sm90::StateParams fp, const HostPlan& plan, const DeviceLimits& dev, cudaStream_t stream) {
   if (Status s = chunk_meta(fp.p, plan, stream); !s.ok()) return s;
   fp.p.sm90_tiles = true;
-  const bool fused = fused_sm90();
+  const bool fused = sm90::fused_pass_for<KV>(fp.p, dev.sms, plan.long_tail);
   if (!fused) {
     if (Status s = launch_prefill_prep<__nv_bfloat16, KV, KV>(fp.p, stream); !s.ok()) return s;
   }

@@ -740,6 +740,18 @@ int groups_for(int64_t items, int tiles, int sms, bool long_tail) {
   return items * tiles > sms && !long_tail ? 2 : 1;
 }
 
+// The fused pass where its prep warpgroup hides behind two chains of state
+// products (a head's tiles paired, groups_for), i.e. the grids that fill
+// the SMs; elsewhere one chain per SM finishes a chunk faster than the prep
+// warpgroup does, and the prep kernel runs every chunk in parallel instead.
+template <int K>
+bool fused_pass_for(const PrefillParams& p, int sms, bool long_tail) {
+  if (const char* env = std::getenv("GDN_SM90_FUSED");
+      env != nullptr && (env == std::string("0") || env == std::string("1")))
+    return env[0] == '1';
+  return p.segments == 1 && groups_for(p.N * p.HV, tiles_per_item<K>(false), sms, long_tail) == 2;
+}
+
 template <int K, bool kLocal, bool kFused>
 Status launch_phase(StateParams fp, int sms, bool long_tail, cudaStream_t stream) {
   const auto kernel = prefill_state_sm90_kernel<K, kLocal, kFused>;
@@ -776,6 +788,8 @@ Status launch_state_sm90(const StateParams& fp, bool fused, int sms, bool long_t
                : launch_phase<K, false, false>(fp, sms, long_tail, stream);
 }
 
+template bool fused_pass_for<64>(const PrefillParams&, int, bool);
+template bool fused_pass_for<128>(const PrefillParams&, int, bool);
 template Status launch_state_sm90<64>(const StateParams&, bool, int, bool, cudaStream_t);
 template Status launch_state_sm90<128>(const StateParams&, bool, int, bool, cudaStream_t);
 
