@@ -475,8 +475,8 @@ __device__ __forceinline__ void prep_role(const StateParams& fp, SharedStorage<K
     }
     mbar_wait(&s.full[st], (i / kStages) & 1);
     GDN_PROBE_MARK(0);
-    Slot<K>& sl = *opaque(&s.slot[st]);
-    if (len < kChunk) {  // rows len.. of k and q (every panel) and of the CTA's v tiles
+    Slot<K>& sl = s.slot[st];  // (not opaque: its accesses stay shared-memory ones)
+    if (len < kChunk) {        // rows len.. of k and q (every panel) and of the CTA's v tiles
       constexpr int kUnitsPerRow = 128 / 16;
       const int from = len * kUnitsPerRow, units = (kChunk - len) * kUnitsPerRow;
       const int tiles_kq = 2 * (K / 64);
@@ -587,8 +587,11 @@ __global__ void __launch_bounds__(Config<kFused>::kThreads, 1)
   if (kFused && p.clear_flag != nullptr && blockIdx.x == 0 && threadIdx.x == 0)
     *p.clear_flag = p.inline_check ? one_sequence_checks(p) : 0;
   extern __shared__ unsigned char smem_raw[];
-  auto& s = *reinterpret_cast<SharedStorage<K, kFused>*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) &
-                                                         ~uintptr_t{1023});
+  // Aligned by an offset from smem_raw (not by rounding the address as an
+  // integer), so the compiler still knows every access through s is to
+  // shared memory (shared-memory instructions, not generic ones).
+  auto& s = *reinterpret_cast<SharedStorage<K, kFused>*>(
+      smem_raw + ((1024 - (reinterpret_cast<uintptr_t>(smem_raw) & 1023)) & 1023));
   const int segs = p.segments;
   const StateItem item = state_item(p, segs, tiles_per_item<K>(kLocal) / fp.groups);
   const int64_t n = item.n, hv = item.hv, h = hv / p.group;
