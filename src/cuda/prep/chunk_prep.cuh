@@ -11,11 +11,8 @@
 // the reciprocal norms; mask_products applies norms, scale, gates and masks.
 // The inverse is blocked over 16x16 blocks: the diagonal blocks by fp32
 // forward substitution, the others by one warp per block column on tensor
-// cores in 3xTF32 (the last block from the 32-row halves' inverses), whose
-// error scripts/check_prep_fragments.py measures (about that of fp32, far
-// under the tf32 rounding of the stored Au).
-// The fused sm90 state pass (sm90/state_pass.cu) runs the same pieces in a
-// prep warpgroup, its products on wgmma (mask_product_rows).
+// cores in 3xTF32, whose error scripts/check_prep_fragments.py measures
+// (about that of fp32, far under the tf32 rounding of the stored Au).
 //
 // The scratch type S provides: float m[64][kPrepMatStride] (M),
 // float D[kPrepBlocks][kPrepBlk][kPrepDStride], and float G[64], G2[64],

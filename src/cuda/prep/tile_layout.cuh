@@ -55,7 +55,7 @@ static_assert(f32_tile_offset(32, 32) >= kF32Panel + kF32ZeroQuarter &&
 
 // A chunk's Au and L stored element by element in the tile layout (the prep
 // kernel into the workspace, the fused sm90 state pass into its slot), as
-// invert_below_diagonal and the masks (chunk_prep.cuh) hand them out.
+// invert_block_column and mask_products (chunk_prep.cuh) hand them out.
 // Nothing is stored in the zero quarter.
 struct TiledPrepStores {
   float* au;

@@ -58,8 +58,7 @@ __device__ __forceinline__ void mma_io16(float (&c)[4], const uint32_t (&a)[4], 
 // GDN_PREP_PROBE=1 (a measurement build, -DCMAKE_CUDA_FLAGS=-DGDN_PREP_PROBE=1):
 // thread 0 of CTA 0 prints the cycles each step of the kernel took: the
 // first five end at a barrier (the slowest warp's time), the last is warp 0's
-// block column of the inverse, its longest chain. Measured on the H200,
-// before that column's chain went from nine block products to four
+// block column of the inverse, its longest chain. Measured on the H200
 // (bench/results/h200-2026-12-04-7552ab4-probes.txt): one chunk alone
 // (gdn run --seq-lens 64) 3268, 6, 1549, 3686, 564, 2649 cycles; 8 x 1024
 // 9047, 6, 1842, 4426, 1060, 3777. Staging the sm90 tile stores of L and Au
@@ -253,7 +252,7 @@ __global__ void __launch_bounds__(kPrepThreads) prefill_prep_kernel(const __grid
   GDN_PREP_MARK(3);
 
   // Au = (I + M)^-1 diag(beta): the diagonal blocks and the row factors,
-  // then one block column per warp (invert_below_diagonal).
+  // then one block column per warp.
   const int64_t item = int64_t{c} * p.HV + hv;
   if (tid < kChunk)
     invert_diagonal_blocks(s, tid);
