@@ -8,8 +8,8 @@ warp's row tile over the column tiles j <= i for 16-bit io (and the tf32
 ones for fp32 io), the squared norms read off the diagonals and spread by
 shuffles, the M and L epilogue
 with its masks and zero tiles, step 1 (fp32 forward substitution) and step 2
-(warp j computes block column j of the inverse in 3xTF32, transposed, the
-last block from the 32-row halves' inverses, with tf32 rounding emulated) down to the Au stores. Checks that every L and Au
+(warp j computes block column j of the inverse in 3xTF32, transposed, with
+tf32 rounding emulated) down to the Au stores. Checks that every L and Au
 element is written exactly once and that L, Au and the row norms match a
 float64 evaluation of the chunk's formulas (file header of the kernel);
 then measures step 2's error against float64 next to the previous scalar
@@ -223,49 +223,18 @@ def step1(Ms):
     return D
 
 
-def block_product(acc, yh, yl, X, k0, n0, lower=False):
-    """acc[u] += Y B over a 16 x 16 block, B(k, n) = X[n0 + n][k0 + k] (block_product)."""
-    for st in range(2):
-        for u in range(2):
-            if lower and u < st:
-                continue
-            bh, bl = split_b_transposed(X, k0 + 8 * st, n0 + 8 * u)
-            acc[u] = mma_tf32x3(acc[u], yh[st], yl[st], bh, bl)
-    return acc
-
-
-def block_product_1acc(c, yh, yl, X, k0, n0):
-    """The same into one accumulator a tile, lo hi, hi lo, hi hi in sequence (block_product_1acc)."""
-    for st in range(2):
-        for u in range(2):
-            bh, bl = split_b_transposed(X, k0 + 8 * st, n0 + 8 * u)
-            c[u] = mma_k8(mma_k8(mma_k8(c[u], yl[st], bh), yh[st], bl), yh[st], bh)
-    return c
-
-
-def finish_block(acc, sign):
-    """y = sign * the sums, and y's split A fragments (finish_block)."""
-    y = [[np.float32(sign) * v for v in acc3_sum(acc[u])] for u in range(2)]
-    h, l = zip(*(split_a_from_acc(y[u]) for u in range(2)))
-    return y, h, l
-
-
 def step2(Ms, D, beta, out_round=tf32_rn):
-    """Warp j: block column j of A = T^-1, transposed, in 3xTF32, its later terms issued
-    early; A_30 = -(A_32 X_20 + D_3 X_30) with warp 2's A_32 (invert_below_diagonal).
-    Au = A diag(beta)."""
+    """Warp j: block column j of A = T^-1, transposed, in 3xTF32; Au = A diag(beta)."""
     Au = np.full((C, C), np.nan, np.float32)
     writes = np.zeros((C, C), int)
-    M = Ms.copy()  # warp 2 writes A_32 into block (2, 3)
-    ph = pl = None
-    for j in (3, 2, 1, 0):  # warp 0 reads what warp 2 wrote
+    for j in range(4):
         bcol = [beta[16 * j + G8], beta[16 * j + G8 + 8]]
 
         def store(y, i):
-            for u in range(2):
-                for e, (dc, dr) in enumerate(ELEM):  # y[u][e] = A_ij[8 u + 2 t + e % 2][g + 8 (e / 2)]
-                    r, c = 16 * i + 8 * u + 2 * T4 + dr, 16 * j + G8 + dc
-                    Au[r, c] = out_round(f32(y[u][e] * bcol[dc // 8]))
+            for st in range(2):
+                for e, (dc, dr) in enumerate(ELEM):  # y[st][e] = A_ij[8 st + 2 t + e % 2][g + 8 (e / 2)]
+                    r, c = 16 * i + 8 * st + 2 * T4 + dr, 16 * j + G8 + dc
+                    Au[r, c] = out_round(f32(y[st][e] * bcol[dc // 8]))
                     writes[r, c] += 1
 
         for i in range(j):
@@ -274,36 +243,30 @@ def step2(Ms, D, beta, out_round=tf32_rn):
                 for cc in range(4):
                     Au[r, 16 * j + 4 * (LANES & 3) + cc] = 0
                     writes[r, 16 * j + 4 * (LANES & 3) + cc] += 1
-        y = [[D[j][8 * u + 2 * T4 + dr, G8 + dc] for dc, dr in ELEM] for u in range(2)]
+        y = [[D[j][8 * st + 2 * T4 + dr, G8 + dc] for dc, dr in ELEM] for st in range(2)]
         store(y, j)
-        if j == 3:
-            continue
-        dh, dl = zip(*(split_a_from_acc(y[u]) for u in range(2)))
-        p1 = block_product([acc3(), acc3()], dh, dl, M, 16 * j, 16 * (j + 1))
-        e2 = block_product_1acc([zeros()[0:4], zeros()[0:4]], dh, dl, M, 16 * j, 16 * (j + 2)) if j < 2 else None
-        x3 = block_product_1acc([zeros(), zeros()], dh, dl, M, 0, 48) if j == 0 else None
-        _, h, l = finish_block(p1, 1.0)
-        y, h, l = finish_block(block_product([acc3(), acc3()], h, l, D[j + 1], 0, 0, lower=True), -1.0)
-        store(y, j + 1)
-        if j == 2:
-            for u in range(2):
-                for e, (dc, dr) in enumerate(ELEM):
-                    M[32 + 8 * u + 2 * T4 + dr, 48 + G8 + dc] = y[u][e]
-            continue
-        p2 = [(e2[u], zeros(), zeros()) for u in range(2)]
-        p2 = block_product(p2, h, l, M, 16 * (j + 1), 16 * (j + 2))
-        if j == 0:
-            x3 = block_product_1acc(x3, h, l, M, 16, 48)
-        _, ph, pl = finish_block(p2, 1.0)
-        y, h, l = finish_block(block_product([acc3(), acc3()], ph, pl, D[j + 2], 0, 0, lower=True), -1.0)
-        store(y, j + 2)
-        if j == 1:
-            continue
-        h, l = zip(*(split_a_from_acc(x3[u]) for u in range(2)))
-        a = block_product([acc3(), acc3()], h, l, D[3], 0, 0, lower=True)
-        a = block_product(a, ph, pl, M[32:48, 48:64], 0, 0)
-        y, _, _ = finish_block(a, -1.0)
-        store(y, 3)
+        yh, yl = {}, {}
+        for d in range(1, 4):
+            i = j + d
+            if i >= 4:
+                break
+            yh[d - 1], yl[d - 1] = zip(*(split_a_from_acc(y[st]) for st in range(2)))
+            pt = [acc3(), acc3()]
+            for kb in range(d):
+                for st in range(2):
+                    for u in range(2):
+                        bh, bl = split_b_transposed(Ms, 16 * (j + kb) + 8 * st, 16 * i + 8 * u)
+                        pt[u] = mma_tf32x3(pt[u], yh[kb][st], yl[kb][st], bh, bl)
+            pt = [acc3_sum(pt[u]) for u in range(2)]
+            ph, pl = zip(*(split_a_from_acc(pt[st]) for st in range(2)))
+            ya = [acc3(), acc3()]
+            for st in range(2):
+                for u in range(st, 2):
+                    bh, bl = split_b_transposed(D[i], 8 * st, 8 * u)
+                    ya[u] = mma_tf32x3(ya[u], ph[st], pl[st], bh, bl)
+            ya = [acc3_sum(ya[u]) for u in range(2)]
+            y = [[-ya[u][e] for e in range(4)] for u in range(2)]
+            store(y, i)
     return Au, writes
 
 

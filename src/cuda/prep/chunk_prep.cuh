@@ -244,161 +244,93 @@ __device__ __forceinline__ void row_factors(const S& s, float scale, int len, in
   if (r == 0) F[kFactorDecay] = expf(gc);
 }
 
-// Step 2 of the inverse, the blocks below the diagonal, on tensor cores in
-// 3xTF32 (fp32 operands split hi + lo) with the blocks transposed, so that
-// each result feeds the next product as an A operand straight from
-// registers: a product Y B takes Y^T's tiles as A and B(k, n) from a
-// row-major block X[n][k] (64-bit loads of pairs), so Y T_ik^T reads T_ik
-// and Y D_i^T reads D_i in place. Warp j computes block column j, with
-// A_ij^T = -P_ij^T D_i^T and the terms of P_ij^T = sum_{k=j}^{i-1} A_kj^T
-// T_ik^T issued as soon as their A_kj is known, except that the last block,
-// A_30, comes from the 32-row halves' inverses (a chain of four products
-// instead of nine):
-//   A_30 = -(A_32 X_20 + D_3 X_30),  X_20 = P_20,  X_30 = T_30 D_0 + T_31 A_10
-// with A_32 from warp 2, which stores it (unscaled, row-major) in M's unused
-// block (2, 3) and signals named barrier `bar` (warps 0 and 2) for warp 0.
-// Au = A diag(beta) goes out through store_au(i, j, x) (Au[i][j] = x,
-// tf32-rounded: the state pass feeds it to the tensor cores as is) for the
-// blocks on and below the diagonal, and zero_above(i) for block (i, j),
-// i < j. Padding rows (r >= len) have zero rows and columns in M, so A is
-// the identity there and Au's rows are 0. (scripts/check_prep_fragments.py
-// emulates this lane by lane.)
-constexpr int kPrepPairBarrierThreads = 64;  // warps 0 and 2
-static_assert(kPrepBlocks == 4, "invert_below_diagonal is written for 4 x 4 blocks");
-
-// acc[u] += Y B over one 16 x 16 block: Y's tiles split (yh, yl: k-steps st
-// of 8), B(k, n) = X[n0 + n][k0 + k] of the row-major X (stride floats).
-// lower: X is lower triangular (X[n][k] = 0 for k > n), so k-step 1 of
-// n-tile 0 is skipped.
-__device__ __forceinline__ void block_product(Tf32x3Acc (&acc)[2], const uint32_t (&yh)[2][4],
-                                              const uint32_t (&yl)[2][4], const float* x, int stride, int k0,
-                                              int n0, int lane, bool lower) {
-#pragma unroll
-  for (int st = 0; st < 2; ++st)
-#pragma unroll
-    for (int u = 0; u < 2; ++u) {
-      if (lower && u < st) continue;
-      uint32_t bh[2], bl[2];
-      split_b_transposed(bh, bl, x, stride, k0 + 8 * st, n0 + 8 * u, lane);
-      mma_tf32x3(acc[u], yh[st], yl[st], bh, bl);
-    }
-}
-
-// The same into one fp32 accumulator per n-tile (the three terms of each
-// k-step in sequence): for the terms off the critical chain, in a third of
-// the registers.
-__device__ __forceinline__ void block_product_1acc(float (&c)[2][4], const uint32_t (&yh)[2][4],
-                                                   const uint32_t (&yl)[2][4], const float* x, int stride,
-                                                   int k0, int n0, int lane) {
-#pragma unroll
-  for (int st = 0; st < 2; ++st)
-#pragma unroll
-    for (int u = 0; u < 2; ++u) {
-      uint32_t bh[2], bl[2];
-      split_b_transposed(bh, bl, x, stride, k0 + 8 * st, n0 + 8 * u, lane);
-      mma_tf32(c[u], yl[st], bh);
-      mma_tf32(c[u], yh[st], bl);
-      mma_tf32(c[u], yh[st], bh);
-    }
-}
-
-// y = sign * (the accumulators' sums), and y's split A fragments.
-__device__ __forceinline__ void finish_block(const Tf32x3Acc (&acc)[2], float sign, float (&y)[2][4],
-                                             uint32_t (&h)[2][4], uint32_t (&l)[2][4]) {
-#pragma unroll
-  for (int u = 0; u < 2; ++u) {
-    acc[u].sum(y[u]);
-#pragma unroll
-    for (int e = 0; e < 4; ++e) y[u][e] *= sign;
-    split_a_from_acc(h[u], l[u], y[u]);
-  }
-}
-
+// Step 2 of the inverse, block column j (one warp), on tensor cores in
+// 3xTF32 (fp32 operands split hi + lo) with the blocks transposed so that
+// each result feeds the next product as an A operand straight from registers:
+//   A_ij = -D_i sum_{k=j}^{i-1} T_ik A_kj,  i > j   (A_jj = D_j)
+//   P_ij^T = sum_{k=j}^{i-1} A_kj^T T_ik^T     A_ij^T = -P_ij^T D_i^T
+// (B(k, n) = T_ik[n][k] and D_i[n][k], 64-bit loads of row pairs). Au = A
+// diag(beta) goes out through store_au(i, j, x) (Au[i][j] = x, tf32-rounded:
+// the state pass feeds it to the tensor cores as is) for the blocks on and
+// below the diagonal, and zero_above(i) for block (i, j), i < j. Padding rows
+// (r >= len) have zero rows and columns in M, so A is the identity there and
+// Au's rows are 0.
 template <typename S, typename StoreAu, typename ZeroAbove>
-__device__ __forceinline__ void invert_below_diagonal(S& s, int j, int lane, int bar, StoreAu&& store_au,
-                                                      ZeroAbove&& zero_above) {
+__device__ __forceinline__ void invert_block_column(const S& s, int j, int lane, StoreAu&& store_au,
+                                                    ZeroAbove&& zero_above) {
   const int g8 = lane >> 2, t4 = lane & 3;
   const float bcol[2] = {s.beta[j * kPrepBlk + g8], s.beta[j * kPrepBlk + g8 + 8]};
-  const float* m = &s.m[0][0];
-  constexpr int ms = kPrepMatStride;
-  // y holds A_ij^T in accumulator layout, tile u and element e being
-  // A_ij[8 u + 2 t4 + e % 2][g8 + 8 (e / 2)].
-  const auto store_block = [&](const float(&y)[2][4], int i) {
+  // y holds A_ij^T in accumulator layout, tile st and element e being
+  // A_ij[8 st + 2 t4 + e % 2][g8 + 8 (e / 2)].
+  const auto store_block = [&](const float(&y)[2][4], int d) {
 #pragma unroll
-    for (int u = 0; u < 2; ++u)
+    for (int st = 0; st < 2; ++st)
 #pragma unroll
       for (int e = 0; e < 4; ++e)
-        store_au(i * kPrepBlk + 8 * u + 2 * t4 + (e & 1), j * kPrepBlk + g8 + 8 * (e >> 1),
-                 tf32_round_rn(y[u][e] * bcol[e >> 1]));
-  };
-  const auto zero = [](Tf32x3Acc(&acc)[2]) {
-    acc[0].zero();
-    acc[1].zero();
+        store_au((j + d) * kPrepBlk + 8 * st + 2 * t4 + (e & 1), j * kPrepBlk + g8 + 8 * (e >> 1),
+                 tf32_round_rn(y[st][e] * bcol[e >> 1]));
   };
 #pragma unroll
   for (int i = 0; i < kPrepBlocks - 1; ++i)
     if (i < j) zero_above(i);
+  uint32_t yh[kPrepBlocks - 1][2][4], yl[kPrepBlocks - 1][2][4];
   float y[2][4];
 #pragma unroll
-  for (int u = 0; u < 2; ++u)
+  for (int st = 0; st < 2; ++st)
 #pragma unroll
-    for (int e = 0; e < 4; ++e) y[u][e] = s.D[j][8 * u + 2 * t4 + (e & 1)][g8 + 8 * (e >> 1)];
-  store_block(y, j);
-  if (j == kPrepBlocks - 1) return;
-  uint32_t dh[2][4], dl[2][4];  // D_j^T
+    for (int e = 0; e < 4; ++e) y[st][e] = s.D[j][8 * st + 2 * t4 + (e & 1)][g8 + 8 * (e >> 1)];
+  store_block(y, 0);
 #pragma unroll
-  for (int u = 0; u < 2; ++u) split_a_from_acc(dh[u], dl[u], y[u]);
-
-  // P_{j+1,j}^T, and the D_j terms of the later blocks of the column
-  // (off the chain: one accumulator a tile).
-  Tf32x3Acc p1[2];
-  zero(p1);
-  block_product(p1, dh, dl, m, ms, j * kPrepBlk, (j + 1) * kPrepBlk, lane, false);
-  float e2[2][4] = {}, x3[2][4] = {};
-  if (j < 2) block_product_1acc(e2, dh, dl, m, ms, j * kPrepBlk, (j + 2) * kPrepBlk, lane);
-  if (j == 0) block_product_1acc(x3, dh, dl, m, ms, 0, 3 * kPrepBlk, lane);  // X_30^T's D_0 term
-  // A_{j+1,j}^T = -P^T D_{j+1}^T.
-  uint32_t h[2][4], l[2][4];
-  finish_block(p1, 1.f, y, h, l);
-  Tf32x3Acc a[2];
-  zero(a);
-  block_product(a, h, l, &s.D[j + 1][0][0], kPrepDStride, 0, 0, lane, true);
-  finish_block(a, -1.f, y, h, l);
-  store_block(y, j + 1);
-  if (j == 2) {  // A_32, unscaled and row-major, into M's block (2, 3) for warp 0
-    float* a32 = &s.m[2 * kPrepBlk][3 * kPrepBlk];
+  for (int d = 1; d < kPrepBlocks; ++d) {
+    const int i = j + d;
+    if (i >= kPrepBlocks) break;
+    // The last block out, A_{i-1,j}, as split A operands.
+    split_a_from_acc(yh[d - 1][0], yl[d - 1][0], y[0]);
+    split_a_from_acc(yh[d - 1][1], yl[d - 1][1], y[1]);
+    // Each product's three terms go to their own accumulators (Tf32x3Acc):
+    // the chain is this block's latency and the block column's.
+    Tf32x3Acc pacc[2];  // P_ij^T
+    pacc[0].zero();
+    pacc[1].zero();
+#pragma unroll
+    for (int kb = 0; kb < d; ++kb) {
+      const int kblk = j + kb;
+#pragma unroll
+      for (int st = 0; st < 2; ++st)
+#pragma unroll
+        for (int u = 0; u < 2; ++u) {
+          uint32_t bh[2], bl[2];
+          split_b_transposed(bh, bl, &s.m[0][0], kPrepMatStride, kblk * kPrepBlk + 8 * st,
+                             i * kPrepBlk + 8 * u, lane);
+          mma_tf32x3(pacc[u], yh[kb][st], yl[kb][st], bh, bl);
+        }
+    }
+    float pt[2][4];
+    pacc[0].sum(pt[0]);
+    pacc[1].sum(pt[1]);
+    uint32_t ph[2][4], pl[2][4];
+    split_a_from_acc(ph[0], pl[0], pt[0]);
+    split_a_from_acc(ph[1], pl[1], pt[1]);
+    Tf32x3Acc yacc[2];
+    yacc[0].zero();
+    yacc[1].zero();
+#pragma unroll
+    for (int st = 0; st < 2; ++st)
+#pragma unroll
+      for (int u = st; u < 2; ++u) {  // D_i[n][k] is 0 for k > n: skip k-step 1 of n-tile 0
+        uint32_t bh[2], bl[2];
+        split_b_transposed(bh, bl, &s.D[i][0][0], kPrepDStride, 8 * st, 8 * u, lane);
+        mma_tf32x3(yacc[u], ph[st], pl[st], bh, bl);
+      }
+    float ya[2][4];
+    yacc[0].sum(ya[0]);
+    yacc[1].sum(ya[1]);
 #pragma unroll
     for (int u = 0; u < 2; ++u)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) a32[(8 * u + 2 * t4 + (e & 1)) * ms + g8 + 8 * (e >> 1)] = y[u][e];
-    asm volatile("bar.arrive %0, %1;" ::"r"(bar), "r"(kPrepPairBarrierThreads) : "memory");
-    return;
+      for (int e = 0; e < 4; ++e) y[u][e] = -ya[u][e];
+    store_block(y, d);
   }
-  // P_{j+2,j}^T's last term; for warp 0 also X_30^T's.
-  Tf32x3Acc p2[2];
-  zero(p2);
-#pragma unroll
-  for (int u = 0; u < 2; ++u)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) p2[u].hh[e] = e2[u][e];
-  block_product(p2, h, l, m, ms, (j + 1) * kPrepBlk, (j + 2) * kPrepBlk, lane, false);
-  if (j == 0) block_product_1acc(x3, h, l, m, ms, kPrepBlk, 3 * kPrepBlk, lane);
-  uint32_t ph[2][4], pl[2][4];
-  finish_block(p2, 1.f, y, ph, pl);
-  zero(a);
-  block_product(a, ph, pl, &s.D[j + 2][0][0], kPrepDStride, 0, 0, lane, true);
-  finish_block(a, -1.f, y, h, l);
-  store_block(y, j + 2);
-  if (j == 1) return;
-    // A_30^T = -(X_30^T D_3^T + P_20^T A_32^T).
-#pragma unroll
-  for (int u = 0; u < 2; ++u) split_a_from_acc(h[u], l[u], x3[u]);
-  zero(a);
-  block_product(a, h, l, &s.D[3][0][0], kPrepDStride, 0, 0, lane, true);
-  asm volatile("bar.sync %0, %1;" ::"r"(bar), "r"(kPrepPairBarrierThreads) : "memory");
-  block_product(a, ph, pl, &s.m[2 * kPrepBlk][3 * kPrepBlk], ms, 0, 0, lane, false);
-  finish_block(a, -1.f, y, h, l);
-  store_block(y, 3);
 }
 
 }  // namespace gdn::cuda

@@ -22,8 +22,7 @@ namespace {
 
 constexpr int kMatStride = kPrepMatStride;
 constexpr int kNumBlk = kPrepBlocks;
-constexpr int kVec = 4;          // floats per vector (float4) access
-constexpr int kPairBarrier = 1;  // named barrier of invert_below_diagonal (0 is __syncthreads)
+constexpr int kVec = 4;  // floats per vector (float4) access
 
 // Raw q and k rows (the io dtype, one 16-byte pad per row: the fragment loads
 // of a warp hit distinct banks); the l2 norms apply as row and column factors
@@ -262,8 +261,8 @@ __global__ void __launch_bounds__(kPrepThreads) prefill_prep_kernel(const __grid
   GDN_PREP_MARK(4);
   float* Au = p.Au + item * kChunk * kChunk;
   const TiledPrepStores tiled{Au, nullptr};
-  invert_below_diagonal(
-      s, warp, lane, kPairBarrier,
+  invert_block_column(
+      s, warp, lane,
       [&](int i, int j, float x) {
         if (p.sm90_tiles)
           tiled.au_element(i, j, x);

@@ -107,11 +107,10 @@ constexpr bool kSplitVn = true;
 #endif
 
 enum class Role { kState, kLoad, kPrep };
-constexpr int kGroupThreads = 128;   // one warpgroup
-constexpr int kMaxGroups = 2;        // state warpgroups per CTA
-constexpr int kStateBarrier = 1;     // named barrier of the state warpgroups alone (0 is __syncthreads)
-constexpr int kPrepBarrier = 2;      // ... of the prep warpgroup alone
-constexpr int kPrepPairBarrier = 3;  // ... of its warps 0 and 2 (invert_below_diagonal)
+constexpr int kGroupThreads = 128;  // one warpgroup
+constexpr int kMaxGroups = 2;       // state warpgroups per CTA
+constexpr int kStateBarrier = 1;    // named barrier of the state warpgroups alone (0 is __syncthreads)
+constexpr int kPrepBarrier = 2;     // ... of the prep warpgroup alone
 constexpr int kStateWarps = 4 * kMaxGroups;
 constexpr int kLoadRegs = 24;  // setmaxnreg
 // Per variant: the two-kernel pass (prep results copied in) has the state
@@ -550,8 +549,8 @@ __device__ __forceinline__ void prep_role(const StateParams& fp, SharedStorage<K
       row_factors(ps, p.scale, len, tid - kChunk, s.F[st]);
     named_barrier(kPrepBarrier, kGroupThreads);  // the diagonal blocks
     GDN_PROBE_MARK(4);
-    invert_below_diagonal(
-        ps, warp, lane, kPrepPairBarrier, [&](int r, int j, float x) { out.au_element(r, j, x); },
+    invert_block_column(
+        ps, warp, lane, [&](int r, int j, float x) { out.au_element(r, j, x); },
         [&](int bi) { out.au_zero_block(bi, warp, lane); });
     fence_async_shared();  // Au and L, before the state warpgroups' wgmma reads
     mbar_arrive(&s.ready[st]);
