@@ -244,7 +244,8 @@ TEST_P(GpuPrefill, SplitSequencesMatchTheReference) {
 // pool or final states and the checkpoints are bitwise the same, for whole
 // sequences and split ones (the local pass pairs state-map tiles, and at
 // K = 64 a value tile with a map tile), both layouts, short last chunks; and
-// the paired run matches the reference.
+// the paired run matches the reference; in both forms of the pass (fused
+// and two-kernel).
 TEST(Sm90Groups, PairedTilesGiveTheBitsOfSingleTiles) {
   REQUIRE_GPU();
   if (!serves(Backend::kSm90, suite_like())) GTEST_SKIP() << "sm90 is not available here";
@@ -259,30 +260,32 @@ TEST(Sm90Groups, PairedTilesGiveTheBitsOfSingleTiles) {
   c.seq_lens = {700, 1, 2100, 64};
   c.pool = false, c.K = c.V = 64, c.layout = StateLayout::kKV, c.checkpoint_every = 0;
   cases.emplace_back(c, "4");
-  for (auto& [sc, segments] : cases) {
-    SCOPED_TRACE(sc.name);
-    sc.seed = 91;
-    const ScopedEnv split("GDN_CUDA_SEGMENTS", segments);
-    std::vector<uint8_t> bytes[2][3];
-    for (int g = 0; g < 2; ++g) {
-      const ScopedEnv groups("GDN_SM90_GROUPS", g == 0 ? "1" : "2");
-      Workload w(for_gpu(sc), true);
-      ASSERT_TRUE(w.status().ok()) << w.status().message();
-      Args a = w.args();
-      a.backend = Backend::kSm90;
-      a.strict = true;
-      ASSERT_TRUE(prefill(a).ok());
-      CUDA_OK(cudaDeviceSynchronize());
-      bytes[g][0] = device_bytes(a.out);
-      bytes[g][1] = device_bytes(a.final_state.defined() ? a.final_state : a.initial_state);
-      if (a.checkpoints.defined()) bytes[g][2] = device_bytes(a.checkpoints);
+  for (auto& [sc, segments] : cases)
+    for (const char* fused : {"0", "1"}) {  // (the pass's form is pinned: both forms pair tiles)
+      SCOPED_TRACE(sc.name + ", GDN_SM90_FUSED=" + fused);
+      sc.seed = 91;
+      const ScopedEnv split("GDN_CUDA_SEGMENTS", segments);
+      const ScopedEnv form("GDN_SM90_FUSED", fused);
+      std::vector<uint8_t> bytes[2][3];
+      for (int g = 0; g < 2; ++g) {
+        const ScopedEnv groups("GDN_SM90_GROUPS", g == 0 ? "1" : "2");
+        Workload w(for_gpu(sc), true);
+        ASSERT_TRUE(w.status().ok()) << w.status().message();
+        Args a = w.args();
+        a.backend = Backend::kSm90;
+        a.strict = true;
+        ASSERT_TRUE(prefill(a).ok());
+        CUDA_OK(cudaDeviceSynchronize());
+        bytes[g][0] = device_bytes(a.out);
+        bytes[g][1] = device_bytes(a.final_state.defined() ? a.final_state : a.initial_state);
+        if (a.checkpoints.defined()) bytes[g][2] = device_bytes(a.checkpoints);
+      }
+      EXPECT_EQ(bytes[0][0], bytes[1][0]) << "out";
+      EXPECT_EQ(bytes[0][1], bytes[1][1]) << "states";
+      EXPECT_EQ(bytes[0][2], bytes[1][2]) << "checkpoints";
+      const ScopedEnv groups("GDN_SM90_GROUPS", "2");
+      matches_reference(Backend::kSm90, for_gpu(sc));
     }
-    EXPECT_EQ(bytes[0][0], bytes[1][0]) << "out";
-    EXPECT_EQ(bytes[0][1], bytes[1][1]) << "states";
-    EXPECT_EQ(bytes[0][2], bytes[1][2]) << "checkpoints";
-    const ScopedEnv groups("GDN_SM90_GROUPS", "2");
-    matches_reference(Backend::kSm90, for_gpu(sc));
-  }
 }
 
 // The sm90 prefill's two forms, the fused state pass (the default: a prep

@@ -160,6 +160,7 @@ bool column_state_pass(int64_t items, const DeviceLimits& dev) {
 struct HostPlan {
   int64_t checkpoint_rows = 0;
   bool long_tail = false;  // long_tail_of
+  bool one_chunk = false;  // every sequence at most one chunk long (a host copy of cu_seqlens shows it)
 };
 
 // Whether one sequence's chunks outlast the rest of a column-owner launch by
@@ -302,7 +303,7 @@ template <int KV>
 Status launch_sm90(sm90::StateParams fp, const HostPlan& plan, const DeviceLimits& dev, cudaStream_t stream) {
   if (Status s = chunk_meta(fp.p, plan, stream); !s.ok()) return s;
   fp.p.sm90_tiles = true;
-  const bool fused = sm90::fused_pass_for<KV>(fp.p, dev.sms, plan.long_tail);
+  const bool fused = sm90::fused_pass_for<KV>(fp.p, dev.sms, plan.one_chunk);
   if (!fused) {
     if (Status s = launch_prefill_prep<__nv_bfloat16, KV, KV>(fp.p, stream); !s.ok()) return s;
   }
@@ -447,6 +448,9 @@ Status run_prefill(const Call& c, const Args& a, bool sm90) {
   HostPlan plan;
   plan.checkpoint_rows = a.checkpoints.defined() ? a.checkpoints.shape[0] : 0;
   plan.long_tail = long_tail_of(c, dev);
+  plan.one_chunk = c.host_seqlens;
+  for (int64_t n = 0; plan.one_chunk && n < c.N; ++n)
+    plan.one_chunk = c.seq_start[n + 1] - c.seq_start[n] <= kChunk;
   if (sm90) {
 #if GDN_WITH_SM90_BACKEND
     if (c.io_dtype != DType::kBF16) return Status::Unsupported("sm90: runs bf16 io only");

@@ -1,11 +1,15 @@
 // The sm90 (H100, H200) state pass of the prefill for bf16 io: one CTA per
 // (sequence or segment, value head, one or two tiles of 64 value columns),
-// fed by the prep kernel (sm80/prefill_prep.cu, which writes each chunk's
-// Au, L and row factors to the workspace in this kernel's shared-memory
-// layout).
+// in two forms. The two-kernel pass is fed by the prep kernel
+// (sm80/prefill_prep.cu, which writes each chunk's Au, L and row factors to
+// the workspace in this kernel's shared-memory layout); the fused pass
+// (kFused) forms them itself in a prep warpgroup (prep_role), one chunk
+// ahead of the state warpgroups, so nothing but q, k, v, the gates and the
+// states crosses memory. fused_pass_for picks the form.
 //
-// Roles (384 threads, one CTA per SM by shared memory; the load warpgroup
-// gives its registers to the state warpgroups, kStateRegs each):
+// Roles (384 threads, 512 fused; one CTA per SM by shared memory; the load
+// warpgroup gives its registers to the state warpgroups, Config::kStateRegs
+// each):
 //   kState (warpgroups 0, 1)  warpgroup g owns column tile g of the CTA;
 //                         its warp w owns value columns 16 w .. of the tile
 //                         as S^T [64, K] in wgmma accumulator registers for
@@ -15,6 +19,14 @@
 //                         kStages-slot ring completed on mbarriers: bulk
 //                         tensor copies of k, q (64 x K) and v (64 x 64 per
 //                         tile), bulk copies of Au, L and the factors
+//                         (two-kernel pass only)
+//   kPrep  (warpgroup 3, fused pass)  per chunk, once its k, q and v are in:
+//                         the rows past the chunk's end cleared, Au, L and
+//                         the factors into the slot, then the slot's
+//                         `ready` barrier (the state warpgroups wait on
+//                         it as well as on `full`); 104 registers, so the
+//                         state warpgroups get 192 (O completes before the
+//                         update is issued to fit them)
 // The two tiles of a CTA belong to the same (sequence, value head): they
 // share the slot's k, q, Au, L and factors, so a head's chunk crosses from
 // L2 once instead of once per tile, and the SM interleaves two chains of
@@ -28,15 +40,16 @@
 // Rows of a chunk past its sequence's end hold the next sequence's tokens
 // (or zeros past T, the copies' out-of-bounds fill). Au, L and the factors
 // are zero there, but a zero factor times an Inf or NaN of the neighbour's
-// k or v is NaN, so the state warpgroup zeroes those rows of the k and v
-// tiles before its first product reads them (q's rows reach only outputs
-// that are not stored).
+// k or v is NaN, so the state warpgroup (the prep warpgroup in the fused
+// pass, q's rows too) zeroes those rows of the k and v tiles before the
+// first product reads them (q's rows reach only outputs that are not
+// stored).
 // k and q tiles are 128-byte swizzled as the bulk copies write them
 // (K-major for [K | Q]^T, MN-major for the update); Au and L come in the
 // tile layout of prep/tile_layout.cuh.
 //
-// Measured and not kept (H200, GDN_SM90_PROBE=3, q3n-tp1 1x8192): this
-// kernel with the prep done in the CTA by a third warpgroup per chunk took
+// Measured and not kept (H200, GDN_SM90_PROBE=3, q3n-tp1 1x8192): an
+// earlier kernel with the prep done in the CTA by a third warpgroup took
 // about 10,000 cycles a chunk in the prep (one warp per scheduler running
 // about 3,000 dependent instructions), twice the state pass's, and ran
 // slower than the cuda backend on 18 of 19 suite rows as first built, 7 of
@@ -743,16 +756,23 @@ int groups_for(int64_t items, int tiles, int sms, bool long_tail) {
   return items * tiles > sms && !long_tail ? 2 : 1;
 }
 
-// The fused pass where its prep warpgroup hides behind two chains of state
-// products (a head's tiles paired, groups_for), i.e. the grids that fill
-// the SMs; elsewhere one chain per SM finishes a chunk faster than the prep
-// warpgroup does, and the prep kernel runs every chunk in parallel instead.
+// The fused pass runs where no chain of chunks follows the prep: every
+// sequence one chunk long and the grid's CTAs all on the SMs at once. There
+// it saves the prep kernel's launch and the trip of Au and L through
+// memory: q3n-tp1 1x64 15.3 against 17.9 us graph time on the H100
+// (bench/results/h100-2026-12-07-620cbb5-fused-ab.txt). Over longer
+// sequences its prep warpgroup is the bottleneck: about 12,000 cycles a
+// chunk (GDN_SM90_PROBE=3: gates and slot wait 2,000, the products' issue
+// 1,900, norms and products 2,750, masks 1,600, diagonal blocks 1,450,
+// block columns 2,700) against the state warpgroups' 6,000-8,000, so
+// q3n-tp1 1x8192 took 687 against 313 us and the batch rows 0-6% longer
+// (32x1024 839 against 830 us, 128x256 1066 against 1013).
 template <int K>
-bool fused_pass_for(const PrefillParams& p, int sms, bool long_tail) {
+bool fused_pass_for(const PrefillParams& p, int sms, bool one_chunk) {
   if (const char* env = std::getenv("GDN_SM90_FUSED");
       env != nullptr && (env == std::string("0") || env == std::string("1")))
     return env[0] == '1';
-  return p.segments == 1 && groups_for(p.N * p.HV, tiles_per_item<K>(false), sms, long_tail) == 2;
+  return one_chunk && p.segments == 1 && p.N * p.HV * tiles_per_item<K>(false) <= sms;
 }
 
 template <int K, bool kLocal, bool kFused>

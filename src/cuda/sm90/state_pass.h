@@ -28,10 +28,11 @@ Status encode_token_maps(const PrefillParams& p, int64_t K, int64_t V, StatePara
 // multiprocessors; long_tail: one sequence outlasts the others by far
 // (sm80/prefill.cu, long_tail_of).
 // Whether a prefill of p's shape (p.segments set) runs the fused pass on a
-// device of `sms` multiprocessors (state_pass.cu says when and why);
-// GDN_SM90_FUSED=0 or 1 forces the choice.
+// device of `sms` multiprocessors; one_chunk: every sequence is at most one
+// chunk long (state_pass.cu says when and why). GDN_SM90_FUSED=0 or 1
+// forces the choice.
 template <int K>
-bool fused_pass_for(const PrefillParams& p, int sms, bool long_tail);
+bool fused_pass_for(const PrefillParams& p, int sms, bool one_chunk);
 
 // fused: the pass forms each chunk's Au, L and factors itself (a prep
 // warpgroup in the CTA, nothing through the workspace; no prep kernel runs
