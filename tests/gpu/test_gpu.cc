@@ -288,9 +288,9 @@ TEST(Sm90Groups, PairedTilesGiveTheBitsOfSingleTiles) {
     }
 }
 
-// The sm90 prefill's two forms, the fused state pass (the default: a prep
-// warpgroup in each CTA forms Au, L and the factors) and the two-kernel one
-// (GDN_SM90_FUSED=0: the prep kernel's results copied in), both match the
+// The sm90 prefill's two forms, the fused state pass (GDN_SM90_FUSED=1: a
+// prep warpgroup in each CTA forms Au, L and the factors) and the two-kernel
+// one (=0: the prep kernel's results copied in), both match the
 // reference, whole and split, with short last chunks, both head sizes, with
 // and without host copies of the offsets (the fused pass first in the
 // stream, writing the error flag itself); and the fused pass is no less

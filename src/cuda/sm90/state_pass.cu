@@ -756,7 +756,7 @@ int groups_for(int64_t items, int tiles, int sms, bool long_tail) {
   return items * tiles > sms && !long_tail ? 2 : 1;
 }
 
-// The fused pass runs where no chain of chunks follows the prep: every
+// The fused pass would pay where no chain of chunks follows the prep: every
 // sequence one chunk long and the grid's CTAs all on the SMs at once. There
 // it saves the prep kernel's launch and the trip of Au and L through
 // memory: q3n-tp1 1x64 15.3 against 17.9 us graph time on the H100
@@ -766,13 +766,20 @@ int groups_for(int64_t items, int tiles, int sms, bool long_tail) {
 // 1,900, norms and products 2,750, masks 1,600, diagonal blocks 1,450,
 // block columns 2,700) against the state warpgroups' 6,000-8,000, so
 // q3n-tp1 1x8192 took 687 against 313 us and the batch rows 0-6% longer
-// (32x1024 839 against 830 us, 128x256 1066 against 1013).
+// (32x1024 839 against 830 us, 128x256 1066 against 1013). The build that
+// measured it differs from this one in its block-column inverse (a shorter
+// chain, reverted for no gain), and this one has not run on a GPU, so the
+// one-chunk rule (kFusedOneChunk) waits for that run: until then the fused
+// pass runs only when GDN_SM90_FUSED=1 asks for it (=0 forces the
+// two-kernel pass, the default).
+constexpr bool kFusedOneChunk = false;
+
 template <int K>
 bool fused_pass_for(const PrefillParams& p, int sms, bool one_chunk) {
   if (const char* env = std::getenv("GDN_SM90_FUSED");
       env != nullptr && (env == std::string("0") || env == std::string("1")))
     return env[0] == '1';
-  return one_chunk && p.segments == 1 && p.N * p.HV * tiles_per_item<K>(false) <= sms;
+  return kFusedOneChunk && one_chunk && p.segments == 1 && p.N * p.HV * tiles_per_item<K>(false) <= sms;
 }
 
 template <int K, bool kLocal, bool kFused>
