@@ -246,20 +246,29 @@ TEST_P(GpuPrefill, SplitSequencesMatchTheReference) {
 // K = 64 a value tile with a map tile), both layouts, short last chunks; and
 // the paired run matches the reference; in both forms of the pass (fused
 // and two-kernel).
-TEST(Sm90Groups, PairedTilesGiveTheBitsOfSingleTiles) {
-  REQUIRE_GPU();
-  if (!serves(Backend::kSm90, suite_like())) GTEST_SKIP() << "sm90 is not available here";
+// Cases of the sm90 pass's forms and pairings, each with its
+// GDN_CUDA_SEGMENTS: the suite-like pool with checkpoints (whole
+// sequences), the same in layout vk in 3 segments, and K = V = 64 dense
+// sequences of 700, 1, 2100 and 64 tokens in 4 segments.
+std::vector<std::pair<Case, const char*>> sm90_cases(const std::string& tag) {
   std::vector<std::pair<Case, const char*>> cases;
   Case c = suite_like();
-  c.name = "groups: suite-like pool, checkpoints every 128, whole sequences";
+  c.name = tag + ": suite-like pool, checkpoints every 128, whole sequences";
   cases.emplace_back(c, "1");
-  c.name = "groups: suite-like pool, layout vk, 3 segments";
+  c.name = tag + ": suite-like pool, layout vk, 3 segments";
   c.layout = StateLayout::kVK;
   cases.emplace_back(c, "3");
-  c.name = "groups: k=v=64 dense, 4 segments";
+  c.name = tag + ": k=v=64 dense, 4 segments";
   c.seq_lens = {700, 1, 2100, 64};
   c.pool = false, c.K = c.V = 64, c.layout = StateLayout::kKV, c.checkpoint_every = 0;
   cases.emplace_back(c, "4");
+  return cases;
+}
+
+TEST(Sm90Groups, PairedTilesGiveTheBitsOfSingleTiles) {
+  REQUIRE_GPU();
+  if (!serves(Backend::kSm90, suite_like())) GTEST_SKIP() << "sm90 is not available here";
+  std::vector<std::pair<Case, const char*>> cases = sm90_cases("groups");
   for (auto& [sc, segments] : cases)
     for (const char* fused : {"0", "1"}) {  // (the pass's form is pinned: both forms pair tiles)
       SCOPED_TRACE(sc.name + ", GDN_SM90_FUSED=" + fused);
@@ -298,21 +307,13 @@ TEST(Sm90Groups, PairedTilesGiveTheBitsOfSingleTiles) {
 TEST(Sm90Fused, BothFormsMatchTheReference) {
   REQUIRE_GPU();
   if (!serves(Backend::kSm90, suite_like())) GTEST_SKIP() << "sm90 is not available here";
-  std::vector<std::pair<Case, const char*>> cases;
+  std::vector<std::pair<Case, const char*>> cases = sm90_cases("fused");
+  cases[2].first.name += ", adversarial gates";
+  cases[2].first.adversarial_gates = true;
   Case c = suite_like();
-  c.name = "fused: suite-like pool, checkpoints every 128, whole sequences";
-  cases.emplace_back(c, "1");
-  c.name = "fused: suite-like pool, layout vk, 3 segments";
-  c.layout = StateLayout::kVK;
-  cases.emplace_back(c, "3");
-  c.name = "fused: k=v=64 dense, adversarial gates, 4 segments";
-  c.seq_lens = {700, 1, 2100, 64};
-  c.pool = false, c.K = c.V = 64, c.layout = StateLayout::kKV, c.checkpoint_every = 0;
-  c.adversarial_gates = true;
-  cases.emplace_back(c, "4");
-  c.name = "fused: one sequence of 1000, no initial state";
+  c.name = "fused: one dense sequence of 1000, no initial state";
   c.seq_lens = {1000};
-  c.K = c.V = 128, c.initial_state = false, c.adversarial_gates = false;
+  c.pool = false, c.initial_state = false, c.checkpoint_every = 0;
   cases.emplace_back(c, "1");
   for (auto& [sc, segments] : cases) {
     sc.seed = 93;

@@ -56,6 +56,14 @@ __device__ __forceinline__ void wgmma_fence_operand(float (&d)[NT][4]) {
 #pragma unroll
     for (int e = 0; e < 4; ++e) asm volatile("" : "+f"(d[i][e])::"memory");
 }
+// Zeroes an accumulator of NT n-tiles.
+template <int NT>
+__device__ __forceinline__ void zero_acc(float (&d)[NT][4]) {
+#pragma unroll
+  for (int i = 0; i < NT; ++i)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) d[i][e] = 0.f;
+}
 // The accumulator operands of a wgmma: n-tiles 0..7 (N = 64) of d, and
 // the registers they bind to in the instruction text.
 #define GDN_WGMMA_TILE(d, i) "+f"(d[i][0]), "+f"(d[i][1]), "+f"(d[i][2]), "+f"(d[i][3])

@@ -283,10 +283,8 @@ __device__ __forceinline__ void state_role(const StateParams& fp, SharedStorage<
 #pragma unroll
     for (int ks = 0; ks < K / 16; ++ks) bf16_a_from_acc(fh[ks], fl[ks], St[2 * ks], St[2 * ks + 1]);
     float P[kChunk / 8][4], R[kChunk / 8][4];
-#pragma unroll
-    for (int jt = 0; jt < kChunk / 8; ++jt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) P[jt][e] = 0.f, R[jt][e] = 0.f;
+    zero_acc(P);
+    zero_acc(R);
     wgmma_fence();
 #pragma unroll
     for (int ks = 0; ks < K / 16; ++ks) {
@@ -507,10 +505,8 @@ __device__ __forceinline__ void prep_role(const StateParams& fp, SharedStorage<K
     // K K^T and Q K^T of the raw rows, on the tensor cores while the norms
     // are formed below.
     float kk[2 * kPrepBlocks][4], qk[2 * kPrepBlocks][4];
-#pragma unroll
-    for (int nt = 0; nt < 2 * kPrepBlocks; ++nt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) kk[nt][e] = 0.f, qk[nt][e] = 0.f;
+    zero_acc(kk);
+    zero_acc(qk);
     wgmma_fence();
 #pragma unroll
     for (int ks = 0; ks < K / 16; ++ks) {
