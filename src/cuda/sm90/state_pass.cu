@@ -75,8 +75,9 @@ namespace gdn::cuda::sm90 {
 namespace {
 
 // GDN_SM90_PROBE=3 (a measurement build, -DCMAKE_CUDA_FLAGS=-DGDN_SM90_PROBE=3):
-// thread 0 of the state warpgroup in CTA (0, 0, 0) prints the cycles each
-// step of its chunk loop took, averaged over the chunks.
+// every warp of the state (and, fused, the prep) warpgroups in CTA (0, 0, 0)
+// prints the cycles each step of its chunk loop took, averaged over the
+// chunks.
 #if GDN_SM90_PROBE == 3
 #define GDN_PROBE_BEGIN()    \
   long long probe_t[6] = {}; \
@@ -87,11 +88,13 @@ namespace {
     probe_t[i] += now_ - probe_last;  \
     probe_last = now_;                \
   } while (0)
-#define GDN_PROBE_REPORT(who, chunks)                                                            \
-  if (blockIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0 && threadIdx.x % kGroupThreads == 0) \
-  printf("probe %s chunks %d cycles/chunk: %lld %lld %lld %lld %lld %lld\n", who, chunks,        \
-         probe_t[0] / chunks, probe_t[1] / chunks, probe_t[2] / chunks, probe_t[3] / chunks,     \
-         probe_t[4] / chunks, probe_t[5] / chunks)
+// (Lane 0 of every warp: the warps of a warpgroup wait for each other at
+// its barriers, so where one spends a step the others spend it waiting.)
+#define GDN_PROBE_REPORT(who, chunks)                                                          \
+  if (blockIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0 && threadIdx.x % 32 == 0)          \
+  printf("probe %s warp %d chunks %d cycles/chunk: %lld %lld %lld %lld %lld %lld\n", who,      \
+         static_cast<int>(threadIdx.x / 32), chunks, probe_t[0] / chunks, probe_t[1] / chunks, \
+         probe_t[2] / chunks, probe_t[3] / chunks, probe_t[4] / chunks, probe_t[5] / chunks)
 #else
 #define GDN_PROBE_BEGIN() (void)0
 #define GDN_PROBE_MARK(i) (void)0
