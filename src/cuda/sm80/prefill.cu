@@ -173,16 +173,27 @@ struct HostPlan {
 // cuda-h100-2026-11-25-ring-stages-ab.txt): q3n-tp1 skewed (one 16384-token
 // sequence, 31 of 128) 1.45 / 2.04; batch rows lose with two slots (32x1024
 // 1.48 / 1.41), and none of them has a tail.
-bool long_tail_of(const Call& c, const DeviceLimits& dev) {
-  if (!c.host_seqlens || c.N < 2) return false;  // lengths suffice (pool rows may be checked on the device)
+// The longest sequence's chunks and all sequences' chunks, from a host copy
+// of cu_seqlens (zero without one; lengths suffice, pool rows may be
+// checked on the device). One pass over the lengths serves the host plan.
+struct ChunkCounts {
   int64_t longest = 0, total = 0;
+};
+ChunkCounts chunk_counts(const Call& c) {
+  ChunkCounts k;
+  if (!c.host_seqlens) return k;
   for (int64_t n = 0; n < c.N; ++n) {
     const int64_t chunks = (c.seq_start[n + 1] - c.seq_start[n] + kChunk - 1) / kChunk;
-    longest = std::max(longest, chunks);
-    total += chunks;
+    k.longest = std::max(k.longest, chunks);
+    k.total += chunks;
   }
+  return k;
+}
+
+bool long_tail_of(const Call& c, const ChunkCounts& k, const DeviceLimits& dev) {
+  if (!c.host_seqlens || c.N < 2) return false;
   const int64_t per_seq = c.HV * (c.V / 64);
-  return longest * dev.sms > total * per_seq;
+  return k.longest * dev.sms > k.total * per_seq;
 }
 
 // Segments per sequence (params.h): when the column-owner pass's CTAs for
@@ -447,10 +458,9 @@ Status run_prefill(const Call& c, const Args& a, bool sm90) {
   const auto stream = static_cast<cudaStream_t>(a.stream);
   HostPlan plan;
   plan.checkpoint_rows = a.checkpoints.defined() ? a.checkpoints.shape[0] : 0;
-  plan.long_tail = long_tail_of(c, dev);
-  plan.one_chunk = c.host_seqlens;
-  for (int64_t n = 0; plan.one_chunk && n < c.N; ++n)
-    plan.one_chunk = c.seq_start[n + 1] - c.seq_start[n] <= kChunk;
+  const ChunkCounts counts = chunk_counts(c);
+  plan.long_tail = long_tail_of(c, counts, dev);
+  plan.one_chunk = c.host_seqlens && counts.longest <= 1;
   if (sm90) {
 #if GDN_WITH_SM90_BACKEND
     if (c.io_dtype != DType::kBF16) return Status::Unsupported("sm90: runs bf16 io only");
