@@ -336,6 +336,42 @@ TEST(Sm90Fused, BothFormsMatchTheReference) {
   }
 }
 
+// Without GDN_SM90_FUSED the form follows fused_pass_for's rule: the fused
+// pass when a host copy of cu_seqlens shows every sequence at most one chunk
+// long and the CTAs fit the SMs, the two-kernel pass otherwise. The forms'
+// bits differ (the fused prep sums the rows' norms in another order), so the
+// default call's bits name the form that ran.
+TEST(Sm90Fused, TheDefaultFormFollowsTheOneChunkRule) {
+  REQUIRE_GPU();
+  if (!serves(Backend::kSm90, suite_like())) GTEST_SKIP() << "sm90 is not available here";
+  const auto bits = [](const Case& c, const char* form) {
+    std::optional<ScopedEnv> env;
+    if (form != nullptr) env.emplace("GDN_SM90_FUSED", form);
+    Workload w(for_gpu(c), true);
+    EXPECT_TRUE(w.status().ok()) << w.status().message();
+    Args a = w.args();
+    a.backend = Backend::kSm90;
+    a.strict = true;
+    EXPECT_TRUE(prefill(a).ok());
+    EXPECT_EQ(cudaSuccess, cudaDeviceSynchronize());
+    std::vector<uint8_t> b = device_bytes(a.out),
+                         st = device_bytes(a.final_state.defined() ? a.final_state : a.initial_state);
+    b.insert(b.end(), st.begin(), st.end());
+    return b;
+  };
+  Case c = suite_like();  // 4 q/k heads, 8 value heads: 2 sequences x 8 heads x 2 tiles fit any sm_90 part
+  c.seed = 95;
+  c.checkpoint_every = 0;
+  for (const bool one_chunk : {true, false}) {
+    c.seq_lens = one_chunk ? std::vector<int64_t>{64, 40} : std::vector<int64_t>{100, 40};
+    c.name = one_chunk ? "every sequence one chunk: fused" : "a sequence of two chunks: two-kernel";
+    SCOPED_TRACE(c.name);
+    const std::vector<uint8_t> by_default = bits(c, nullptr), fused = bits(c, "1"), two_kernel = bits(c, "0");
+    EXPECT_NE(fused, two_kernel) << "the forms give the same bits here: the test cannot tell them apart";
+    EXPECT_EQ(by_default, one_chunk ? fused : two_kernel);
+  }
+}
+
 TEST_P(GpuPrefill, RepeatedCallsAreBitwiseIdentical) {
   Workload w(suite_like(), true);
   ASSERT_TRUE(w.status().ok()) << w.status().message();

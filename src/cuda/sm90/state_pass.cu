@@ -759,30 +759,28 @@ int groups_for(int64_t items, int tiles, int sms, bool long_tail) {
   return items * tiles > sms && !long_tail ? 2 : 1;
 }
 
-// The fused pass would pay where no chain of chunks follows the prep: every
+// The fused pass pays where no chain of chunks follows the prep: every
 // sequence one chunk long and the grid's CTAs all on the SMs at once. There
 // it saves the prep kernel's launch and the trip of Au and L through
-// memory: q3n-tp1 1x64 15.3 against 17.9 us graph time on the H100
-// (bench/results/h100-2026-12-07-620cbb5-fused-ab.txt). Over longer
-// sequences its prep warpgroup is the bottleneck: about 12,000 cycles a
-// chunk (GDN_SM90_PROBE=3: gates and slot wait 2,000, the products' issue
-// 1,900, norms and products 2,750, masks 1,600, diagonal blocks 1,450,
-// block columns 2,700) against the state warpgroups' 6,000-8,000, so
-// q3n-tp1 1x8192 took 687 against 313 us and the batch rows 0-6% longer
-// (32x1024 839 against 830 us, 128x256 1066 against 1013). The build that
-// measured it differs from this one in its block-column inverse (a shorter
-// chain, reverted for no gain), and this one has not run on a GPU, so the
-// one-chunk rule (kFusedOneChunk) waits for that run: until then the fused
-// pass runs only when GDN_SM90_FUSED=1 asks for it (=0 forces the
-// two-kernel pass, the default).
-constexpr bool kFusedOneChunk = false;
+// memory: q3n-tp1 1x64 15.3 against 18.6 us graph time on the H100 (571cc23;
+// 15.2 with the state warpgroups' [P | R] issued before the prep's `ready`;
+// bench/results/h100-2026-12-07-571cc23-fused-ab.txt). Over longer
+// sequences its prep warpgroup is the bottleneck: about 11,800 cycles a
+// chunk at q3n-tp1 1x8192 and 14,600 at 32 x 1024 (GDN_SM90_PROBE=3, every
+// prep warp: the wait for the slot's copies 1,000-2,200, the products'
+// issue and completion 4,700-5,800, masks 1,600-2,300, diagonal blocks
+// and factors 600-1,500, block columns 1,000-2,500) against the state
+// warpgroups' 6,100 and 7,700 of their own work, so 1x8192 takes 676-683
+// against 317 us and the batch rows -0.3% to +9% (32x1024 806-826 against
+// 808, 128x256 1045-1085 against 1005). GDN_SM90_FUSED=1 forces the fused
+// pass, =0 the two-kernel one.
 
 template <int K>
 bool fused_pass_for(const PrefillParams& p, int sms, bool one_chunk) {
   if (const char* env = std::getenv("GDN_SM90_FUSED");
       env != nullptr && (env == std::string("0") || env == std::string("1")))
     return env[0] == '1';
-  return kFusedOneChunk && one_chunk && p.segments == 1 && p.N * p.HV * tiles_per_item<K>(false) <= sms;
+  return one_chunk && p.segments == 1 && p.N * p.HV * tiles_per_item<K>(false) <= sms;
 }
 
 template <int K, bool kLocal, bool kFused>
