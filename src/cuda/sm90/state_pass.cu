@@ -268,19 +268,16 @@ __device__ __forceinline__ void state_role(const StateParams& fp, SharedStorage<
   for (int c = first, i = 0; c < last; ++c, ++i) {
     const int st = i % kStages;
     const uint32_t parity = (i / kStages) & 1;
-    const int64_t t0 = seq.t0(c);
-    const int len = seq.len(c);
     mbar_wait(&s.full[st], parity);
-    // Fused: a whole chunk's [P | R] needs only the slot's k and q, so it
-    // runs while the prep warpgroup still forms Au, L and the factors; a
-    // partial chunk waits for the prep to clear the rows past its end.
-    if (kFused && len < kChunk) mbar_wait(&s.ready[st], parity);
+    if constexpr (kFused) mbar_wait(&s.ready[st], parity);  // and the prep warpgroup's Au, L, factors
     GDN_PROBE_MARK(0);
     // The slot's address is opaque to the compiler, so the operand
     // descriptors are formed at their use instead of hoisted out of the loop
     // for every slot (64-bit values it then spilled).
     Slot<K>& sl = *opaque(&s.slot[st]);
     const float* sf = s.F[st];
+    const int64_t t0 = seq.t0(c);
+    const int len = seq.len(c);
     if (!kFused && len < kChunk)  // (the fused pass's prep warpgroup clears them)
       clear_rows_past(sl, len, fp.groups, group, map_cols, group * kGroupThreads + warp * 32 + lane);
 
@@ -307,7 +304,6 @@ __device__ __forceinline__ void state_role(const StateParams& fp, SharedStorage<
     wgmma_wait<0>();
     wgmma_fence_operand(P);
     wgmma_fence_operand(R);
-    if (kFused && len == kChunk) mbar_wait(&s.ready[st], parity);  // Au, L, the factors
     GDN_PROBE_MARK(1);
 
     // X = V^T - P diag(s_x), in place of P (map columns: v = 0).
