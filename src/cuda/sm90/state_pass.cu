@@ -758,18 +758,18 @@ int groups_for(int64_t items, int tiles, int sms, bool long_tail) {
 // The fused pass pays where no chain of chunks follows the prep: every
 // sequence one chunk long and the grid's CTAs all on the SMs at once. There
 // it saves the prep kernel's launch and the trip of Au and L through
-// memory: q3n-tp1 1x64 15.3 against 18.6 us graph time on the H100 (571cc23;
-// 15.2 with the state warpgroups' [P | R] issued before the prep's `ready`;
+// memory: q3n-tp1 1x64 15.3 against 18.6 us graph time on the H100 (571cc23,
 // bench/results/h100-2026-12-07-571cc23-fused-ab.txt). Over longer
 // sequences its prep warpgroup is the bottleneck: about 11,800 cycles a
 // chunk at q3n-tp1 1x8192 and 14,600 at 32 x 1024 (GDN_SM90_PROBE=3, every
-// prep warp: the wait for the slot's copies 1,000-2,200, the products'
-// issue and completion 4,700-5,800, masks 1,600-2,300, diagonal blocks
-// and factors 600-1,500, block columns 1,000-2,500) against the state
-// warpgroups' 6,100 and 7,700 of their own work, so 1x8192 takes 676-683
-// against 317 us and the batch rows -0.3% to +9% (32x1024 806-826 against
-// 808, 128x256 1045-1085 against 1005). GDN_SM90_FUSED=1 forces the fused
-// pass, =0 the two-kernel one.
+// prep warp: barrier, gates and the wait for the slot's copies
+// 1,500-2,900, the products' issue and completion 4,700-5,800, masks
+// 1,600-2,300, diagonal blocks and factors 600-1,500, block columns
+// 1,000-2,500) against the state
+// warpgroups' 6,100 and 7,700 of their own work, so 1x8192 takes 683
+// against 317 us and the batch rows -1% to +8% (32x1024 826 against 808,
+// 128x256 1085 against 1005). GDN_SM90_FUSED=1 forces the fused pass, =0
+// the two-kernel one.
 
 template <int K>
 bool fused_pass_for(const PrefillParams& p, int sms, bool one_chunk) {
