@@ -140,18 +140,24 @@ for step in $STEPS; do
       # GDN_AB_ROWS (default: the prefill rows; "decode": the decode rows) on each backend of
       # GDN_AB_BACKEND (cuda; several, space-separated) once per assignment in GDN_AB_ENVS
       # (e.g. "GDN_CUDA_SEGMENTS=1 GDN_CUDA_SEGMENTS=8"), after a run without any, each in its
-      # own file (not a default step).
+      # own file, for each build folder of GDN_AB_BINS (default $BIN; several, space-separated,
+      # each with its gdn and COMMIT, files named after the folder), so candidate builds time
+      # side by side in one call (not a default step).
       ab_rows=$(row_set "${GDN_AB_ROWS:-prefill}")
-      for ab_backend in ${GDN_AB_BACKEND:-cuda}; do
-        i=0
-        for assign in none ${GDN_AB_ENVS:-}; do
-          env_args=()
-          [ "$assign" != none ] && env_args=("$assign")
-          env "${env_args[@]}" timeout 150 "$BIN/gdn" bench --suite bench/suite.json --backend "$ab_backend" \
-            --rows "$ab_rows" --json "$OUT/bench-env-$ab_backend-$i.json" >"$OUT/bench-env-$ab_backend-$i.txt" 2>&1
-          note "bench $ab_backend with $assign: rc=$?"
-          grep -E "^q3|^row" "$OUT/bench-env-$ab_backend-$i.txt" | tee -a "$summary"
-          i=$((i + 1))
+      for ab_bin in ${GDN_AB_BINS:-$BIN}; do
+        ab_tag=$(basename "$ab_bin")
+        for ab_backend in ${GDN_AB_BACKEND:-cuda}; do
+          i=0
+          for assign in none ${GDN_AB_ENVS:-}; do
+            env_args=()
+            [ "$assign" != none ] && env_args=("$assign")
+            ab_out=$OUT/bench-env-$ab_tag-$ab_backend-$i
+            env "${env_args[@]}" timeout 150 "$ab_bin/gdn" bench --suite bench/suite.json --backend "$ab_backend" \
+              --rows "$ab_rows" --json "$ab_out.json" >"$ab_out.txt" 2>&1
+            note "bench $ab_tag ($(cat "$ab_bin/COMMIT" 2>/dev/null)) $ab_backend with $assign: rc=$?"
+            grep -E "^q3|^row" "$ab_out.txt" | tee -a "$summary"
+            i=$((i + 1))
+          done
         done
       done
       ;;
