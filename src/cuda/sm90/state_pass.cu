@@ -77,11 +77,18 @@ namespace {
 // GDN_SM90_PROBE=3 (a measurement build, -DCMAKE_CUDA_FLAGS=-DGDN_SM90_PROBE=3):
 // every warp of the state (and, fused, the prep) warpgroups in CTA (0, 0, 0)
 // prints the cycles each step of its chunk loop took, averaged over the
-// chunks.
+// chunks, and the cycles from the load thread's issue of a slot's copies to
+// the warp's passing the slot's `full` barrier (the copies' latency where
+// the warp waited there).
 #if GDN_SM90_PROBE == 3
-#define GDN_PROBE_BEGIN()    \
-  long long probe_t[6] = {}; \
+__shared__ long long probe_issued[2];  // per ring slot: when its copies went out (kStages)
+#define GDN_PROBE_BEGIN()     \
+  long long probe_t[6] = {};  \
+  long long probe_copies = 0; \
   long long probe_last = clock64()
+#define GDN_PROBE_ISSUED(st) (*static_cast<volatile long long*>(&probe_issued[st]) = clock64())
+#define GDN_PROBE_LANDED(st) \
+  (probe_copies += clock64() - *static_cast<volatile long long*>(&probe_issued[st]))
 #define GDN_PROBE_MARK(i)             \
   do {                                \
     const long long now_ = clock64(); \
@@ -90,12 +97,15 @@ namespace {
   } while (0)
 // (Lane 0 of every warp: the warps of a warpgroup wait for each other at
 // its barriers, so where one spends a step the others spend it waiting.)
-#define GDN_PROBE_REPORT(who, chunks)                                                          \
-  if (blockIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0 && threadIdx.x % 32 == 0)          \
-  printf("probe %s warp %d chunks %d cycles/chunk: %lld %lld %lld %lld %lld %lld\n", who,      \
-         static_cast<int>(threadIdx.x / 32), chunks, probe_t[0] / chunks, probe_t[1] / chunks, \
-         probe_t[2] / chunks, probe_t[3] / chunks, probe_t[4] / chunks, probe_t[5] / chunks)
+#define GDN_PROBE_REPORT(who, chunks)                                                                    \
+  if (blockIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0 && threadIdx.x % 32 == 0)                    \
+  printf("probe %s warp %d chunks %d cycles/chunk: %lld %lld %lld %lld %lld %lld copies-to-pass %lld\n", \
+         who, static_cast<int>(threadIdx.x / 32), chunks, probe_t[0] / chunks, probe_t[1] / chunks,      \
+         probe_t[2] / chunks, probe_t[3] / chunks, probe_t[4] / chunks, probe_t[5] / chunks,             \
+         probe_copies / chunks)
 #else
+#define GDN_PROBE_ISSUED(st) (void)0
+#define GDN_PROBE_LANDED(st) (void)0
 #define GDN_PROBE_BEGIN() (void)0
 #define GDN_PROBE_MARK(i) (void)0
 #define GDN_PROBE_REPORT(who, chunks) (void)0
@@ -144,8 +154,11 @@ struct Config {
                     kThreads * ((65536 / kThreads) & ~7),
                 "the warpgroups' registers fit the CTA's launch allocation");
 };
-constexpr int kTileColumns = 16 * 4;      // value columns of one warpgroup
-constexpr int kStages = 2;                // ring slots
+constexpr int kTileColumns = 16 * 4;  // value columns of one warpgroup
+constexpr int kStages = 2;            // ring slots
+#if GDN_SM90_PROBE == 3
+static_assert(kStages == sizeof(probe_issued) / sizeof(probe_issued[0]), "a probe time per ring slot");
+#endif
 constexpr uint32_t kTile = kChunk * 128;  // bytes of a 64-row tile of 128-byte rows
 constexpr uint32_t kRowGroup = 8 * 128;   // bytes of an 8-row swizzle atom
 constexpr int kOStride = 16 + 8;          // bf16 per row of a warp's output staging tile
@@ -269,6 +282,7 @@ __device__ __forceinline__ void state_role(const StateParams& fp, SharedStorage<
     const int st = i % kStages;
     const uint32_t parity = (i / kStages) & 1;
     mbar_wait(&s.full[st], parity);
+    GDN_PROBE_LANDED(st);
     if constexpr (kFused) mbar_wait(&s.ready[st], parity);  // and the prep warpgroup's Au, L, factors
     GDN_PROBE_MARK(0);
     // The slot's address is opaque to the compiler, so the operand
@@ -424,6 +438,7 @@ __device__ __forceinline__ void load_role(const StateParams& fp, SharedStorage<K
     const int st = i % kStages;
     if (i >= kStages) mbar_wait(&s.empty[st], ((i / kStages) - 1) & 1);
     Slot<K>& sl = s.slot[st];
+    GDN_PROBE_ISSUED(st);  // (before the arrive, which releases it to the waiters)
     mbar_arrive_expect_tx(&s.full[st], kQkBytes + kPrepBytes + v_bytes);
     const int32_t t0 = static_cast<int32_t>(seq.t0(c));
 #pragma unroll
@@ -488,6 +503,7 @@ __device__ __forceinline__ void prep_role(const StateParams& fp, SharedStorage<K
       if (c + 1 < last) gate0 = row_gates(c + 1, 0), gate1 = row_gates(c + 1, 1);
     }
     mbar_wait(&s.full[st], (i / kStages) & 1);
+    GDN_PROBE_LANDED(st);
     GDN_PROBE_MARK(0);
     Slot<K>& sl = s.slot[st];  // (not opaque: its accesses stay shared-memory ones)
     if (len < kChunk) {        // rows len.. of k and q (every panel) and of the CTA's v tiles
