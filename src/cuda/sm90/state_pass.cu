@@ -781,11 +781,10 @@ int groups_for(int64_t items, int tiles, int sms, bool long_tail) {
 // prep warp: barrier, gates and the wait for the slot's copies
 // 1,500-2,900, the products' issue and completion 4,700-5,800, masks
 // 1,600-2,300, diagonal blocks and factors 600-1,500, block columns
-// 1,000-2,500) against the state
-// warpgroups' 6,100 and 7,700 of their own work, so 1x8192 takes 683
-// against 317 us and the batch rows -1% to +8% (32x1024 826 against 808,
-// 128x256 1085 against 1005). GDN_SM90_FUSED=1 forces the fused pass, =0
-// the two-kernel one.
+// 1,000-2,500) against the state warpgroups' 6,100 and 7,700 of their own
+// work, so 1x8192 takes 683 against 317 us and the batch rows -1% to +8%
+// (32x1024 826 against 808, 128x256 1085 against 1005). GDN_SM90_FUSED=1
+// forces the fused pass, =0 the two-kernel one.
 
 template <int K>
 bool fused_pass_for(const PrefillParams& p, int sms, bool one_chunk) {
