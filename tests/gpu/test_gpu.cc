@@ -265,6 +265,27 @@ std::vector<std::pair<Case, const char*>> sm90_cases(const std::string& tag) {
   return cases;
 }
 
+// The bytes an sm90 prefill (strict) of the case writes: out, the states
+// (the final ones or the pool) and the checkpoints (none when it writes none).
+struct PrefillBytes {
+  std::vector<uint8_t> out, states, checkpoints;
+};
+PrefillBytes sm90_prefill_bytes(const Case& c) {
+  PrefillBytes b;
+  Workload w(for_gpu(c), true);
+  EXPECT_TRUE(w.status().ok()) << w.status().message();
+  if (!w.status().ok()) return b;
+  Args a = w.args();
+  a.backend = Backend::kSm90;
+  a.strict = true;
+  EXPECT_TRUE(prefill(a).ok());
+  EXPECT_EQ(cudaSuccess, cudaDeviceSynchronize());
+  b.out = device_bytes(a.out);
+  b.states = device_bytes(a.final_state.defined() ? a.final_state : a.initial_state);
+  if (a.checkpoints.defined()) b.checkpoints = device_bytes(a.checkpoints);
+  return b;
+}
+
 TEST(Sm90Groups, PairedTilesGiveTheBitsOfSingleTiles) {
   REQUIRE_GPU();
   if (!serves(Backend::kSm90, suite_like())) GTEST_SKIP() << "sm90 is not available here";
@@ -275,23 +296,14 @@ TEST(Sm90Groups, PairedTilesGiveTheBitsOfSingleTiles) {
       sc.seed = 91;
       const ScopedEnv split("GDN_CUDA_SEGMENTS", segments);
       const ScopedEnv form("GDN_SM90_FUSED", fused);
-      std::vector<uint8_t> bytes[2][3];
+      PrefillBytes bytes[2];
       for (int g = 0; g < 2; ++g) {
         const ScopedEnv groups("GDN_SM90_GROUPS", g == 0 ? "1" : "2");
-        Workload w(for_gpu(sc), true);
-        ASSERT_TRUE(w.status().ok()) << w.status().message();
-        Args a = w.args();
-        a.backend = Backend::kSm90;
-        a.strict = true;
-        ASSERT_TRUE(prefill(a).ok());
-        CUDA_OK(cudaDeviceSynchronize());
-        bytes[g][0] = device_bytes(a.out);
-        bytes[g][1] = device_bytes(a.final_state.defined() ? a.final_state : a.initial_state);
-        if (a.checkpoints.defined()) bytes[g][2] = device_bytes(a.checkpoints);
+        bytes[g] = sm90_prefill_bytes(sc);
       }
-      EXPECT_EQ(bytes[0][0], bytes[1][0]) << "out";
-      EXPECT_EQ(bytes[0][1], bytes[1][1]) << "states";
-      EXPECT_EQ(bytes[0][2], bytes[1][2]) << "checkpoints";
+      EXPECT_EQ(bytes[0].out, bytes[1].out) << "out";
+      EXPECT_EQ(bytes[0].states, bytes[1].states) << "states";
+      EXPECT_EQ(bytes[0].checkpoints, bytes[1].checkpoints) << "checkpoints";
       const ScopedEnv groups("GDN_SM90_GROUPS", "2");
       matches_reference(Backend::kSm90, for_gpu(sc));
     }
@@ -347,17 +359,9 @@ TEST(Sm90Fused, TheDefaultFormFollowsTheOneChunkRule) {
   const auto bits = [](const Case& c, const char* form) {
     std::optional<ScopedEnv> env;
     if (form != nullptr) env.emplace("GDN_SM90_FUSED", form);
-    Workload w(for_gpu(c), true);
-    EXPECT_TRUE(w.status().ok()) << w.status().message();
-    Args a = w.args();
-    a.backend = Backend::kSm90;
-    a.strict = true;
-    EXPECT_TRUE(prefill(a).ok());
-    EXPECT_EQ(cudaSuccess, cudaDeviceSynchronize());
-    std::vector<uint8_t> b = device_bytes(a.out),
-                         st = device_bytes(a.final_state.defined() ? a.final_state : a.initial_state);
-    b.insert(b.end(), st.begin(), st.end());
-    return b;
+    PrefillBytes b = sm90_prefill_bytes(c);
+    b.out.insert(b.out.end(), b.states.begin(), b.states.end());
+    return b.out;
   };
   Case c = suite_like();  // 4 q/k heads, 8 value heads: 2 sequences x 8 heads x 2 tiles fit any sm_90 part
   c.seed = 95;
