@@ -358,7 +358,10 @@ TEST(Sm90Fused, TheDefaultFormFollowsTheOneChunkRule) {
   if (!serves(Backend::kSm90, suite_like())) GTEST_SKIP() << "sm90 is not available here";
   const auto bits = [](const Case& c, const char* form) {
     std::optional<ScopedEnv> env;
-    if (form != nullptr) env.emplace("GDN_SM90_FUSED", form);
+    if (form != nullptr)
+      env.emplace("GDN_SM90_FUSED", form);
+    else
+      unsetenv("GDN_SM90_FUSED");  // (a run with the form forced for every test sets it)
     PrefillBytes b = sm90_prefill_bytes(c);
     b.out.insert(b.out.end(), b.states.begin(), b.states.end());
     return b.out;
