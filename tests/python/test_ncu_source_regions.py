@@ -3,17 +3,9 @@ sample lands in exactly one stretch and one execution-count class, and a committ
 profile's prep loop sums to what the results file quotes."""
 
 import csv
-import importlib.util
-import pathlib
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("ncu_source_regions", ROOT / "scripts" / "ncu_source_regions.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+import repo_scripts
+from repo_scripts import ROOT
 
 
 def write_page(path, lines):
@@ -28,7 +20,7 @@ def write_page(path, lines):
 
 
 def test_stretches_and_classes(tmp_path):
-    mod = load_script()
+    mod = repo_scripts.load("ncu_source_regions")
     page = tmp_path / "page.csv"
     write_page(page, [
         ("IMAD R1, R2, R3, RZ", 5, 64, 0),
@@ -47,7 +39,7 @@ def test_stretches_and_classes(tmp_path):
 
 
 def test_committed_profile():
-    mod = load_script()
+    mod = repo_scripts.load("ncu_source_regions")
     header, data = mod.load(str(ROOT / "bench" / "results" / "h100-2026-12-07-6dde681-ncu-fused-32x1024-source.csv.gz"))
     classes, stretches = mod.summarise(header, data[5483:8520])
     assert sum(c[1] for c in classes.values()) == 28052

@@ -2,22 +2,14 @@
 H100 run, its bytes and FLOP at that run's measured ceilings give the floor that gdn bench
 reported (ms_graph times floor_fraction), and the sm90 design's bytes never fall below it."""
 
-import importlib.util
 import json
-import pathlib
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-
-
-def load_model():
-    spec = importlib.util.spec_from_file_location("traffic_model", ROOT / "scripts" / "traffic_model.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+import repo_scripts
+from repo_scripts import ROOT
 
 
 def test_floor_matches_the_benchmark():
-    model = load_model()
+    model = repo_scripts.load("traffic_model")
     run = json.load(open(ROOT / "bench" / "results" / "sm90-h100-2026-12-07-342e57c.json"))
     copy = run["ceilings"]["copy_gbps"] * 1e3  # bytes per us
     matmul = run["ceilings"]["matmul_gflops"] * 1e3  # FLOP per us
