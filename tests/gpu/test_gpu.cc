@@ -172,13 +172,28 @@ Case suite_like() {
 // GDN_CUDA_SEGMENTS on every call).
 class ScopedEnv {
  public:
-  ScopedEnv(const char* name, const char* value) : name_(name) { setenv(name, value, 1); }
+  // value nullptr: unset for the scope. The previous value comes back after
+  // it, so a setting the whole run was started with (e.g. GDN_SM90_FUSED=1
+  // for every test) holds for the tests after this one.
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* old = std::getenv(name); old != nullptr) old_ = old;
+    if (value != nullptr)
+      setenv(name, value, 1);
+    else
+      unsetenv(name);
+  }
   ScopedEnv(const ScopedEnv&) = delete;
   ScopedEnv& operator=(const ScopedEnv&) = delete;
-  ~ScopedEnv() { unsetenv(name_); }
+  ~ScopedEnv() {
+    if (old_)
+      setenv(name_, old_->c_str(), 1);
+    else
+      unsetenv(name_);
+  }
 
  private:
   const char* name_;
+  std::optional<std::string> old_;
 };
 
 // The prefill properties below hold on both GPU prefill backends.
@@ -357,11 +372,8 @@ TEST(Sm90Fused, TheDefaultFormFollowsTheOneChunkRule) {
   REQUIRE_GPU();
   if (!serves(Backend::kSm90, suite_like())) GTEST_SKIP() << "sm90 is not available here";
   const auto bits = [](const Case& c, const char* form) {
-    std::optional<ScopedEnv> env;
-    if (form != nullptr)
-      env.emplace("GDN_SM90_FUSED", form);
-    else
-      unsetenv("GDN_SM90_FUSED");  // (a run with the form forced for every test sets it)
+    const ScopedEnv env("GDN_SM90_FUSED",
+                        form);  // nullptr: the default (a run may force a form for every test)
     PrefillBytes b = sm90_prefill_bytes(c);
     b.out.insert(b.out.end(), b.states.begin(), b.states.end());
     return b.out;
