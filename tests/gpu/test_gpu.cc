@@ -306,7 +306,7 @@ TEST(Sm90Groups, PairedTilesGiveTheBitsOfSingleTiles) {
   if (!serves(Backend::kSm90, suite_like())) GTEST_SKIP() << "sm90 is not available here";
   std::vector<std::pair<Case, const char*>> cases = sm90_cases("groups");
   for (auto& [sc, segments] : cases)
-    for (const char* fused : {"0", "1"}) {  // (the pass's form is pinned: both forms pair tiles)
+    for (const char* fused : {"0", "1", "2"}) {  // (the pass's form is pinned: every form pairs tiles)
       SCOPED_TRACE(sc.name + ", GDN_SM90_FUSED=" + fused);
       sc.seed = 91;
       const ScopedEnv split("GDN_CUDA_SEGMENTS", segments);
@@ -324,13 +324,14 @@ TEST(Sm90Groups, PairedTilesGiveTheBitsOfSingleTiles) {
     }
 }
 
-// The sm90 prefill's two forms, the fused state pass (GDN_SM90_FUSED=1: a
-// prep warpgroup in each CTA forms Au, L and the factors) and the two-kernel
-// one (=0: the prep kernel's results copied in), both match the
-// reference, whole and split, with short last chunks, both head sizes, with
-// and without host copies of the offsets (the fused pass first in the
-// stream, writing the error flag itself); and the fused pass is no less
-// accurate than the two-kernel one beyond 5%.
+// The sm90 prefill's three forms, the fused state pass (GDN_SM90_FUSED=1: a
+// prep warpgroup in each CTA forms Au, L and the factors), the two-kernel
+// one (=0: the prep kernel's results copied in) and the split one (=2: the
+// prep kernel's Au and factors copied in, L and s_q formed in the CTA), all
+// match the reference, whole and split, with short last chunks, both head
+// sizes, with and without host copies of the offsets (the fused pass first
+// in the stream, writing the error flag itself); and the fused and split
+// passes are no less accurate than the two-kernel one beyond 5%.
 TEST(Sm90Fused, BothFormsMatchTheReference) {
   REQUIRE_GPU();
   if (!serves(Backend::kSm90, suite_like())) GTEST_SKIP() << "sm90 is not available here";
@@ -347,23 +348,27 @@ TEST(Sm90Fused, BothFormsMatchTheReference) {
     const ScopedEnv split("GDN_CUDA_SEGMENTS", segments);
     for (const char* inline_offsets : {"1", "0"}) {
       const ScopedEnv offsets("GDN_CUDA_INLINE_OFFSETS", inline_offsets);
-      CaseResult r[2];
-      for (int f = 0; f < 2; ++f) {
-        SCOPED_TRACE(sc.name + ", GDN_SM90_FUSED=" + (f == 0 ? "0" : "1") +
+      const char* forms[] = {"0", "1", "2"};
+      CaseResult r[3];
+      for (int f = 0; f < 3; ++f) {
+        SCOPED_TRACE(sc.name + ", GDN_SM90_FUSED=" + forms[f] +
                      ", GDN_CUDA_INLINE_OFFSETS=" + inline_offsets);
-        const ScopedEnv fused("GDN_SM90_FUSED", f == 0 ? "0" : "1");
+        const ScopedEnv fused("GDN_SM90_FUSED", forms[f]);
         r[f] = run_case(for_gpu(sc), Backend::kSm90);
         expect_case_passes(for_gpu(sc), r[f]);
       }
-      SCOPED_TRACE(sc.name + ", GDN_CUDA_INLINE_OFFSETS=" + inline_offsets);
       constexpr double kSlack = 1.05;
-      EXPECT_LE(r[1].out.rel_rms, kSlack * r[0].out.rel_rms) << "two-kernel: " << r[0].out.rel_rms;
-      EXPECT_LE(r[1].state.rel_rms, kSlack * r[0].state.rel_rms) << "two-kernel: " << r[0].state.rel_rms;
+      for (int f = 1; f < 3; ++f) {
+        SCOPED_TRACE(sc.name + ", GDN_SM90_FUSED=" + forms[f] +
+                     ", GDN_CUDA_INLINE_OFFSETS=" + inline_offsets);
+        EXPECT_LE(r[f].out.rel_rms, kSlack * r[0].out.rel_rms) << "two-kernel: " << r[0].out.rel_rms;
+        EXPECT_LE(r[f].state.rel_rms, kSlack * r[0].state.rel_rms) << "two-kernel: " << r[0].state.rel_rms;
+      }
     }
   }
 }
 
-// Without GDN_SM90_FUSED the form follows fused_pass_for's rule: the fused
+// Without GDN_SM90_FUSED the form follows pass_form_for's rule: the fused
 // pass when a host copy of cu_seqlens shows every sequence at most one chunk
 // long and the CTAs fit the SMs, the two-kernel pass otherwise. The forms'
 // bits differ (the fused prep sums the rows' norms in another order), so the

@@ -120,7 +120,7 @@ __device__ __forceinline__ void cumsum_chunk_gates(S& s, int lane) {
 // tiles kc, qc is row i = r0 + g8 + 8 (e / 2), column j = 8 nt + 2 t4 + e % 2.
 // diag: the tile is n-tile 2 warp + u of the diagonal block, where the masks
 // apply (j <= i for L, j < i for M: i - j = g8 + 8 hf - 8 u - 2 t4 - e).
-template <typename S, typename StoreL>
+template <bool kWithM = true, typename S, typename StoreL>
 __device__ __forceinline__ void mask_tile(S& s, int r0, int lane, const float (&g2i)[2],
                                           const float (&bki)[2], const float (&qsi)[2], const float (&kc)[4],
                                           const float (&qc)[4], int nt, bool diag, int u, StoreL& store_l) {
@@ -141,7 +141,8 @@ __device__ __forceinline__ void mask_tile(S& s, int r0, int lane, const float (&
       if (diag) mv[e] = below > 0 ? mv[e] : 0.f;
       lv[e] = (qc[2 * hf + e] * qsi[hf]) * w;
     }
-    *reinterpret_cast<float2*>(m_out + 8 * hf * kPrepMatStride + nt * 8) = make_float2(mv[0], mv[1]);
+    if constexpr (kWithM)
+      *reinterpret_cast<float2*>(m_out + 8 * hf * kPrepMatStride + nt * 8) = make_float2(mv[0], mv[1]);
     store_l(r0 + g8 + 8 * hf, nt * 8 + 2 * t4, make_float2(tf32_round_rn(lv[0]), tf32_round_rn(lv[1])));
   }
 }
@@ -196,8 +197,8 @@ __device__ __forceinline__ void mask_products(S& s, float scale, int warp, int l
 // The same from the products over all 64 columns (a wgmma m64n64
 // accumulator, whose warp w holds rows 16 w .. as the m16n8 tiles of
 // n-tiles 0..7, sm90.cuh): the n-tiles past the diagonal block only store
-// L's zeros.
-template <typename S, typename StoreL>
+// L's zeros. kWithM: M too (else kc is not read: L alone).
+template <bool kWithM = true, typename S, typename StoreL>
 __device__ __forceinline__ void mask_product_rows(S& s, float scale, int warp, int lane,
                                                   const float (&kc)[2 * kPrepBlocks][4],
                                                   const float (&qc)[2 * kPrepBlocks][4], StoreL&& store_l) {
@@ -207,7 +208,7 @@ __device__ __forceinline__ void mask_product_rows(S& s, float scale, int warp, i
 #pragma unroll
   for (int nt = 0; nt < 2 * kPrepBlocks; ++nt) {
     if (nt / 2 <= warp)
-      mask_tile(s, r0, lane, g2i, bki, qsi, kc[nt], qc[nt], nt, nt / 2 == warp, nt % 2, store_l);
+      mask_tile<kWithM>(s, r0, lane, g2i, bki, qsi, kc[nt], qc[nt], nt, nt / 2 == warp, nt % 2, store_l);
     else
       zero_l_tile(r0, lane, nt, store_l);
   }
@@ -233,12 +234,17 @@ __device__ __forceinline__ void invert_diagonal_blocks(S& s, int r) {
   for (int i = 0; i < kPrepBlk; ++i) s.D[b][i][col] = x[i];
 }
 
-// Row r's factors for the state pass (params.h) into F.
-template <typename S>
+// Row r's factors for the state pass (params.h) into F; kWithSq: s_q too
+// (which needs q's norms; else the sm90 pass's kSplitL form writes it, with
+// q_factor below).
+__device__ __forceinline__ float q_factor(float rnq, float scale, float eg, bool valid) {  // eg = exp(G_r)
+  return valid ? rnq * scale * eg : 0.f;
+}
+template <bool kWithSq = true, typename S>
 __device__ __forceinline__ void row_factors(const S& s, float scale, int len, int r, float* F) {
   const float gc = s.G[kChunk - 1], eg = expf(s.G[r]);
   const bool valid = r < len;
-  F[kFactorSq + r] = valid ? s.rnq[r] * scale * eg : 0.f;
+  if constexpr (kWithSq) F[kFactorSq + r] = q_factor(s.rnq[r], scale, eg, valid);
   F[kFactorSx + r] = valid ? s.rnk[r] * eg : 0.f;
   F[kFactorSk + r] = valid ? s.rnk[r] * expf(gc - s.G[r]) : 0.f;
   if (r == 0) F[kFactorDecay] = expf(gc);

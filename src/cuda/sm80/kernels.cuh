@@ -8,8 +8,10 @@
 
 namespace gdn::cuda {
 
+// au_only (bf16, sm90 tiles; the sm90 pass's kSplitL form): only Au and the
+// factors but s_q, from k and the gates (no read of q, no L).
 template <typename T, int K, int V>
-Status launch_prefill_prep(const PrefillParams& p, cudaStream_t stream);
+Status launch_prefill_prep(const PrefillParams& p, cudaStream_t stream, bool au_only = false);
 
 // The state pass for VT state columns per CTA (16 or 32), with p.stages
 // ring slots; prefill_state_smem gives the shared memory that takes.

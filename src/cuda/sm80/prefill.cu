@@ -307,27 +307,28 @@ Status launch(PrefillParams p, const HostPlan& plan, const DeviceLimits& dev, cu
 // The sm90 backend: chunk metadata, the prep kernel (Au and L in the sm90
 // tile layout), then the sm90 state pass over whole sequences, or local
 // pass, combine and final pass over segments.
-// With the fused state pass (sm90::fused_pass_for) no prep kernel runs;
+// With the fused state pass (sm90::pass_form_for) no prep kernel runs;
 // with inline offsets the first state pass is then the call's first kernel
 // and writes the error flag (state_pass.cu, checks_failed).
 template <int KV>
 Status launch_sm90(sm90::StateParams fp, const HostPlan& plan, const DeviceLimits& dev, cudaStream_t stream) {
   if (Status s = chunk_meta(fp.p, plan, stream); !s.ok()) return s;
   fp.p.sm90_tiles = true;
-  const bool fused = sm90::fused_pass_for<KV>(fp.p, dev.sms, plan.one_chunk);
-  if (!fused) {
-    if (Status s = launch_prefill_prep<__nv_bfloat16, KV, KV>(fp.p, stream); !s.ok()) return s;
+  const sm90::PassForm form = sm90::pass_form_for<KV>(fp.p, dev.sms, plan.one_chunk);
+  if (form != sm90::PassForm::kFused) {
+    const bool au_only = form == sm90::PassForm::kSplitL;
+    if (Status s = launch_prefill_prep<__nv_bfloat16, KV, KV>(fp.p, stream, au_only); !s.ok()) return s;
   }
   if (fp.p.segments == 1) {
     fp.p.seg_phase = kSegWhole;
-    return sm90::launch_state_sm90<KV>(fp, fused, dev.sms, plan.long_tail, stream);
+    return sm90::launch_state_sm90<KV>(fp, form, dev.sms, plan.long_tail, stream);
   }
   fp.p.seg_phase = kSegLocal;
-  if (Status s = sm90::launch_state_sm90<KV>(fp, fused, dev.sms, plan.long_tail, stream); !s.ok()) return s;
+  if (Status s = sm90::launch_state_sm90<KV>(fp, form, dev.sms, plan.long_tail, stream); !s.ok()) return s;
   fp.p.clear_flag = nullptr;  // written by now
   if (Status s = launch_combine_segments<KV, KV>(fp.p, dev.smem_optin, stream); !s.ok()) return s;
   fp.p.seg_phase = kSegFinal;
-  return sm90::launch_state_sm90<KV>(fp, fused, dev.sms, plan.long_tail, stream);
+  return sm90::launch_state_sm90<KV>(fp, form, dev.sms, plan.long_tail, stream);
 }
 #endif
 

@@ -74,7 +74,9 @@ __device__ __forceinline__ void mma_io16(float (&c)[4], const uint32_t (&a)[4], 
 #define GDN_PREP_MARK(i) (void)0
 #endif
 
-template <typename T, int K, int V>
+// kAuOnly: Au and the factors but s_q only (q is not read, L not written;
+// the sm90 pass forms them, state_pass.cu's kSplitL).
+template <typename T, int K, int V, bool kAuOnly>
 __global__ void __launch_bounds__(kPrepThreads) prefill_prep_kernel(const __grid_constant__ PrefillParams p) {
   static_assert(K % 32 == 0 && V % 32 == 0, "head sizes must be multiples of 32");
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -118,8 +120,9 @@ __global__ void __launch_bounds__(kPrepThreads) prefill_prep_kernel(const __grid
 
   // Raw q and k rows in one round of asynchronous copies (rows past the
   // chunk's end zero), overlapped with the gate loads below.
-  copy_rows_async<T, K, kChunk, kPrepThreads>(&s.raw.q[0][0], Smem::kStride, q + t0 * p.q_s0 + h * p.q_s1,
-                                              p.q_s0, len, tid);
+  if constexpr (!kAuOnly)
+    copy_rows_async<T, K, kChunk, kPrepThreads>(&s.raw.q[0][0], Smem::kStride, q + t0 * p.q_s0 + h * p.q_s1,
+                                                p.q_s0, len, tid);
   copy_rows_async<T, K, kChunk, kPrepThreads>(&s.raw.k[0][0], Smem::kStride, k + t0 * p.k_s0 + h * p.k_s1,
                                               p.k_s0, len, tid);
   cp_async_commit();
@@ -154,7 +157,7 @@ __global__ void __launch_bounds__(kPrepThreads) prefill_prep_kernel(const __grid
     for (int ks = 0; ks < K / 16; ++ks) {
       uint32_t ak[4], aq[4];
       ldmatrix_x4(ak, a_k + ks * 16);
-      ldmatrix_x4(aq, a_q + ks * 16);
+      if constexpr (!kAuOnly) ldmatrix_x4(aq, a_q + ks * 16);
 #pragma unroll
       for (int pb = 0; pb < kNumBlk - 1; ++pb) {
         if (pb < warp) {
@@ -162,16 +165,20 @@ __global__ void __launch_bounds__(kPrepThreads) prefill_prep_kernel(const __grid
           ldmatrix_x4(b, b_k + pb * 16 * Smem::kStride + ks * 16);
           mma_io16<T>(kk[2 * pb], ak, b[0], b[1]);
           mma_io16<T>(kk[2 * pb + 1], ak, b[2], b[3]);
-          mma_io16<T>(qk[2 * pb], aq, b[0], b[1]);
-          mma_io16<T>(qk[2 * pb + 1], aq, b[2], b[3]);
+          if constexpr (!kAuOnly) {
+            mma_io16<T>(qk[2 * pb], aq, b[0], b[1]);
+            mma_io16<T>(qk[2 * pb + 1], aq, b[2], b[3]);
+          }
         }
       }
       mma_io16<T>(kd[0], ak, ak[0], ak[2]);
       mma_io16<T>(kd[1], ak, ak[1], ak[3]);
-      mma_io16<T>(qd[0], aq, ak[0], ak[2]);
-      mma_io16<T>(qd[1], aq, ak[1], ak[3]);
-      mma_io16<T>(qq[0], aq, aq[0], aq[2]);
-      mma_io16<T>(qq[1], aq, aq[1], aq[3]);
+      if constexpr (!kAuOnly) {
+        mma_io16<T>(qd[0], aq, ak[0], ak[2]);
+        mma_io16<T>(qd[1], aq, ak[1], ak[3]);
+        mma_io16<T>(qq[0], aq, aq[0], aq[2]);
+        mma_io16<T>(qq[1], aq, aq[1], aq[3]);
+      }
     }
     // Reciprocal l2 norms from the squared norms on the diagonals: row
     // r0 + g8 (+ 8) is column g8 of n-tile 0 (1), element g8 % 2 (2 + g8 % 2)
@@ -185,7 +192,7 @@ __global__ void __launch_bounds__(kPrepThreads) prefill_prep_kernel(const __grid
       const float sk0 = __shfl_sync(0xffffffffu, k0, src), sk1 = __shfl_sync(0xffffffffu, k1, src);
       const float sq0 = __shfl_sync(0xffffffffu, q0, src), sq1 = __shfl_sync(0xffffffffu, q1, src);
       const float sq = lane < 16 ? (r < 8 ? sk0 : sk1) : (r < 8 ? sq0 : sq1);
-      (lane < 16 ? s.rnk : s.rnq)[r0 + r] = rnorm(sq);
+      if (!kAuOnly || lane < 16) (lane < 16 ? s.rnk : s.rnq)[r0 + r] = rnorm(sq);
     }
   } else {
     // fp32 io: tf32 m16n8k8, k-permuted fragments (a lane's two k values
@@ -241,7 +248,9 @@ __global__ void __launch_bounds__(kPrepThreads) prefill_prep_kernel(const __grid
     float* L = p.L + (int64_t{c} * p.HV + hv) * kChunk * kChunk;
     const TiledPrepStores tiled{nullptr, L};
     mask_products(s, p.scale, warp, lane, kk, qk, kd, qd, [&](int i, int j, float2 xy) {
-      if (p.sm90_tiles)
+      if constexpr (kAuOnly)
+        (void)i, (void)j, (void)xy;  // L is the pass's
+      else if (p.sm90_tiles)
         tiled.l_pair(i, j, xy);
       else
         reinterpret_cast<float2*>(L + i * kChunk)[j >> 1] = xy;
@@ -256,7 +265,7 @@ __global__ void __launch_bounds__(kPrepThreads) prefill_prep_kernel(const __grid
   if (tid < kChunk)
     invert_diagonal_blocks(s, tid);
   else
-    row_factors(s, p.scale, len, tid - kChunk, p.F + item * kFactorStride);
+    row_factors<!kAuOnly>(s, p.scale, len, tid - kChunk, p.F + item * kFactorStride);
   __syncthreads();
   GDN_PREP_MARK(4);
   float* Au = p.Au + item * kChunk * kChunk;
@@ -290,13 +299,24 @@ __global__ void __launch_bounds__(kPrepThreads) prefill_prep_kernel(const __grid
 }  // namespace
 
 template <typename T, int K, int V>
-Status launch_prefill_prep(const PrefillParams& p, cudaStream_t stream) {
+Status launch_prefill_prep(const PrefillParams& p, cudaStream_t stream, bool au_only) {
   constexpr size_t kSmem = sizeof(PrepSmem<T, K>);
-  if (Status s = allow_dynamic_smem(reinterpret_cast<const void*>(prefill_prep_kernel<T, K, V>), kSmem,
+  auto kernel = prefill_prep_kernel<T, K, V, false>;
+  static const bool waits = kernel_waits_for_prerequisites(kernel);
+  bool programmatic = waits;
+  if (au_only) {
+    if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+      kernel = prefill_prep_kernel<T, K, V, true>;
+      static const bool au_waits = kernel_waits_for_prerequisites(kernel);
+      programmatic = au_waits;
+    } else {
+      return Status(StatusCode::kInternal, "prefill_prep_kernel: Au alone is built for bf16 io only");
+    }
+  }
+  if (Status s = allow_dynamic_smem(reinterpret_cast<const void*>(kernel), kSmem,
                                     "prefill_prep_kernel: raising its shared memory limit");
       !s.ok())
     return s;
-  static const bool programmatic = kernel_waits_for_prerequisites(prefill_prep_kernel<T, K, V>);
   if (p.max_chunks == 0) return Status::Ok();
   dim3 grid;
   if (Status s = linear_grid(p.max_chunks * p.HV, &grid, "prefill_prep_kernel: chunks and value heads");
@@ -306,13 +326,13 @@ Status launch_prefill_prep(const PrefillParams& p, cudaStream_t stream) {
   // programmatically, it would let the state pass (which reads the caller's
   // entering state before its own wait) start while the kernel before the
   // call may still write that state, so it launches plainly, as chunk_meta does.
-  return cuda_status(launch_kernel(prefill_prep_kernel<T, K, V>, grid, dim3(kPrepThreads), kSmem, stream,
-                                   programmatic && !p.inline_offsets, p),
-                     "prefill_prep_kernel launch");
+  return cuda_status(
+      launch_kernel(kernel, grid, dim3(kPrepThreads), kSmem, stream, programmatic && !p.inline_offsets, p),
+      "prefill_prep_kernel launch");
 }
 
 #define GDN_INSTANTIATE_PREP(T, KV) \
-  template Status launch_prefill_prep<T, KV, KV>(const PrefillParams&, cudaStream_t);
+  template Status launch_prefill_prep<T, KV, KV>(const PrefillParams&, cudaStream_t, bool);
 GDN_INSTANTIATE_PREP(__nv_bfloat16, 64)
 GDN_INSTANTIATE_PREP(__nv_bfloat16, 128)
 GDN_INSTANTIATE_PREP(__half, 64)

@@ -5,7 +5,12 @@
 // the workspace in this kernel's shared-memory layout); the fused pass
 // (kFused) forms them itself in a prep warpgroup (prep_role), one chunk
 // ahead of the state warpgroups, so nothing but q, k, v, the gates and the
-// states crosses memory. fused_pass_for picks the form.
+// states crosses memory. A third form (kSplitL, a measurement form, not yet
+// run on a GPU) splits the work: the prep kernel writes Au and the factors
+// but s_q from k and the gates alone, the pass's prep warpgroup forms L and
+// s_q, so L and the prep's read of q stay off memory while the prep
+// warpgroup keeps only Q K^T and L's masks per chunk. pass_form_for picks
+// the form.
 //
 // Roles (384 threads, 512 fused; one CTA per SM by shared memory; the load
 // warpgroup gives its registers to the state warpgroups, Config::kStateRegs
@@ -19,7 +24,7 @@
 //                         kStages-slot ring completed on mbarriers: bulk
 //                         tensor copies of k, q (64 x K) and v (64 x 64 per
 //                         tile), bulk copies of Au, L and the factors
-//                         (two-kernel pass only)
+//                         (two-kernel pass; kSplitL: Au and the factors)
 //   kPrep  (warpgroup 3, fused pass)  per chunk, once its k, q and v are in:
 //                         the rows past the chunk's end cleared, Au, L and
 //                         the factors into the slot, then the slot's
@@ -143,11 +148,16 @@ constexpr int kLoadRegs = 24;  // setmaxnreg
 // warpgroups and the load warpgroup; the fused pass adds a prep warpgroup,
 // and its state warpgroups fit 192 registers because O completes before the
 // update is issued (state_role).
-template <bool kFused>
+// Whether a form's CTA holds a prep warpgroup (kFused, kSplitL).
+constexpr bool has_prep(PassForm f) {
+  return f != PassForm::kTwoKernel;
+}
+template <PassForm kForm>
 struct Config {
-  static constexpr int kThreads = (kMaxGroups + (kFused ? 2 : 1)) * kGroupThreads;
-  static constexpr int kStateRegs = kFused ? 192 : 240;
-  static constexpr int kPrepRegs = kFused ? 104 : 0;
+  static constexpr bool kPrep = has_prep(kForm);
+  static constexpr int kThreads = (kMaxGroups + (kPrep ? 2 : 1)) * kGroupThreads;
+  static constexpr int kStateRegs = kPrep ? 192 : 240;
+  static constexpr int kPrepRegs = kPrep ? 104 : 0;
   // setmaxnreg moves registers within the CTA's launch allocation: 65536
   // per SM over kThreads threads, rounded down to a multiple of 8 per thread.
   static_assert(kMaxGroups * kGroupThreads * kStateRegs + kGroupThreads * (kLoadRegs + kPrepRegs) <=
@@ -183,14 +193,14 @@ struct PrepScratch {
 };
 struct NoPrepScratch {};
 
-template <int K, bool kFused>
+template <int K, PassForm kForm>
 struct SharedStorage {
   Slot<K> slot[kStages];  // first: 1024-byte aligned
   float F[kStages][kFactorStride];
   Bf16 o[kStateWarps][kChunk][kOStride];
   uint64_t full[kStages], empty[kStages];
-  uint64_t ready[kStages];  // fused: the slot's Au, L and factors are formed
-  std::conditional_t<kFused, PrepScratch, NoPrepScratch> prep;
+  uint64_t ready[kStages];  // prep warpgroup: the slot's Au, L and factors are formed (kSplitL: L, s_q)
+  std::conditional_t<has_prep(kForm), PrepScratch, NoPrepScratch> prep;
 };
 static_assert(sizeof(Slot<128>) % 1024 == 0 && sizeof(Slot<64>) % 1024 == 0,
               "slots keep the 1024-byte alignment");
@@ -260,12 +270,13 @@ struct CtaTiles {
   }
 };
 
-template <int K, bool kLocal, bool kFused>
-__device__ __forceinline__ void state_role(const StateParams& fp, SharedStorage<K, kFused>& s, int64_t n,
+template <int K, bool kLocal, PassForm kForm>
+__device__ __forceinline__ void state_role(const StateParams& fp, SharedStorage<K, kForm>& s, int64_t n,
                                            int seg, int64_t hv, int group, int v0, bool map_cols, int first,
                                            int last, const SeqChunks& seq, int warp, int lane,
                                            int64_t row_out, StateSlice<K>& S) {
   constexpr int V = K;
+  constexpr bool kFused = has_prep(kForm);  // (a prep warpgroup beside: `ready`, 192 registers)
   const PrefillParams& p = fp.p;
   auto& St = S.St;
   const int t = lane & 3;
@@ -424,14 +435,16 @@ __device__ __forceinline__ void state_role(const StateParams& fp, SharedStorage<
   }
 }
 
-template <int K, bool kFused>
-__device__ __forceinline__ void load_role(const StateParams& fp, SharedStorage<K, kFused>& s, int64_t h,
+template <int K, PassForm kForm>
+__device__ __forceinline__ void load_role(const StateParams& fp, SharedStorage<K, kForm>& s, int64_t h,
                                           int64_t hv, const CtaTiles& tiles, int first, int last,
                                           const SeqChunks& seq) {
   const PrefillParams& p = fp.p;
   constexpr uint32_t kQkBytes = 2 * (K / 64) * kTile;
-  constexpr uint32_t kPrepBytes =
-      kFused ? 0 : 2 * (kF32KeptHead + kF32KeptTail) + kFactorStride * sizeof(float);
+  constexpr uint32_t kTileBytes = kF32KeptHead + kF32KeptTail, kFBytes = kFactorStride * sizeof(float);
+  constexpr uint32_t kPrepBytes = kForm == PassForm::kFused    ? 0
+                                  : kForm == PassForm::kSplitL ? kTileBytes + kFBytes
+                                                               : 2 * kTileBytes + kFBytes;
   uint32_t v_bytes = 0;
   for (int g = 0; g < fp.groups; ++g) v_bytes += tiles.map_cols(g) ? 0 : kTile;
   for (int c = first, i = 0; c < last; ++c, ++i) {
@@ -449,7 +462,7 @@ __device__ __forceinline__ void load_role(const StateParams& fp, SharedStorage<K
     for (int g = 0; g < fp.groups; ++g)
       if (!tiles.map_cols(g))
         tma_load_3d(sl.v[g], &fp.v_map, tiles.v0(g), static_cast<int32_t>(hv), t0, &s.full[st]);
-    if constexpr (!kFused) {  // (the fused pass's prep warpgroup forms them)
+    if constexpr (kForm != PassForm::kFused) {  // (the fused pass's prep warpgroup forms them)
       const int64_t item = int64_t{c} * p.HV + hv;
       // Au and L without their zero quarter (tile_layout.cuh; the slots hold zeros there).
       const auto kept = [&](unsigned char(&tile)[2][kTile], const float* src) {
@@ -458,7 +471,7 @@ __device__ __forceinline__ void load_role(const StateParams& fp, SharedStorage<K
                   src + (kF32KeptHead + kF32ZeroQuarter) / sizeof(float), kF32KeptTail, &s.full[st]);
       };
       kept(sl.au, p.Au + item * kChunk * kChunk);
-      kept(sl.l, p.L + item * kChunk * kChunk);
+      if constexpr (kForm == PassForm::kTwoKernel) kept(sl.l, p.L + item * kChunk * kChunk);
       bulk_load(s.F[st], p.F + item * kFactorStride, kFactorStride * sizeof(float), &s.full[st]);
     }
   }
@@ -475,10 +488,13 @@ __device__ __forceinline__ void load_role(const StateParams& fp, SharedStorage<K
 //   K K^T, Q K^T  m64n64 wgmmas, A and B from the slot's k and q panels
 //   M, L      masks (chunk_prep.cuh), L into the slot
 //   Au        the blocked inverse (chunk_prep.cuh), into the slot
-template <int K>
-__device__ __forceinline__ void prep_role(const StateParams& fp, SharedStorage<K, true>& s, int64_t hv,
+// kSplitL: Au and the factors but s_q came with the copies (the prep kernel
+// formed them); Q K^T alone, L's masks and s_q (q_factor) into the slot.
+template <int K, PassForm kForm>
+__device__ __forceinline__ void prep_role(const StateParams& fp, SharedStorage<K, kForm>& s, int64_t hv,
                                           const CtaTiles& tiles, int first, int last, const SeqChunks& seq,
                                           int prep_tid) {
+  constexpr bool kAll = kForm == PassForm::kFused;  // Au and the factors too
   const PrefillParams& p = fp.p;
   PrepScratch& ps = s.prep;
   // Warp 0 holds the gates of rows 2 lane and 2 lane + 1 of the next chunk
@@ -521,16 +537,16 @@ __device__ __forceinline__ void prep_role(const StateParams& fp, SharedStorage<K
       named_barrier(kPrepBarrier, kGroupThreads);  // (len is the warpgroup's)
     }
 
-    // K K^T and Q K^T of the raw rows, on the tensor cores while the norms
-    // are formed below.
-    float kk[2 * kPrepBlocks][4], qk[2 * kPrepBlocks][4];
+    // K K^T and Q K^T of the raw rows (kSplitL: Q K^T), on the tensor cores
+    // while the norms are formed below.
+    float kk[2 * kPrepBlocks][4], qk[2 * kPrepBlocks][4];  // (kSplitL: kk unused)
     zero_acc(kk);
     zero_acc(qk);
     wgmma_fence();
 #pragma unroll
     for (int ks = 0; ks < K / 16; ++ks) {
       const uint64_t bk = kq_desc(sl, 0, ks);
-      wgmma_bf16_ss_n64(kk, bk, bk);
+      if constexpr (kAll) wgmma_bf16_ss_n64(kk, bk, bk);
       wgmma_bf16_ss_n64(qk, kq_desc(sl, 1, ks), bk);
     }
     wgmma_commit();
@@ -567,6 +583,14 @@ __device__ __forceinline__ void prep_role(const StateParams& fp, SharedStorage<K
     GDN_PROBE_MARK(2);
 
     const TiledPrepStores out{reinterpret_cast<float*>(sl.au), reinterpret_cast<float*>(sl.l)};
+    if constexpr (!kAll) {  // L and s_q; Au and the other factors came with the copies
+      mask_product_rows<false>(ps, p.scale, warp, lane, qk, qk,
+                               [&](int r, int j, float2 xy) { out.l_pair(r, j, xy); });
+      if (tid < kChunk) s.F[st][kFactorSq + tid] = q_factor(ps.rnq[tid], p.scale, expf(ps.G[tid]), tid < len);
+      fence_async_shared();  // L (and s_q, which the next copy into F overwrites), before the async proxy
+      mbar_arrive(&s.ready[st]);
+      continue;
+    }
     mask_product_rows(ps, p.scale, warp, lane, kk, qk,
                       [&](int r, int j, float2 xy) { out.l_pair(r, j, xy); });
     named_barrier(kPrepBarrier, kGroupThreads);  // M
@@ -599,26 +623,27 @@ constexpr int tiles_per_item(bool local) {
 // wrote the flag before it), so there each CTA runs the one-sequence checks
 // itself, as the prep kernel does, and CTA 0 writes the flag for the
 // kernels after it and for prefill_device_status.
-template <bool kFused>
+template <PassForm kForm>
 __device__ __forceinline__ bool checks_failed(const PrefillParams& p) {
-  if (kFused && p.clear_flag != nullptr) return p.inline_check && one_sequence_checks(p) != 0;
+  if (kForm == PassForm::kFused && p.clear_flag != nullptr)
+    return p.inline_check && one_sequence_checks(p) != 0;
   return device_checks_failed(p);
 }
 
-template <int K, bool kLocal, bool kFused>
-__global__ void __launch_bounds__(Config<kFused>::kThreads, 1)
+template <int K, bool kLocal, PassForm kForm>
+__global__ void __launch_bounds__(Config<kForm>::kThreads, 1)
     prefill_state_sm90_kernel(const __grid_constant__ StateParams fp) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr int V = K;
-  using Cfg = Config<kFused>;
+  using Cfg = Config<kForm>;
   const PrefillParams& p = fp.p;
-  if (kFused && p.clear_flag != nullptr && blockIdx.x == 0 && threadIdx.x == 0)
+  if (kForm == PassForm::kFused && p.clear_flag != nullptr && blockIdx.x == 0 && threadIdx.x == 0)
     *p.clear_flag = p.inline_check ? one_sequence_checks(p) : 0;
   extern __shared__ unsigned char smem_raw[];
   // Aligned by an offset from smem_raw (not by rounding the address as an
   // integer), so the compiler still knows every access through s is to
   // shared memory (shared-memory instructions, not generic ones).
-  auto& s = *reinterpret_cast<SharedStorage<K, kFused>*>(
+  auto& s = *reinterpret_cast<SharedStorage<K, kForm>*>(
       smem_raw + ((1024 - (reinterpret_cast<uintptr_t>(smem_raw) & 1023)) & 1023));
   const int segs = p.segments;
   const StateItem item = state_item(p, segs, tiles_per_item<K>(kLocal) / fp.groups);
@@ -653,19 +678,19 @@ __global__ void __launch_bounds__(Config<kFused>::kThreads, 1)
     setmaxnreg_dec<kLoadRegs>();
     if (warp != kStateWarps || lane != 0) return;
     wait_for_prerequisites();  // chunk offsets, error flag, prep results
-    if (checks_failed<kFused>(p)) return;
+    if (checks_failed<kForm>(p)) return;
     const SeqChunks seq(p, n);
-    load_role<K, kFused>(fp, s, h, hv, tiles, seq.seg_first(seg, segs), seq.seg_first(seg + 1, segs), seq);
+    load_role<K, kForm>(fp, s, h, hv, tiles, seq.seg_first(seg, segs), seq.seg_first(seg + 1, segs), seq);
     return;
   }
-  if constexpr (kFused) {
+  if constexpr (Cfg::kPrep) {
     if (role == Role::kPrep) {
       setmaxnreg_dec<Cfg::kPrepRegs>();
       wait_for_prerequisites();  // chunk offsets, error flag
-      if (checks_failed<kFused>(p)) return;
+      if (checks_failed<kForm>(p)) return;
       const SeqChunks seq(p, n);
-      prep_role<K>(fp, s, hv, tiles, seq.seg_first(seg, segs), seq.seg_first(seg + 1, segs), seq,
-                   tid - (kStateWarps + 4) * 32);
+      const int first = seq.seg_first(seg, segs), last = seq.seg_first(seg + 1, segs);
+      prep_role<K, kForm>(fp, s, hv, tiles, first, last, seq, tid - (kStateWarps + 4) * 32);
       return;
     }
   }
@@ -684,7 +709,7 @@ __global__ void __launch_bounds__(Config<kFused>::kThreads, 1)
   if (seg != segs - 1) row_out = -1;
   S.enter(p.init, row_in, hv, map_cols);
   wait_for_prerequisites();  // chunk offsets, error flag, prep results, combined states
-  if (checks_failed<kFused>(p)) return;
+  if (checks_failed<kForm>(p)) return;
   const SeqChunks seq(p, n);
   if (combined) {
     // Segment 0's entering state sits in the last segment's slot,
@@ -692,16 +717,16 @@ __global__ void __launch_bounds__(Config<kFused>::kThreads, 1)
     const int64_t slot = (n * segs + (seg == 0 ? segs - 1 : seg - 1)) * p.HV + hv;
     S.load(p.seg_state + slot * K * V, V);
   }
-  state_role<K, kLocal, kFused>(fp, s, n, seg, hv, group, v0, map_cols, seq.seg_first(seg, segs),
-                                seq.seg_first(seg + 1, segs), seq, warp % 4, lane, row_out, S);
+  state_role<K, kLocal, kForm>(fp, s, n, seg, hv, group, v0, map_cols, seq.seg_first(seg, segs),
+                               seq.seg_first(seg + 1, segs), seq, warp % 4, lane, row_out, S);
 #else
   __trap();  // built for sm_90a only; the dispatcher never launches it elsewhere
 #endif
 }
 
 // Dynamic shared memory: the storage plus its 1024-byte alignment slack.
-template <int K, bool kFused>
-constexpr size_t kSmemBytes = sizeof(SharedStorage<K, kFused>) + 1024;
+template <int K, PassForm kForm>
+constexpr size_t kSmemBytes = sizeof(SharedStorage<K, kForm>) + 1024;
 
 }  // namespace
 
@@ -784,20 +809,22 @@ int groups_for(int64_t items, int tiles, int sms, bool long_tail) {
 // 1,000-2,500) against the state warpgroups' 6,100 and 7,700 of their own
 // work, so 1x8192 takes 683 against 317 us and the batch rows -1% to +8%
 // (32x1024 826 against 808, 128x256 1085 against 1005). GDN_SM90_FUSED=1
-// forces the fused pass, =0 the two-kernel one.
+// forces the fused pass, =0 the two-kernel one, =2 the kSplitL form (not
+// yet measured).
 
 template <int K>
-bool fused_pass_for(const PrefillParams& p, int sms, bool one_chunk) {
+PassForm pass_form_for(const PrefillParams& p, int sms, bool one_chunk) {
   if (const char* env = std::getenv("GDN_SM90_FUSED");
-      env != nullptr && (env == std::string("0") || env == std::string("1")))
-    return env[0] == '1';
-  return one_chunk && p.segments == 1 && p.N * p.HV * tiles_per_item<K>(false) <= sms;
+      env != nullptr && env[0] >= '0' && env[0] <= '2' && env[1] == '\0')
+    return static_cast<PassForm>(env[0] - '0');
+  return one_chunk && p.segments == 1 && p.N * p.HV * tiles_per_item<K>(false) <= sms ? PassForm::kFused
+                                                                                      : PassForm::kTwoKernel;
 }
 
-template <int K, bool kLocal, bool kFused>
+template <int K, bool kLocal, PassForm kForm>
 Status launch_phase(StateParams fp, int sms, bool long_tail, cudaStream_t stream) {
-  const auto kernel = prefill_state_sm90_kernel<K, kLocal, kFused>;
-  constexpr size_t kSmem = kSmemBytes<K, kFused>;
+  const auto kernel = prefill_state_sm90_kernel<K, kLocal, kForm>;
+  constexpr size_t kSmem = kSmemBytes<K, kForm>;
   if (Status s = allow_dynamic_smem(reinterpret_cast<const void*>(kernel), kSmem,
                                     "prefill_state_sm90_kernel: raising its shared memory limit");
       !s.ok())
@@ -806,7 +833,7 @@ Status launch_phase(StateParams fp, int sms, bool long_tail, cudaStream_t stream
   // launched programmatically it would read the caller's entering state
   // while the kernel before the call may still write it.
   static const bool programmatic = kernel_waits_for_prerequisites(kernel);
-  const bool first = kFused && fp.p.clear_flag != nullptr;
+  const bool first = kForm == PassForm::kFused && fp.p.clear_flag != nullptr;
   const PrefillParams& p = fp.p;
   if (p.N == 0) return Status::Ok();
   fp.groups = groups_for(p.N * p.segments * p.HV, tiles_per_item<K>(kLocal), sms, long_tail);
@@ -816,23 +843,31 @@ Status launch_phase(StateParams fp, int sms, bool long_tail, cudaStream_t stream
       !s.ok())
     return s;
   return cuda_status(
-      launch_kernel(kernel, grid, dim3(Config<kFused>::kThreads), kSmem, stream, programmatic && !first, fp),
+      launch_kernel(kernel, grid, dim3(Config<kForm>::kThreads), kSmem, stream, programmatic && !first, fp),
       "prefill_state_sm90_kernel launch");
 }
 
-template <int K>
-Status launch_state_sm90(const StateParams& fp, bool fused, int sms, bool long_tail, cudaStream_t stream) {
-  const bool local = fp.p.seg_phase == kSegLocal;
-  if (fused)
-    return local ? launch_phase<K, true, true>(fp, sms, long_tail, stream)
-                 : launch_phase<K, false, true>(fp, sms, long_tail, stream);
-  return local ? launch_phase<K, true, false>(fp, sms, long_tail, stream)
-               : launch_phase<K, false, false>(fp, sms, long_tail, stream);
+template <int K, PassForm kForm>
+Status launch_form(const StateParams& fp, int sms, bool long_tail, cudaStream_t stream) {
+  return fp.p.seg_phase == kSegLocal ? launch_phase<K, true, kForm>(fp, sms, long_tail, stream)
+                                     : launch_phase<K, false, kForm>(fp, sms, long_tail, stream);
 }
 
-template bool fused_pass_for<64>(const PrefillParams&, int, bool);
-template bool fused_pass_for<128>(const PrefillParams&, int, bool);
-template Status launch_state_sm90<64>(const StateParams&, bool, int, bool, cudaStream_t);
-template Status launch_state_sm90<128>(const StateParams&, bool, int, bool, cudaStream_t);
+template <int K>
+Status launch_state_sm90(const StateParams& fp, PassForm form, int sms, bool long_tail, cudaStream_t stream) {
+  switch (form) {
+    case PassForm::kFused:
+      return launch_form<K, PassForm::kFused>(fp, sms, long_tail, stream);
+    case PassForm::kSplitL:
+      return launch_form<K, PassForm::kSplitL>(fp, sms, long_tail, stream);
+    default:
+      return launch_form<K, PassForm::kTwoKernel>(fp, sms, long_tail, stream);
+  }
+}
+
+template PassForm pass_form_for<64>(const PrefillParams&, int, bool);
+template PassForm pass_form_for<128>(const PrefillParams&, int, bool);
+template Status launch_state_sm90<64>(const StateParams&, PassForm, int, bool, cudaStream_t);
+template Status launch_state_sm90<128>(const StateParams&, PassForm, int, bool, cudaStream_t);
 
 }  // namespace gdn::cuda::sm90

@@ -27,17 +27,22 @@ Status encode_token_maps(const PrefillParams& p, int64_t K, int64_t V, StatePara
 // (sequence or segment, value head, 64 value columns), on a device of `sms`
 // multiprocessors; long_tail: one sequence outlasts the others by far
 // (sm80/prefill.cu, long_tail_of).
-// Whether a prefill of p's shape (p.segments set) runs the fused pass on a
-// device of `sms` multiprocessors; one_chunk: every sequence is at most one
-// chunk long (state_pass.cu says when and why). GDN_SM90_FUSED=0 or 1
-// forces the choice.
-template <int K>
-bool fused_pass_for(const PrefillParams& p, int sms, bool one_chunk);
+// Where a chunk's Au, L and factors come from. kTwoKernel: the prep kernel
+// writes all three to the workspace and the pass copies them in. kFused: a
+// prep warpgroup of the pass forms them in the CTA (no prep kernel runs
+// before it). kSplitL: the prep kernel writes Au and the factors but s_q
+// (it reads k and the gates only), the pass's prep warpgroup forms L and
+// s_q from the slot's q and k, so neither L nor a second read of q crosses
+// memory (a measurement form: GDN_SM90_FUSED=2).
+enum class PassForm { kTwoKernel, kFused, kSplitL };
 
-// fused: the pass forms each chunk's Au, L and factors itself (a prep
-// warpgroup in the CTA, nothing through the workspace; no prep kernel runs
-// before it), else it copies the prep kernel's.
+// The form a prefill of p's shape (p.segments set) runs on a device of `sms`
+// multiprocessors; one_chunk: every sequence is at most one chunk long
+// (state_pass.cu says when and why). GDN_SM90_FUSED=0, 1 or 2 forces it.
 template <int K>
-Status launch_state_sm90(const StateParams& fp, bool fused, int sms, bool long_tail, cudaStream_t stream);
+PassForm pass_form_for(const PrefillParams& p, int sms, bool one_chunk);
+
+template <int K>
+Status launch_state_sm90(const StateParams& fp, PassForm form, int sms, bool long_tail, cudaStream_t stream);
 
 }  // namespace gdn::cuda::sm90
