@@ -332,7 +332,7 @@ TEST(Sm90Groups, PairedTilesGiveTheBitsOfSingleTiles) {
 // sizes, with and without host copies of the offsets (the fused pass first
 // in the stream, writing the error flag itself); and the fused and split
 // passes are no less accurate than the two-kernel one beyond 5%.
-TEST(Sm90Fused, BothFormsMatchTheReference) {
+TEST(Sm90Fused, EveryFormMatchesTheReference) {
   REQUIRE_GPU();
   if (!serves(Backend::kSm90, suite_like())) GTEST_SKIP() << "sm90 is not available here";
   std::vector<std::pair<Case, const char*>> cases = sm90_cases("fused");

@@ -540,7 +540,7 @@ __device__ __forceinline__ void prep_role(const StateParams& fp, SharedStorage<K
     // K K^T and Q K^T of the raw rows (kSplitL: Q K^T), on the tensor cores
     // while the norms are formed below.
     float kk[2 * kPrepBlocks][4], qk[2 * kPrepBlocks][4];  // (kSplitL: kk unused)
-    zero_acc(kk);
+    if constexpr (kAll) zero_acc(kk);
     zero_acc(qk);
     wgmma_fence();
 #pragma unroll
@@ -577,7 +577,7 @@ __device__ __forceinline__ void prep_role(const StateParams& fp, SharedStorage<K
           p.l2norm ? 1.f / sqrtf(((sq[0] + sq[1]) + (sq[2] + sq[3])) + 1e-6f) : 1.f;
     }
     wgmma_wait<0>();
-    wgmma_fence_operand(kk);
+    if constexpr (kAll) wgmma_fence_operand(kk);
     wgmma_fence_operand(qk);
     named_barrier(kPrepBarrier, kGroupThreads);  // gates, norms
     GDN_PROBE_MARK(2);
