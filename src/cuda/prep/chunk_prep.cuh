@@ -127,7 +127,6 @@ __device__ __forceinline__ void mask_tile(S& s, int r0, int lane, const float (&
   const int g8 = lane >> 2, t4 = lane & 3;
   const float2 g2j = *reinterpret_cast<const float2*>(&s.G2[nt * 8 + 2 * t4]);
   const float2 rkj = *reinterpret_cast<const float2*>(&s.rnk[nt * 8 + 2 * t4]);
-  float* m_out = &s.m[r0 + g8][2 * t4];
 #pragma unroll
   for (int hf = 0; hf < 2; ++hf) {
     float mv[2], lv[2];
@@ -141,8 +140,8 @@ __device__ __forceinline__ void mask_tile(S& s, int r0, int lane, const float (&
       if (diag) mv[e] = below > 0 ? mv[e] : 0.f;
       lv[e] = (qc[2 * hf + e] * qsi[hf]) * w;
     }
-    if constexpr (kWithM)
-      *reinterpret_cast<float2*>(m_out + 8 * hf * kPrepMatStride + nt * 8) = make_float2(mv[0], mv[1]);
+    if constexpr (kWithM)  // (S has no m without it)
+      *reinterpret_cast<float2*>(&s.m[r0 + g8 + 8 * hf][2 * t4 + nt * 8]) = make_float2(mv[0], mv[1]);
     store_l(r0 + g8 + 8 * hf, nt * 8 + 2 * t4, make_float2(tf32_round_rn(lv[0]), tf32_round_rn(lv[1])));
   }
 }

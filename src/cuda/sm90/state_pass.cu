@@ -166,6 +166,13 @@ struct Config {
 };
 constexpr int kTileColumns = 16 * 4;  // value columns of one warpgroup
 constexpr int kStages = 2;            // ring slots
+// Slots of the ring of k and q tiles: kSplitL's prep warpgroup forms Q K^T
+// and L from a chunk's k and q while the state warpgroups still hold the
+// two chunks before it, so they come a slot earlier than v, Au and the
+// factors (which wait for the state warpgroups alone). The other forms
+// stream k and q with the rest of the chunk.
+template <PassForm kForm>
+constexpr int kKqStages = kForm == PassForm::kSplitL ? 3 : kStages;
 #if GDN_SM90_PROBE == 3
 static_assert(kStages == sizeof(probe_issued) / sizeof(probe_issued[0]), "a probe time per ring slot");
 #endif
@@ -175,35 +182,56 @@ constexpr int kOStride = 16 + 8;          // bf16 per row of a warp's output sta
 static_assert(kTileColumns == 64, "one wgmma M of value columns per warpgroup");
 static_assert(kF32TileBytes == 2 * kTile, "an fp32 64 x 64 matrix is two swizzled panels");
 
-// One ring slot. kq[p] holds panel p (k columns 64 p ..) of the chunk's k
+// A chunk's k and q tiles: kq[p] holds panel p (k columns 64 p ..) of its k
 // rows, then its q rows: 128 rows, so [K | Q]^T is one N = 128 operand.
 template <int K>
-struct Slot {
+struct KqTiles {
   unsigned char kq[K / 64][2][kTile];
+};
+// One ring slot: the rest of a chunk's operands.
+template <int K>
+struct Slot {
   unsigned char v[kMaxGroups][kTile];  // 64 tokens x a tile's 64 value columns
   unsigned char au[2][kTile];          // fp32 Au (tile_layout.cuh)
   unsigned char l[2][kTile];           // fp32 L
 };
 
-// The fused pass's prep scratch (the S of prep/chunk_prep.cuh).
-struct PrepScratch {
-  float m[kChunk][kPrepMatStride];
-  float D[kPrepBlocks][kPrepBlk][kPrepDStride];
+// The prep warpgroup's scratch (the S of prep/chunk_prep.cuh): the gates
+// and norms, and for the fused pass's inverse M and the diagonal blocks.
+struct GateScratch {
   float G[kChunk], G2[kChunk], beta[kChunk], rnq[kChunk], rnk[kChunk];
 };
+struct PrepScratch : GateScratch {
+  float m[kChunk][kPrepMatStride];
+  float D[kPrepBlocks][kPrepBlk][kPrepDStride];
+};
 struct NoPrepScratch {};
+template <PassForm kForm>
+using PrepScratchOf =
+    std::conditional_t<kForm == PassForm::kFused, PrepScratch,
+                       std::conditional_t<kForm == PassForm::kSplitL, GateScratch, NoPrepScratch>>;
+// kSplitL's s_q per slot: its prep warpgroup forms them before the slot's
+// copies land, so they cannot sit in F, which the copies fill.
+template <PassForm kForm>
+using SqOf = std::conditional_t<kForm == PassForm::kSplitL, float[kStages][kChunk], char>;
 
 template <int K, PassForm kForm>
 struct SharedStorage {
-  Slot<K> slot[kStages];  // first: 1024-byte aligned
+  KqTiles<K> kq[kKqStages<kForm>];  // first: 1024-byte aligned
+  Slot<K> slot[kStages];
   float F[kStages][kFactorStride];
   Bf16 o[kStateWarps][kChunk][kOStride];
   uint64_t full[kStages], empty[kStages];
   uint64_t ready[kStages];  // prep warpgroup: the slot's Au, L and factors are formed (kSplitL: L, s_q)
-  std::conditional_t<has_prep(kForm), PrepScratch, NoPrepScratch> prep;
+  // The k and q ring's own barriers where it is deeper (else k and q
+  // complete on full, and empty frees them).
+  uint64_t kq_full[kKqStages<kForm>], kq_empty[kKqStages<kForm>];
+  SqOf<kForm> sq;
+  PrepScratchOf<kForm> prep;
 };
-static_assert(sizeof(Slot<128>) % 1024 == 0 && sizeof(Slot<64>) % 1024 == 0,
-              "slots keep the 1024-byte alignment");
+static_assert(sizeof(KqTiles<128>) % 1024 == 0 && sizeof(KqTiles<64>) % 1024 == 0 &&
+                  sizeof(Slot<128>) % 1024 == 0 && sizeof(Slot<64>) % 1024 == 0,
+              "tiles and slots keep the 1024-byte alignment");
 static_assert((kFactorStride * sizeof(float)) % 16 == 0, "bulk copies move multiples of 16 bytes");
 
 // p, with its value hidden from the optimiser.
@@ -225,7 +253,7 @@ __device__ __forceinline__ int opaque(int x) {
 // starts 32 ks bytes into the rows (a new panel every 4 steps), of a tf32
 // tile 32 bytes per 8-wide step likewise.
 template <int K>
-__device__ __forceinline__ uint64_t kq_desc(const Slot<K>& s, int which, int ks) {
+__device__ __forceinline__ uint64_t kq_desc(const KqTiles<K>& s, int which, int ks) {
   return smem_desc(s.kq[ks / 4][which] + (ks % 4) * 32, 16, kRowGroup);
 }
 __device__ __forceinline__ uint64_t f32_desc(const unsigned char (&tile)[2][kTile], int kk) {
@@ -234,7 +262,7 @@ __device__ __forceinline__ uint64_t f32_desc(const unsigned char (&tile)[2][kTil
 // k as the MN-major B of the update, tokens 16 js ..: panels of 64 k columns
 // are 2 kTile apart (k and q alternate).
 template <int K>
-__device__ __forceinline__ uint64_t k_update_desc(const Slot<K>& s, int js) {
+__device__ __forceinline__ uint64_t k_update_desc(const KqTiles<K>& s, int js) {
   return smem_desc(s.kq[0][0] + js * 2 * kRowGroup, 2 * kTile, kRowGroup);
 }
 
@@ -244,13 +272,13 @@ __device__ __forceinline__ uint64_t k_update_desc(const Slot<K>& s, int js) {
 // Called by the threads of all `groups` state warpgroups (tid among them):
 // the k panels are shared, so their rows are split over all of them.
 template <int K>
-__device__ __forceinline__ void clear_rows_past(Slot<K>& sl, int len, int groups, int group, bool map_cols,
-                                                int tid) {
+__device__ __forceinline__ void clear_rows_past(KqTiles<K>& kq, Slot<K>& sl, int len, int groups, int group,
+                                                bool map_cols, int tid) {
   constexpr int kUnitsPerRow = 128 / 16;
   const int from = len * kUnitsPerRow, units = (kChunk - len) * kUnitsPerRow;
   const int4 zero = make_int4(0, 0, 0, 0);
   for (int u = tid; u < units * (K / 64); u += groups * kGroupThreads)
-    reinterpret_cast<int4*>(sl.kq[u / units][0])[from + u % units] = zero;
+    reinterpret_cast<int4*>(kq.kq[u / units][0])[from + u % units] = zero;
   if (!map_cols)
     for (int u = tid % kGroupThreads; u < units; u += kGroupThreads)
       reinterpret_cast<int4*>(sl.v[group])[from + u] = zero;
@@ -270,6 +298,15 @@ struct CtaTiles {
   }
 };
 
+// Slot st's s_q (kSplitL: formed by the prep warpgroup beside F).
+template <PassForm kForm, typename Storage>
+__device__ __forceinline__ const float* q_factors(const Storage& s, int st) {
+  if constexpr (kForm == PassForm::kSplitL)
+    return s.sq[st];
+  else
+    return s.F[st] + kFactorSq;
+}
+
 template <int K, bool kLocal, PassForm kForm>
 __device__ __forceinline__ void state_role(const StateParams& fp, SharedStorage<K, kForm>& s, int64_t n,
                                            int seg, int64_t hv, int group, int v0, bool map_cols, int first,
@@ -277,6 +314,8 @@ __device__ __forceinline__ void state_role(const StateParams& fp, SharedStorage<
                                            int64_t row_out, StateSlice<K>& S) {
   constexpr int V = K;
   constexpr bool kFused = has_prep(kForm);  // (a prep warpgroup beside: `ready`, 192 registers)
+  constexpr int kKq = kKqStages<kForm>;
+  constexpr bool kKqRing = kKq != kStages;  // k and q on their own barriers
   const PrefillParams& p = fp.p;
   auto& St = S.St;
   const int t = lane & 3;
@@ -290,8 +329,9 @@ __device__ __forceinline__ void state_role(const StateParams& fp, SharedStorage<
 
   GDN_PROBE_BEGIN();
   for (int c = first, i = 0; c < last; ++c, ++i) {
-    const int st = i % kStages;
+    const int st = i % kStages, sk = i % kKq;
     const uint32_t parity = (i / kStages) & 1;
+    if constexpr (kKqRing) mbar_wait(&s.kq_full[sk], (i / kKq) & 1);
     mbar_wait(&s.full[st], parity);
     GDN_PROBE_LANDED(st);
     if constexpr (kFused) mbar_wait(&s.ready[st], parity);  // and the prep warpgroup's Au, L, factors
@@ -300,11 +340,12 @@ __device__ __forceinline__ void state_role(const StateParams& fp, SharedStorage<
     // descriptors are formed at their use instead of hoisted out of the loop
     // for every slot (64-bit values it then spilled).
     Slot<K>& sl = *opaque(&s.slot[st]);
+    KqTiles<K>& kq = *opaque(&s.kq[sk]);
     const float* sf = s.F[st];
     const int64_t t0 = seq.t0(c);
     const int len = seq.len(c);
     if (!kFused && len < kChunk)  // (the fused pass's prep warpgroup clears them)
-      clear_rows_past(sl, len, fp.groups, group, map_cols, group * kGroupThreads + warp * 32 + lane);
+      clear_rows_past(kq, sl, len, fp.groups, group, map_cols, group * kGroupThreads + warp * 32 + lane);
 
     // [P | R] = S^T [K | Q]^T over 16-wide k-steps (S^T as bf16; split hi + lo when kSplitState).
     uint32_t fh[K / 16][4], fl[K / 16][4];
@@ -316,7 +357,7 @@ __device__ __forceinline__ void state_role(const StateParams& fp, SharedStorage<
     wgmma_fence();
 #pragma unroll
     for (int ks = 0; ks < K / 16; ++ks) {
-      const uint64_t b = kq_desc(sl, 0, ks);
+      const uint64_t b = kq_desc(kq, 0, ks);
       if constexpr (kLocal) {
         wgmma_bf16_rs_n64(P, fh[ks], b);
         if constexpr (kSplitState) wgmma_bf16_rs_n64(P, fl[ks], b);
@@ -359,7 +400,7 @@ __device__ __forceinline__ void state_role(const StateParams& fp, SharedStorage<
       // O^T = R diag(s_q) + Vn L^T, left running while the update starts.
 #pragma unroll
       for (int it = 0; it < kChunk / 8; ++it) {
-        const float2 sq2 = *reinterpret_cast<const float2*>(sf + kFactorSq + it * 8 + 2 * t);
+        const float2 sq2 = *reinterpret_cast<const float2*>(q_factors<kForm>(s, st) + it * 8 + 2 * t);
         R[it][0] *= sq2.x, R[it][1] *= sq2.y, R[it][2] *= sq2.x, R[it][3] *= sq2.y;
       }
       uint32_t va[kChunk / 8][4];
@@ -394,7 +435,7 @@ __device__ __forceinline__ void state_role(const StateParams& fp, SharedStorage<
     wgmma_fence();
 #pragma unroll
     for (int js = 0; js < kChunk / 16; ++js) {
-      const uint64_t b = k_update_desc(sl, js);
+      const uint64_t b = k_update_desc(kq, js);
       if constexpr (K == 128) {
         wgmma_bf16_rs_n128_tb(St, uh[js], b);
         if constexpr (kSplitVn) wgmma_bf16_rs_n128_tb(St, ul[js], b);
@@ -416,6 +457,7 @@ __device__ __forceinline__ void state_role(const StateParams& fp, SharedStorage<
     wgmma_wait<0>();
     wgmma_fence_operand(St);
     mbar_arrive(&s.empty[st]);  // this slot's operands are read
+    if constexpr (kKqRing) mbar_arrive(&s.kq_empty[sk]);
     GDN_PROBE_MARK(4);
 
     if (const int64_t ckpt_row = kLocal ? -1 : seq.checkpoint_row(p, n, c); ckpt_row >= 0) {
@@ -445,20 +487,32 @@ __device__ __forceinline__ void load_role(const StateParams& fp, SharedStorage<K
   constexpr uint32_t kPrepBytes = kForm == PassForm::kFused    ? 0
                                   : kForm == PassForm::kSplitL ? kTileBytes + kFBytes
                                                                : 2 * kTileBytes + kFBytes;
+  constexpr int kKq = kKqStages<kForm>;
+  constexpr bool kKqRing = kKq != kStages;  // k and q on their own barriers, a slot ahead
   uint32_t v_bytes = 0;
   for (int g = 0; g < fp.groups; ++g) v_bytes += tiles.map_cols(g) ? 0 : kTile;
   for (int c = first, i = 0; c < last; ++c, ++i) {
-    const int st = i % kStages;
+    const int st = i % kStages, sk = i % kKq;
+    const int32_t t0 = static_cast<int32_t>(seq.t0(c));
+    uint64_t* kq_full = &s.full[st];
+    if constexpr (kKqRing) {
+      if (i >= kKq) mbar_wait(&s.kq_empty[sk], ((i / kKq) - 1) & 1);
+      kq_full = &s.kq_full[sk];
+      mbar_arrive_expect_tx(kq_full, kQkBytes);
+    }
+    const auto copy_kq = [&] {
+#pragma unroll
+      for (int pp = 0; pp < K / 64; ++pp) {
+        tma_load_3d(s.kq[sk].kq[pp][0], &fp.k_map, 64 * pp, static_cast<int32_t>(h), t0, kq_full);
+        tma_load_3d(s.kq[sk].kq[pp][1], &fp.q_map, 64 * pp, static_cast<int32_t>(h), t0, kq_full);
+      }
+    };
+    if constexpr (kKqRing) copy_kq();
     if (i >= kStages) mbar_wait(&s.empty[st], ((i / kStages) - 1) & 1);
     Slot<K>& sl = s.slot[st];
     GDN_PROBE_ISSUED(st);  // (before the arrive, which releases it to the waiters)
-    mbar_arrive_expect_tx(&s.full[st], kQkBytes + kPrepBytes + v_bytes);
-    const int32_t t0 = static_cast<int32_t>(seq.t0(c));
-#pragma unroll
-    for (int pp = 0; pp < K / 64; ++pp) {
-      tma_load_3d(sl.kq[pp][0], &fp.k_map, 64 * pp, static_cast<int32_t>(h), t0, &s.full[st]);
-      tma_load_3d(sl.kq[pp][1], &fp.q_map, 64 * pp, static_cast<int32_t>(h), t0, &s.full[st]);
-    }
+    mbar_arrive_expect_tx(&s.full[st], (kKqRing ? 0 : kQkBytes) + kPrepBytes + v_bytes);
+    if constexpr (!kKqRing) copy_kq();
     for (int g = 0; g < fp.groups; ++g)
       if (!tiles.map_cols(g))
         tma_load_3d(sl.v[g], &fp.v_map, tiles.v0(g), static_cast<int32_t>(hv), t0, &s.full[st]);
@@ -495,8 +549,10 @@ __device__ __forceinline__ void prep_role(const StateParams& fp, SharedStorage<K
                                           const CtaTiles& tiles, int first, int last, const SeqChunks& seq,
                                           int prep_tid) {
   constexpr bool kAll = kForm == PassForm::kFused;  // Au and the factors too
+  constexpr int kKq = kKqStages<kForm>;
+  constexpr bool kKqRing = kKq != kStages;  // k and q come a slot ahead of v and the slot's copies
   const PrefillParams& p = fp.p;
-  PrepScratch& ps = s.prep;
+  auto& ps = s.prep;
   // Warp 0 holds the gates of rows 2 lane and 2 lane + 1 of the next chunk
   // (their loads go out a chunk ahead).
   const auto row_gates = [&](int c, int e) {
@@ -510,7 +566,7 @@ __device__ __forceinline__ void prep_role(const StateParams& fp, SharedStorage<K
     // addresses derived from it are formed at their use, not held across
     // the loop (ptxas spilled them).
     const int tid = opaque(prep_tid), warp = tid >> 5, lane = tid & 31;
-    const int st = i % kStages;
+    const int st = i % kStages, sk = i % kKq;
     const int len = seq.len(c);
     named_barrier(kPrepBarrier, kGroupThreads);  // the last chunk's scratch is read
     if (warp == 0) {                             // beta and the cumulative gates, then the next chunk's loads
@@ -518,21 +574,31 @@ __device__ __forceinline__ void prep_role(const StateParams& fp, SharedStorage<K
       cumsum_gate_pairs(gate0.x, gate1.x, lane, ps.G, ps.G2);
       if (c + 1 < last) gate0 = row_gates(c + 1, 0), gate1 = row_gates(c + 1, 1);
     }
-    mbar_wait(&s.full[st], (i / kStages) & 1);
-    GDN_PROBE_LANDED(st);
+    if constexpr (kKqRing) {
+      mbar_wait(&s.kq_full[sk], (i / kKq) & 1);
+    } else {
+      mbar_wait(&s.full[st], (i / kStages) & 1);
+      GDN_PROBE_LANDED(st);
+    }
     GDN_PROBE_MARK(0);
     Slot<K>& sl = s.slot[st];  // (not opaque: its accesses stay shared-memory ones)
-    if (len < kChunk) {        // rows len.. of k and q (every panel) and of the CTA's v tiles
+    KqTiles<K>& kq = s.kq[sk];
+    // Rows len.. of k and q (every panel) and of the CTA's v tiles (kKqRing:
+    // v's once they are in, below).
+    const auto clear_rows = [&](bool with_kq, bool with_v) {
       constexpr int kUnitsPerRow = 128 / 16;
       const int from = len * kUnitsPerRow, units = (kChunk - len) * kUnitsPerRow;
-      const int tiles_kq = 2 * (K / 64);
+      const int tiles_kq = with_kq ? 2 * (K / 64) : 0;
       int v_tiles = 0;
-      for (int g = 0; g < fp.groups; ++g) v_tiles += tiles.map_cols(g) ? 0 : 1;
+      for (int g = 0; g < fp.groups; ++g) v_tiles += with_v && !tiles.map_cols(g) ? 1 : 0;
       for (int u = tid; u < units * (tiles_kq + v_tiles); u += kGroupThreads) {
         const int tile = u / units;
-        unsigned char* base = tile < tiles_kq ? sl.kq[tile / 2][tile % 2] : sl.v[tile - tiles_kq];
+        unsigned char* base = tile < tiles_kq ? kq.kq[tile / 2][tile % 2] : sl.v[tile - tiles_kq];
         reinterpret_cast<int4*>(base)[from + u % units] = make_int4(0, 0, 0, 0);
       }
+    };
+    if (len < kChunk) {
+      clear_rows(true, !kKqRing);
       fence_async_shared();                        // the cleared rows, before the wgmma reads
       named_barrier(kPrepBarrier, kGroupThreads);  // (len is the warpgroup's)
     }
@@ -545,9 +611,9 @@ __device__ __forceinline__ void prep_role(const StateParams& fp, SharedStorage<K
     wgmma_fence();
 #pragma unroll
     for (int ks = 0; ks < K / 16; ++ks) {
-      const uint64_t bk = kq_desc(sl, 0, ks);
+      const uint64_t bk = kq_desc(kq, 0, ks);
       if constexpr (kAll) wgmma_bf16_ss_n64(kk, bk, bk);
-      wgmma_bf16_ss_n64(qk, kq_desc(sl, 1, ks), bk);
+      wgmma_bf16_ss_n64(qk, kq_desc(kq, 1, ks), bk);
     }
     wgmma_commit();
     GDN_PROBE_MARK(1);
@@ -563,7 +629,7 @@ __device__ __forceinline__ void prep_role(const StateParams& fp, SharedStorage<K
         // 64 of the warpgroup's 104 registers meanwhile.)
 #pragma unroll 2
         for (int x = 0; x < K / 8; ++x) {
-          const uint4 w = *reinterpret_cast<const uint4*>(sl.kq[x / 8][which] + swizzle128(r, x % 8));
+          const uint4 w = *reinterpret_cast<const uint4*>(kq.kq[x / 8][which] + swizzle128(r, x % 8));
           const uint32_t ws[4] = {w.x, w.y, w.z, w.w};
 #pragma unroll
           for (int e = 0; e < 4; ++e) {
@@ -583,30 +649,39 @@ __device__ __forceinline__ void prep_role(const StateParams& fp, SharedStorage<K
     GDN_PROBE_MARK(2);
 
     const TiledPrepStores out{reinterpret_cast<float*>(sl.au), reinterpret_cast<float*>(sl.l)};
-    if constexpr (!kAll) {  // L and s_q; Au and the other factors came with the copies
+    if constexpr (!kAll) {  // L and s_q; Au and the other factors come with the slot's copies
+      static_assert(kKqRing, "kSplitL's s_q sit beside F, not in it");
+      // The slot's L and s_q are free once the state warpgroups are done
+      // with the chunk kStages before (the load thread waits for the same
+      // before the slot's copies).
+      if (i >= kStages) mbar_wait(&s.empty[st], ((i / kStages) - 1) & 1);
       mask_product_rows<false>(ps, p.scale, warp, lane, qk, qk,
                                [&](int r, int j, float2 xy) { out.l_pair(r, j, xy); });
-      if (tid < kChunk) s.F[st][kFactorSq + tid] = q_factor(ps.rnq[tid], p.scale, expf(ps.G[tid]), tid < len);
-      fence_async_shared();  // L (and s_q, which the next copy into F overwrites), before the async proxy
+      if (tid < kChunk) s.sq[st][tid] = q_factor(ps.rnq[tid], p.scale, expf(ps.G[tid]), tid < len);
+      if (len < kChunk) {  // v's rows past the end, once its copies are in
+        mbar_wait(&s.full[st], (i / kStages) & 1);
+        clear_rows(false, true);
+      }
+      fence_async_shared();  // L, before the async proxy
       mbar_arrive(&s.ready[st]);
-      continue;
+    } else {
+      mask_product_rows(ps, p.scale, warp, lane, kk, qk,
+                        [&](int r, int j, float2 xy) { out.l_pair(r, j, xy); });
+      named_barrier(kPrepBarrier, kGroupThreads);  // M
+      GDN_PROBE_MARK(3);
+      if (tid < kChunk)
+        invert_diagonal_blocks(ps, tid);
+      else
+        row_factors(ps, p.scale, len, tid - kChunk, s.F[st]);
+      named_barrier(kPrepBarrier, kGroupThreads);  // the diagonal blocks
+      GDN_PROBE_MARK(4);
+      invert_block_column(
+          ps, warp, lane, [&](int r, int j, float x) { out.au_element(r, j, x); },
+          [&](int bi) { out.au_zero_block(bi, warp, lane); });
+      fence_async_shared();  // Au and L, before the state warpgroups' wgmma reads
+      mbar_arrive(&s.ready[st]);
+      GDN_PROBE_MARK(5);
     }
-    mask_product_rows(ps, p.scale, warp, lane, kk, qk,
-                      [&](int r, int j, float2 xy) { out.l_pair(r, j, xy); });
-    named_barrier(kPrepBarrier, kGroupThreads);  // M
-    GDN_PROBE_MARK(3);
-    if (tid < kChunk)
-      invert_diagonal_blocks(ps, tid);
-    else
-      row_factors(ps, p.scale, len, tid - kChunk, s.F[st]);
-    named_barrier(kPrepBarrier, kGroupThreads);  // the diagonal blocks
-    GDN_PROBE_MARK(4);
-    invert_block_column(
-        ps, warp, lane, [&](int r, int j, float x) { out.au_element(r, j, x); },
-        [&](int bi) { out.au_zero_block(bi, warp, lane); });
-    fence_async_shared();  // Au and L, before the state warpgroups' wgmma reads
-    mbar_arrive(&s.ready[st]);
-    GDN_PROBE_MARK(5);
   }
   GDN_PROBE_REPORT("prep", max(1, last - first));
 }
@@ -659,6 +734,10 @@ __global__ void __launch_bounds__(Config<kForm>::kThreads, 1)
       mbar_init(&s.full[i], 1);
       mbar_init(&s.empty[i], fp.groups * kGroupThreads);
       mbar_init(&s.ready[i], kGroupThreads);
+    }
+    for (int i = 0; i < kKqStages<kForm>; ++i) {  // (used where the k and q ring is deeper)
+      mbar_init(&s.kq_full[i], 1);
+      mbar_init(&s.kq_empty[i], fp.groups * kGroupThreads);
     }
     mbar_init_fence();
   }
@@ -727,6 +806,10 @@ __global__ void __launch_bounds__(Config<kForm>::kThreads, 1)
 // Dynamic shared memory: the storage plus its 1024-byte alignment slack.
 template <int K, PassForm kForm>
 constexpr size_t kSmemBytes = sizeof(SharedStorage<K, kForm>) + 1024;
+static_assert(kSmemBytes<128, PassForm::kTwoKernel> <= 227 * 1024 &&
+                  kSmemBytes<128, PassForm::kFused> <= 227 * 1024 &&
+                  kSmemBytes<128, PassForm::kSplitL> <= 227 * 1024,
+              "every form fits an sm_90 CTA's 227 KB of shared memory");
 
 }  // namespace
 
