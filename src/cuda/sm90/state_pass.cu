@@ -198,7 +198,7 @@ struct Slot {
 
 // The prep warpgroup's scratch (the S of prep/chunk_prep.cuh): the gates
 // and norms, and for the fused pass's inverse M and the diagonal blocks.
-struct GateScratch {
+struct alignas(16) GateScratch {  // (float2 and float4 accesses; it follows sq, which may be one byte)
   float G[kChunk], G2[kChunk], beta[kChunk], rnq[kChunk], rnk[kChunk];
 };
 struct PrepScratch : GateScratch {
