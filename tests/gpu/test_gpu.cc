@@ -370,12 +370,16 @@ TEST(Sm90Fused, EveryFormMatchesTheReference) {
 
 // Without GDN_SM90_FUSED the form follows pass_form_for's rule: the fused
 // pass when a host copy of cu_seqlens shows every sequence at most one chunk
-// long and the CTAs fit the SMs, the two-kernel pass otherwise. The forms'
-// bits differ (the fused prep sums the rows' norms in another order), so the
-// default call's bits name the form that ran.
-TEST(Sm90Fused, TheDefaultFormFollowsTheOneChunkRule) {
+// long and the CTAs fit the SMs, kSplitL when the CTAs in pairs of tiles
+// outnumber the SMs (and no sequence is split or outlasts the rest), the
+// two-kernel pass otherwise. The forms' bits differ (the in-pass prep sums
+// the rows' norms in another order, and the fused one inverts on its own),
+// so the default call's bits name the form that ran.
+TEST(Sm90Fused, TheDefaultFormFollowsTheRule) {
   REQUIRE_GPU();
   if (!serves(Backend::kSm90, suite_like())) GTEST_SKIP() << "sm90 is not available here";
+  int sms = 0;
+  CUDA_OK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
   const auto bits = [](const Case& c, const char* form) {
     const ScopedEnv env("GDN_SM90_FUSED",
                         form);  // nullptr: the default (a run may force a form for every test)
@@ -386,13 +390,29 @@ TEST(Sm90Fused, TheDefaultFormFollowsTheOneChunkRule) {
   Case c = suite_like();  // 4 q/k heads, 8 value heads: 2 sequences x 8 heads x 2 tiles fit any sm_90 part
   c.seed = 95;
   c.checkpoint_every = 0;
-  for (const bool one_chunk : {true, false}) {
-    c.seq_lens = one_chunk ? std::vector<int64_t>{64, 40} : std::vector<int64_t>{100, 40};
-    c.name = one_chunk ? "every sequence one chunk: fused" : "a sequence of two chunks: two-kernel";
+  struct Shape {
+    const char* name;
+    std::vector<int64_t> seq_lens;
+    int form;  // GDN_SM90_FUSED's value for the form the rule picks
+  };
+  const Shape shapes[] = {
+      {"every sequence one chunk, the CTAs fit: fused", {64, 40}, 1},
+      {"a sequence of two chunks, the CTAs fit: two-kernel", {100, 40}, 0},
+      // 16 tiles a sequence: sms / 8 + 1 sequences outnumber the SMs in pairs
+      {"sms / 8 + 1 sequences of two chunks: kSplitL", std::vector<int64_t>(sms / 8 + 1, 100), 2},
+  };
+  for (const Shape& shape : shapes) {
+    c.seq_lens = shape.seq_lens;
+    c.name = shape.name;
     SCOPED_TRACE(c.name);
-    const std::vector<uint8_t> by_default = bits(c, nullptr), fused = bits(c, "1"), two_kernel = bits(c, "0");
-    EXPECT_NE(fused, two_kernel) << "the forms give the same bits here: the test cannot tell them apart";
-    EXPECT_EQ(by_default, one_chunk ? fused : two_kernel);
+    const std::vector<uint8_t> by_default = bits(c, nullptr);
+    std::vector<uint8_t> forced[3];
+    for (int f = 0; f < 3; ++f) forced[f] = bits(c, std::to_string(f).c_str());
+    for (int f = 0; f < 3; ++f)
+      if (f != shape.form)
+        EXPECT_NE(forced[shape.form], forced[f]) << "forms " << shape.form << " and " << f
+                                                 << " give the same bits: the test cannot tell them apart";
+    EXPECT_EQ(by_default, forced[shape.form]);
   }
 }
 

@@ -314,7 +314,7 @@ template <int KV>
 Status launch_sm90(sm90::StateParams fp, const HostPlan& plan, const DeviceLimits& dev, cudaStream_t stream) {
   if (Status s = chunk_meta(fp.p, plan, stream); !s.ok()) return s;
   fp.p.sm90_tiles = true;
-  const sm90::PassForm form = sm90::pass_form_for<KV>(fp.p, dev.sms, plan.one_chunk);
+  const sm90::PassForm form = sm90::pass_form_for<KV>(fp.p, dev.sms, plan.one_chunk, plan.long_tail);
   if (form != sm90::PassForm::kFused) {
     const bool au_only = form == sm90::PassForm::kSplitL;
     if (Status s = launch_prefill_prep<__nv_bfloat16, KV, KV>(fp.p, stream, au_only); !s.ok()) return s;

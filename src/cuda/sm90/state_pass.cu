@@ -5,12 +5,12 @@
 // the workspace in this kernel's shared-memory layout); the fused pass
 // (kFused) forms them itself in a prep warpgroup (prep_role), one chunk
 // ahead of the state warpgroups, so nothing but q, k, v, the gates and the
-// states crosses memory. A third form (kSplitL, a measurement form, not yet
-// run on a GPU) splits the work: the prep kernel writes Au and the factors
-// but s_q from k and the gates alone, the pass's prep warpgroup forms L and
-// s_q, so L and the prep's read of q stay off memory while the prep
-// warpgroup keeps only Q K^T and L's masks per chunk. pass_form_for picks
-// the form.
+// states crosses memory. A third form (kSplitL) splits the work: the prep
+// kernel writes Au and the factors but s_q from k and the gates alone, the
+// pass's prep warpgroup forms L and s_q, so L and the prep's read of q stay
+// off memory while the prep warpgroup keeps only Q K^T and L's masks per
+// chunk; its k and q come through a deeper ring of their own (kKqStages).
+// pass_form_for picks the form.
 //
 // Roles (384 threads, 512 fused; one CTA per SM by shared memory; the load
 // warpgroup gives its registers to the state warpgroups, Config::kStateRegs
@@ -891,17 +891,30 @@ int groups_for(int64_t items, int tiles, int sms, bool long_tail) {
 // 1,600-2,300, diagonal blocks and factors 600-1,500, block columns
 // 1,000-2,500) against the state warpgroups' 6,100 and 7,700 of their own
 // work, so 1x8192 takes 683 against 317 us and the batch rows -1% to +8%
-// (32x1024 826 against 808, 128x256 1085 against 1005). GDN_SM90_FUSED=1
-// forces the fused pass, =0 the two-kernel one, =2 the kSplitL form (not
-// yet measured).
+// (32x1024 826 against 808, 128x256 1085 against 1005).
+// kSplitL pays where the CTAs, in pairs of tiles, outnumber the SMs, no
+// sequence is split and none outlasts the rest: there the two-kernel pass
+// is bound by memory (the prep kernel's L and second read of q), and
+// kSplitL's longer chunk on the state warpgroups (about 10,800 cycles
+// against 6,800 at 32 x 1024, probes in
+// bench/results/h100-2026-12-07-split-ring-ab.txt) is hidden by the other
+// CTAs. Graph us on the H100, two-kernel against kSplitL with its k and q
+// ring (31021203, same run): q3n-tp1 8x1024 222.5 / 216.4, 32x1024 810.5 /
+// 787.4, 128x256 1011.4 / 989.7, q3n-tp4 64x512 240.3 / 235.8. Where the
+// pairs fit on the SMs the chain shows: 4x1000 116.7 / 117.2, q3n-tp1
+// 1x8192 (64 CTAs) 317.7 / 452.3, and split sequences lose too
+// (q35-397b-tp8 1x65536 637.0 / 923.2). GDN_SM90_FUSED=0, 1 or 2 forces
+// the two-kernel pass, the fused one or kSplitL.
 
 template <int K>
-PassForm pass_form_for(const PrefillParams& p, int sms, bool one_chunk) {
+PassForm pass_form_for(const PrefillParams& p, int sms, bool one_chunk, bool long_tail) {
   if (const char* env = std::getenv("GDN_SM90_FUSED");
       env != nullptr && env[0] >= '0' && env[0] <= '2' && env[1] == '\0')
     return static_cast<PassForm>(env[0] - '0');
-  return one_chunk && p.segments == 1 && p.N * p.HV * tiles_per_item<K>(false) <= sms ? PassForm::kFused
-                                                                                      : PassForm::kTwoKernel;
+  const int64_t tiles = p.N * p.HV * tiles_per_item<K>(false);
+  if (p.segments == 1 && one_chunk && tiles <= sms) return PassForm::kFused;
+  if (p.segments == 1 && !long_tail && tiles > 2 * int64_t{sms}) return PassForm::kSplitL;
+  return PassForm::kTwoKernel;
 }
 
 template <int K, bool kLocal, PassForm kForm>
@@ -948,8 +961,8 @@ Status launch_state_sm90(const StateParams& fp, PassForm form, int sms, bool lon
   }
 }
 
-template PassForm pass_form_for<64>(const PrefillParams&, int, bool);
-template PassForm pass_form_for<128>(const PrefillParams&, int, bool);
+template PassForm pass_form_for<64>(const PrefillParams&, int, bool, bool);
+template PassForm pass_form_for<128>(const PrefillParams&, int, bool, bool);
 template Status launch_state_sm90<64>(const StateParams&, PassForm, int, bool, cudaStream_t);
 template Status launch_state_sm90<128>(const StateParams&, PassForm, int, bool, cudaStream_t);
 

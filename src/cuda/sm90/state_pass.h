@@ -33,14 +33,15 @@ Status encode_token_maps(const PrefillParams& p, int64_t K, int64_t V, StatePara
 // before it). kSplitL: the prep kernel writes Au and the factors but s_q
 // (it reads k and the gates only), the pass's prep warpgroup forms L and
 // s_q from the slot's q and k, so neither L nor a second read of q crosses
-// memory (a measurement form: GDN_SM90_FUSED=2).
+// memory.
 enum class PassForm { kTwoKernel, kFused, kSplitL };
 
 // The form a prefill of p's shape (p.segments set) runs on a device of `sms`
-// multiprocessors; one_chunk: every sequence is at most one chunk long
-// (state_pass.cu says when and why). GDN_SM90_FUSED=0, 1 or 2 forces it.
+// multiprocessors; one_chunk: every sequence is at most one chunk long;
+// long_tail: one sequence outlasts the others by far (state_pass.cu says
+// when and why). GDN_SM90_FUSED=0, 1 or 2 forces it.
 template <int K>
-PassForm pass_form_for(const PrefillParams& p, int sms, bool one_chunk);
+PassForm pass_form_for(const PrefillParams& p, int sms, bool one_chunk, bool long_tail);
 
 template <int K>
 Status launch_state_sm90(const StateParams& fp, PassForm form, int sms, bool long_tail, cudaStream_t stream);
