@@ -408,10 +408,11 @@ TEST(Sm90Fused, TheDefaultFormFollowsTheRule) {
     const std::vector<uint8_t> by_default = bits(c, nullptr);
     std::vector<uint8_t> forced[3];
     for (int f = 0; f < 3; ++f) forced[f] = bits(c, std::to_string(f).c_str());
-    for (int f = 0; f < 3; ++f)
-      if (f != shape.form)
-        EXPECT_NE(forced[shape.form], forced[f]) << "forms " << shape.form << " and " << f
-                                                 << " give the same bits: the test cannot tell them apart";
+    for (int f = 0; f < 3; ++f) {
+      if (f == shape.form) continue;
+      EXPECT_NE(forced[shape.form], forced[f])
+          << "forms " << shape.form << " and " << f << " give the same bits: the test cannot tell them apart";
+    }
     EXPECT_EQ(by_default, forced[shape.form]);
   }
 }
