@@ -188,22 +188,33 @@ template <int K>
 struct KqTiles {
   unsigned char kq[K / 64][2][kTile];
 };
-// One ring slot: the rest of a chunk's operands.
+// One ring slot: a chunk's operands, its k and q too where they share the
+// ring (kWithKq; else they come through their own, kKqStages).
 template <int K>
-struct Slot {
+struct SlotRest {
   unsigned char v[kMaxGroups][kTile];  // 64 tokens x a tile's 64 value columns
   unsigned char au[2][kTile];          // fp32 Au (tile_layout.cuh)
   unsigned char l[2][kTile];           // fp32 L
 };
+template <int K, bool kWithKq>
+struct Slot : SlotRest<K> {};
+template <int K>
+struct Slot<K, true> {
+  KqTiles<K> kq;  // first, as the tiles' 1024-byte alignment wants
+  unsigned char v[kMaxGroups][kTile];
+  unsigned char au[2][kTile];
+  unsigned char l[2][kTile];
+};
 
 // The prep warpgroup's scratch (the S of prep/chunk_prep.cuh): the gates
 // and norms, and for the fused pass's inverse M and the diagonal blocks.
-struct alignas(16) GateScratch {  // (float2 and float4 accesses; it follows sq, which may be one byte)
+struct GateScratch {
   float G[kChunk], G2[kChunk], beta[kChunk], rnq[kChunk], rnk[kChunk];
 };
-struct PrepScratch : GateScratch {
+struct PrepScratch {
   float m[kChunk][kPrepMatStride];
   float D[kPrepBlocks][kPrepBlk][kPrepDStride];
+  float G[kChunk], G2[kChunk], beta[kChunk], rnq[kChunk], rnk[kChunk];
 };
 struct NoPrepScratch {};
 template <PassForm kForm>
@@ -215,23 +226,43 @@ using PrepScratchOf =
 template <PassForm kForm>
 using SqOf = std::conditional_t<kForm == PassForm::kSplitL, float[kStages][kChunk], char>;
 
-template <int K, PassForm kForm>
-struct SharedStorage {
-  KqTiles<K> kq[kKqStages<kForm>];  // first: 1024-byte aligned
-  Slot<K> slot[kStages];
+template <PassForm kForm>
+constexpr bool kKqRing = kKqStages<kForm> != kStages;  // k and q through a ring of their own
+
+template <int K, PassForm kForm, bool kRing = kKqRing<kForm>>
+struct SharedStorage {          // k and q in the slots
+  Slot<K, true> slot[kStages];  // first: 1024-byte aligned
   float F[kStages][kFactorStride];
   Bf16 o[kStateWarps][kChunk][kOStride];
   uint64_t full[kStages], empty[kStages];
-  uint64_t ready[kStages];  // prep warpgroup: the slot's Au, L and factors are formed (kSplitL: L, s_q)
-  // The k and q ring's own barriers where it is deeper (else k and q
-  // complete on full, and empty frees them).
-  uint64_t kq_full[kKqStages<kForm>], kq_empty[kKqStages<kForm>];
-  SqOf<kForm> sq;
+  uint64_t ready[kStages];  // prep warpgroup: the slot's Au, L and factors are formed
   PrepScratchOf<kForm> prep;
 };
+template <int K, PassForm kForm>
+struct SharedStorage<K, kForm, true> {  // k and q through their own ring
+  KqTiles<K> kq[kKqStages<kForm>];      // first: 1024-byte aligned
+  Slot<K, false> slot[kStages];
+  float F[kStages][kFactorStride];
+  Bf16 o[kStateWarps][kChunk][kOStride];
+  uint64_t full[kStages], empty[kStages];
+  uint64_t ready[kStages];  // prep warpgroup: the slot's L and s_q are formed
+  uint64_t kq_full[kKqStages<kForm>], kq_empty[kKqStages<kForm>];
+  SqOf<kForm> sq;
+  alignas(16) PrepScratchOf<kForm> prep;  // (its float2 accesses)
+};
 static_assert(sizeof(KqTiles<128>) % 1024 == 0 && sizeof(KqTiles<64>) % 1024 == 0 &&
-                  sizeof(Slot<128>) % 1024 == 0 && sizeof(Slot<64>) % 1024 == 0,
+                  sizeof(Slot<128, true>) % 1024 == 0 && sizeof(Slot<64, true>) % 1024 == 0 &&
+                  sizeof(Slot<128, false>) % 1024 == 0 && sizeof(Slot<64, false>) % 1024 == 0,
               "tiles and slots keep the 1024-byte alignment");
+
+// Chunk i's k and q tiles: slot st's, or slot sk of their own ring.
+template <int K, PassForm kForm, typename SlotT>
+__device__ __forceinline__ KqTiles<K>& kq_tiles(SharedStorage<K, kForm>& s, SlotT& sl, int sk) {
+  if constexpr (kKqRing<kForm>)
+    return s.kq[sk];
+  else
+    return sl.kq;
+}
 static_assert((kFactorStride * sizeof(float)) % 16 == 0, "bulk copies move multiples of 16 bytes");
 
 // p, with its value hidden from the optimiser.
@@ -271,8 +302,8 @@ __device__ __forceinline__ uint64_t k_update_desc(const KqTiles<K>& s, int js) {
 // every state warpgroup. A row is 128 contiguous bytes whatever the swizzle.
 // Called by the threads of all `groups` state warpgroups (tid among them):
 // the k panels are shared, so their rows are split over all of them.
-template <int K>
-__device__ __forceinline__ void clear_rows_past(KqTiles<K>& kq, Slot<K>& sl, int len, int groups, int group,
+template <int K, typename SlotT>
+__device__ __forceinline__ void clear_rows_past(KqTiles<K>& kq, SlotT& sl, int len, int groups, int group,
                                                 bool map_cols, int tid) {
   constexpr int kUnitsPerRow = 128 / 16;
   const int from = len * kUnitsPerRow, units = (kChunk - len) * kUnitsPerRow;
@@ -315,7 +346,7 @@ __device__ __forceinline__ void state_role(const StateParams& fp, SharedStorage<
   constexpr int V = K;
   constexpr bool kFused = has_prep(kForm);  // (a prep warpgroup beside: `ready`, 192 registers)
   constexpr int kKq = kKqStages<kForm>;
-  constexpr bool kKqRing = kKq != kStages;  // k and q on their own barriers
+  constexpr bool kRing = kKqRing<kForm>;  // k and q on their own barriers
   const PrefillParams& p = fp.p;
   auto& St = S.St;
   const int t = lane & 3;
@@ -331,7 +362,7 @@ __device__ __forceinline__ void state_role(const StateParams& fp, SharedStorage<
   for (int c = first, i = 0; c < last; ++c, ++i) {
     const int st = i % kStages, sk = i % kKq;
     const uint32_t parity = (i / kStages) & 1;
-    if constexpr (kKqRing) mbar_wait(&s.kq_full[sk], (i / kKq) & 1);
+    if constexpr (kRing) mbar_wait(&s.kq_full[sk], (i / kKq) & 1);
     mbar_wait(&s.full[st], parity);
     GDN_PROBE_LANDED(st);
     if constexpr (kFused) mbar_wait(&s.ready[st], parity);  // and the prep warpgroup's Au, L, factors
@@ -339,8 +370,8 @@ __device__ __forceinline__ void state_role(const StateParams& fp, SharedStorage<
     // The slot's address is opaque to the compiler, so the operand
     // descriptors are formed at their use instead of hoisted out of the loop
     // for every slot (64-bit values it then spilled).
-    Slot<K>& sl = *opaque(&s.slot[st]);
-    KqTiles<K>& kq = *opaque(&s.kq[sk]);
+    auto& sl = *opaque(&s.slot[st]);
+    KqTiles<K>& kq = kRing ? *opaque(&kq_tiles(s, sl, sk)) : kq_tiles(s, sl, sk);
     const float* sf = s.F[st];
     const int64_t t0 = seq.t0(c);
     const int len = seq.len(c);
@@ -457,7 +488,7 @@ __device__ __forceinline__ void state_role(const StateParams& fp, SharedStorage<
     wgmma_wait<0>();
     wgmma_fence_operand(St);
     mbar_arrive(&s.empty[st]);  // this slot's operands are read
-    if constexpr (kKqRing) mbar_arrive(&s.kq_empty[sk]);
+    if constexpr (kRing) mbar_arrive(&s.kq_empty[sk]);
     GDN_PROBE_MARK(4);
 
     if (const int64_t ckpt_row = kLocal ? -1 : seq.checkpoint_row(p, n, c); ckpt_row >= 0) {
@@ -488,14 +519,14 @@ __device__ __forceinline__ void load_role(const StateParams& fp, SharedStorage<K
                                   : kForm == PassForm::kSplitL ? kTileBytes + kFBytes
                                                                : 2 * kTileBytes + kFBytes;
   constexpr int kKq = kKqStages<kForm>;
-  constexpr bool kKqRing = kKq != kStages;  // k and q on their own barriers, a slot ahead
+  constexpr bool kRing = kKqRing<kForm>;  // k and q on their own barriers, a slot ahead
   uint32_t v_bytes = 0;
   for (int g = 0; g < fp.groups; ++g) v_bytes += tiles.map_cols(g) ? 0 : kTile;
   for (int c = first, i = 0; c < last; ++c, ++i) {
     const int st = i % kStages, sk = i % kKq;
     const int32_t t0 = static_cast<int32_t>(seq.t0(c));
     uint64_t* kq_full = &s.full[st];
-    if constexpr (kKqRing) {
+    if constexpr (kRing) {
       if (i >= kKq) mbar_wait(&s.kq_empty[sk], ((i / kKq) - 1) & 1);
       kq_full = &s.kq_full[sk];
       mbar_arrive_expect_tx(kq_full, kQkBytes);
@@ -503,16 +534,18 @@ __device__ __forceinline__ void load_role(const StateParams& fp, SharedStorage<K
     const auto copy_kq = [&] {
 #pragma unroll
       for (int pp = 0; pp < K / 64; ++pp) {
-        tma_load_3d(s.kq[sk].kq[pp][0], &fp.k_map, 64 * pp, static_cast<int32_t>(h), t0, kq_full);
-        tma_load_3d(s.kq[sk].kq[pp][1], &fp.q_map, 64 * pp, static_cast<int32_t>(h), t0, kq_full);
+        tma_load_3d(kq_tiles(s, s.slot[st], sk).kq[pp][0], &fp.k_map, 64 * pp, static_cast<int32_t>(h), t0,
+                    kq_full);
+        tma_load_3d(kq_tiles(s, s.slot[st], sk).kq[pp][1], &fp.q_map, 64 * pp, static_cast<int32_t>(h), t0,
+                    kq_full);
       }
     };
-    if constexpr (kKqRing) copy_kq();
+    if constexpr (kRing) copy_kq();
     if (i >= kStages) mbar_wait(&s.empty[st], ((i / kStages) - 1) & 1);
-    Slot<K>& sl = s.slot[st];
+    auto& sl = s.slot[st];
     GDN_PROBE_ISSUED(st);  // (before the arrive, which releases it to the waiters)
-    mbar_arrive_expect_tx(&s.full[st], (kKqRing ? 0 : kQkBytes) + kPrepBytes + v_bytes);
-    if constexpr (!kKqRing) copy_kq();
+    mbar_arrive_expect_tx(&s.full[st], (kRing ? 0 : kQkBytes) + kPrepBytes + v_bytes);
+    if constexpr (!kRing) copy_kq();
     for (int g = 0; g < fp.groups; ++g)
       if (!tiles.map_cols(g))
         tma_load_3d(sl.v[g], &fp.v_map, tiles.v0(g), static_cast<int32_t>(hv), t0, &s.full[st]);
@@ -550,7 +583,7 @@ __device__ __forceinline__ void prep_role(const StateParams& fp, SharedStorage<K
                                           int prep_tid) {
   constexpr bool kAll = kForm == PassForm::kFused;  // Au and the factors too
   constexpr int kKq = kKqStages<kForm>;
-  constexpr bool kKqRing = kKq != kStages;  // k and q come a slot ahead of v and the slot's copies
+  constexpr bool kRing = kKqRing<kForm>;  // k and q come a slot ahead of v and the slot's copies
   const PrefillParams& p = fp.p;
   auto& ps = s.prep;
   // Warp 0 holds the gates of rows 2 lane and 2 lane + 1 of the next chunk
@@ -574,16 +607,16 @@ __device__ __forceinline__ void prep_role(const StateParams& fp, SharedStorage<K
       cumsum_gate_pairs(gate0.x, gate1.x, lane, ps.G, ps.G2);
       if (c + 1 < last) gate0 = row_gates(c + 1, 0), gate1 = row_gates(c + 1, 1);
     }
-    if constexpr (kKqRing) {
+    if constexpr (kRing) {
       mbar_wait(&s.kq_full[sk], (i / kKq) & 1);
     } else {
       mbar_wait(&s.full[st], (i / kStages) & 1);
       GDN_PROBE_LANDED(st);
     }
     GDN_PROBE_MARK(0);
-    Slot<K>& sl = s.slot[st];  // (not opaque: its accesses stay shared-memory ones)
-    KqTiles<K>& kq = s.kq[sk];
-    // Rows len.. of k and q (every panel) and of the CTA's v tiles (kKqRing:
+    auto& sl = s.slot[st];  // (not opaque: its accesses stay shared-memory ones)
+    KqTiles<K>& kq = kq_tiles(s, sl, sk);
+    // Rows len.. of k and q (every panel) and of the CTA's v tiles (kRing:
     // v's once they are in, below).
     const auto clear_rows = [&](bool with_kq, bool with_v) {
       constexpr int kUnitsPerRow = 128 / 16;
@@ -598,7 +631,7 @@ __device__ __forceinline__ void prep_role(const StateParams& fp, SharedStorage<K
       }
     };
     if (len < kChunk) {
-      clear_rows(true, !kKqRing);
+      clear_rows(true, !kRing);
       fence_async_shared();                        // the cleared rows, before the wgmma reads
       named_barrier(kPrepBarrier, kGroupThreads);  // (len is the warpgroup's)
     }
@@ -650,7 +683,7 @@ __device__ __forceinline__ void prep_role(const StateParams& fp, SharedStorage<K
 
     const TiledPrepStores out{reinterpret_cast<float*>(sl.au), reinterpret_cast<float*>(sl.l)};
     if constexpr (!kAll) {  // L and s_q; Au and the other factors come with the slot's copies
-      static_assert(kKqRing, "kSplitL's s_q sit beside F, not in it");
+      static_assert(kRing, "kSplitL's s_q sit beside F, not in it");
       // The slot's L and s_q are free once the state warpgroups are done
       // with the chunk kStages before (the load thread waits for the same
       // before the slot's copies).
@@ -735,9 +768,11 @@ __global__ void __launch_bounds__(Config<kForm>::kThreads, 1)
       mbar_init(&s.empty[i], fp.groups * kGroupThreads);
       mbar_init(&s.ready[i], kGroupThreads);
     }
-    for (int i = 0; i < kKqStages<kForm>; ++i) {  // (used where the k and q ring is deeper)
-      mbar_init(&s.kq_full[i], 1);
-      mbar_init(&s.kq_empty[i], fp.groups * kGroupThreads);
+    if constexpr (kKqRing<kForm>) {
+      for (int i = 0; i < kKqStages<kForm>; ++i) {
+        mbar_init(&s.kq_full[i], 1);
+        mbar_init(&s.kq_empty[i], fp.groups * kGroupThreads);
+      }
     }
     mbar_init_fence();
   }
@@ -745,7 +780,7 @@ __global__ void __launch_bounds__(Config<kForm>::kThreads, 1)
   // (tile_layout.cuh), before any product reads them.
   constexpr int kZeroUnits = kF32ZeroQuarter / 16;  // 16-byte stores per quarter
   for (int u = tid; u < kStages * 2 * kZeroUnits; u += Cfg::kThreads) {
-    Slot<K>& sl = s.slot[u / (2 * kZeroUnits)];
+    auto& sl = s.slot[u / (2 * kZeroUnits)];
     unsigned char* quarter = (u / kZeroUnits) % 2 == 0 ? sl.au[1] : sl.l[1];
     *reinterpret_cast<uint4*>(quarter + 16 * (u % kZeroUnits)) = make_uint4(0, 0, 0, 0);
   }
