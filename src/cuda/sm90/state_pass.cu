@@ -24,7 +24,9 @@
 //                         kStages-slot ring completed on mbarriers: bulk
 //                         tensor copies of k, q (64 x K) and v (64 x 64 per
 //                         tile), bulk copies of Au, L and the factors
-//                         (two-kernel pass; kSplitL: Au and the factors)
+//                         (two-kernel pass; kSplitL: Au and the factors,
+//                         with k and q in a kKqStages-slot ring of their
+//                         own, issued a slot ahead)
 //   kPrep  (warpgroup 3, fused pass)  per chunk, once its k, q and v are in:
 //                         the rows past the chunk's end cleared, Au, L and
 //                         the factors into the slot, then the slot's
