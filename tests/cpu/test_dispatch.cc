@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "gdn/dispatch.h"
+#include "support/scoped_env.h"
 #include "testing/harness.h"
 
 namespace gdn {
@@ -264,16 +265,17 @@ TEST(Fallback, EnvironmentOverridesAuto) {
   c.seq_lens = {3};
   c.K = c.V = 16;
   testing::Workload w(c);
-  setenv("GDN_PREFILL_BACKEND", "reference", 1);
   Choice choice;
-  const Status s = choose_backend(Op::kPrefill, w.args(), &choice);
-  unsetenv("GDN_PREFILL_BACKEND");
-  ASSERT_TRUE(s.ok()) << s.message();
-  EXPECT_EQ(choice.backend, Backend::kReference);
+  {
+    const testing::ScopedEnv env("GDN_PREFILL_BACKEND", "reference");
+    const Status s = choose_backend(Op::kPrefill, w.args(), &choice);
+    ASSERT_TRUE(s.ok()) << s.message();
+    EXPECT_EQ(choice.backend, Backend::kReference);
+  }
   // Decode's variable does not touch prefill.
-  setenv("GDN_DECODE_BACKEND", "reference", 1);
+  const testing::ScopedEnv prefill_auto("GDN_PREFILL_BACKEND", nullptr);
+  const testing::ScopedEnv decode("GDN_DECODE_BACKEND", "reference");
   ASSERT_TRUE(choose_backend(Op::kPrefill, w.args(), &choice).ok());
-  unsetenv("GDN_DECODE_BACKEND");
   EXPECT_EQ(choice.backend, Backend::kCpu);
 }
 

@@ -11,6 +11,7 @@
 
 #include "gdn/gdn.h"
 #include "gdn/gdn_c.h"
+#include "support/scoped_env.h"
 #include "testing/harness.h"
 
 namespace gdn::testing {
@@ -204,9 +205,10 @@ INSTANTIATE_TEST_SUITE_P(Rules, Validation, ::testing::Range<size_t>(0, rules().
 
 TEST(Validation, EnvironmentOverrideMustNameABackend) {
   Workload w(base_case(Op::kPrefill, false));
-  setenv("GDN_PREFILL_BACKEND", "fastest", 1);
-  const Status s = prefill(w.args());
-  unsetenv("GDN_PREFILL_BACKEND");
+  const Status s = [&] {
+    const ScopedEnv env("GDN_PREFILL_BACKEND", "fastest");
+    return prefill(w.args());
+  }();
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find("GDN_PREFILL_BACKEND: unknown backend 'fastest'"), std::string::npos)
       << s.message();

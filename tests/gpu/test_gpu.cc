@@ -20,6 +20,7 @@
 #include "common/convert.h"
 #include "gdn/dispatch.h"
 #include "support/expect_case.h"
+#include "support/scoped_env.h"
 #include "testing/harness.h"
 
 namespace gdn::testing {
@@ -167,34 +168,6 @@ Case suite_like() {
   c.checkpoint_every = 128;
   return c;
 }
-
-// Sets an environment variable for a scope (the cuda backend reads
-// GDN_CUDA_SEGMENTS on every call).
-class ScopedEnv {
- public:
-  // value nullptr: unset for the scope. The previous value comes back after
-  // it, so a setting the whole run was started with (e.g. GDN_SM90_FUSED=1
-  // for every test) holds for the tests after this one.
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name); old != nullptr) old_ = old;
-    if (value != nullptr)
-      setenv(name, value, 1);
-    else
-      unsetenv(name);
-  }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-  ~ScopedEnv() {
-    if (old_)
-      setenv(name_, old_->c_str(), 1);
-    else
-      unsetenv(name_);
-  }
-
- private:
-  const char* name_;
-  std::optional<std::string> old_;
-};
 
 // The prefill properties below hold on both GPU prefill backends.
 class GpuPrefill : public ::testing::TestWithParam<Backend> {
