@@ -18,6 +18,9 @@
 #include <vector>
 
 #include "common/convert.h"
+#if GDN_WITH_SM90_BACKEND
+#include "cuda/sm90/pass_form.h"
+#endif
 #include "gdn/dispatch.h"
 #include "support/expect_case.h"
 #include "support/scoped_env.h"
@@ -389,6 +392,39 @@ TEST(Sm90Fused, TheDefaultFormFollowsTheRule) {
     EXPECT_EQ(by_default, forced[shape.form]);
   }
 }
+
+#if GDN_WITH_SM90_BACKEND
+// pass_form_for's rule on the suite's shapes (host code: it runs without a
+// GPU, so CI holds the rule too): fused where every sequence is one chunk
+// and the tiles fit the SMs, kSplitL where the tiles exceed twice the SMs
+// and no sequence is split or outlasts the rest, else two-kernel; a valid
+// GDN_SM90_FUSED forces a form, any other value is ignored.
+TEST(Sm90Rule, TheFormFollowsTheShape) {
+  using cuda::sm90::PassForm;
+  const ScopedEnv unforced("GDN_SM90_FUSED", nullptr);
+  const auto form = [](int64_t n, int64_t hv, int segments, bool one_chunk, bool long_tail) {
+    return cuda::sm90::pass_form_for_shape(n, hv, 2, segments, 132, one_chunk, long_tail);  // K = V = 128
+  };
+  EXPECT_EQ(form(1, 32, 1, true, false), PassForm::kFused);        // q3n-tp1 1x64: 64 tiles
+  EXPECT_EQ(form(4, 32, 1, true, false), PassForm::kTwoKernel);    // 4x7: 256 tiles, more than fit
+  EXPECT_EQ(form(1, 32, 1, false, false), PassForm::kTwoKernel);   // 1x8192: one chain a CTA
+  EXPECT_EQ(form(4, 32, 1, false, false), PassForm::kTwoKernel);   // 4x1000: 256 tiles, pairs fit
+  EXPECT_EQ(form(8, 32, 1, false, false), PassForm::kSplitL);      // 8x1024: 512 tiles
+  EXPECT_EQ(form(257, 32, 1, false, false), PassForm::kSplitL);    // 257 short
+  EXPECT_EQ(form(32, 32, 1, false, true), PassForm::kTwoKernel);   // skewed: a long tail
+  EXPECT_EQ(form(1, 8, 9, false, false), PassForm::kTwoKernel);    // q35-397b-tp8 1x65536, 9 segments
+  EXPECT_EQ(form(300, 8, 3, false, false), PassForm::kTwoKernel);  // split sequences
+  const auto forced = [&](const char* value) {
+    const ScopedEnv env("GDN_SM90_FUSED", value);
+    return form(8, 32, 1, false, false);
+  };
+  EXPECT_EQ(forced("0"), PassForm::kTwoKernel);
+  EXPECT_EQ(forced("1"), PassForm::kFused);
+  EXPECT_EQ(forced("2"), PassForm::kSplitL);
+  EXPECT_EQ(forced("3"), PassForm::kSplitL);   // not a form: the rule's
+  EXPECT_EQ(forced("22"), PassForm::kSplitL);  // likewise
+}
+#endif
 
 TEST_P(GpuPrefill, RepeatedCallsAreBitwiseIdentical) {
   Workload w(suite_like(), true);

@@ -943,15 +943,20 @@ int groups_for(int64_t items, int tiles, int sms, bool long_tail) {
 // (q35-397b-tp8 1x65536 637.0 / 923.2). GDN_SM90_FUSED=0, 1 or 2 forces
 // the two-kernel pass, the fused one or kSplitL.
 
-template <int K>
-PassForm pass_form_for(const PrefillParams& p, int sms, bool one_chunk, bool long_tail) {
+PassForm pass_form_for_shape(int64_t n, int64_t hv, int64_t tiles_per_item, int segments, int sms,
+                             bool one_chunk, bool long_tail) {
   if (const char* env = std::getenv("GDN_SM90_FUSED");
       env != nullptr && env[0] >= '0' && env[0] <= '2' && env[1] == '\0')
     return static_cast<PassForm>(env[0] - '0');
-  const int64_t tiles = p.N * p.HV * tiles_per_item<K>(false);
-  if (p.segments == 1 && one_chunk && tiles <= sms) return PassForm::kFused;
-  if (p.segments == 1 && !long_tail && tiles > 2 * int64_t{sms}) return PassForm::kSplitL;
+  const int64_t tiles = n * hv * tiles_per_item;
+  if (segments == 1 && one_chunk && tiles <= sms) return PassForm::kFused;
+  if (segments == 1 && !long_tail && tiles > 2 * int64_t{sms}) return PassForm::kSplitL;
   return PassForm::kTwoKernel;
+}
+
+template <int K>
+PassForm pass_form_for(const PrefillParams& p, int sms, bool one_chunk, bool long_tail) {
+  return pass_form_for_shape(p.N, p.HV, tiles_per_item<K>(false), p.segments, sms, one_chunk, long_tail);
 }
 
 template <int K, bool kLocal, PassForm kForm>

@@ -8,6 +8,7 @@
 #include <cuda_runtime.h>
 
 #include "cuda/sm80/params.h"
+#include "cuda/sm90/pass_form.h"
 
 namespace gdn::cuda::sm90 {
 
@@ -23,26 +24,14 @@ struct StateParams {
 // Encodes the tensor maps of p's q, k and v (bf16 io).
 Status encode_token_maps(const PrefillParams& p, int64_t K, int64_t V, StateParams* fp);
 
+// The form a prefill of p's shape (p.segments set) runs (pass_form.h).
+template <int K>
+PassForm pass_form_for(const PrefillParams& p, int sms, bool one_chunk, bool long_tail);
+
 // One launch for fp.p.seg_phase (kSegWhole, kSegLocal, kSegFinal) over every
 // (sequence or segment, value head, 64 value columns), on a device of `sms`
 // multiprocessors; long_tail: one sequence outlasts the others by far
 // (sm80/prefill.cu, long_tail_of).
-// Where a chunk's Au, L and factors come from. kTwoKernel: the prep kernel
-// writes all three to the workspace and the pass copies them in. kFused: a
-// prep warpgroup of the pass forms them in the CTA (no prep kernel runs
-// before it). kSplitL: the prep kernel writes Au and the factors but s_q
-// (it reads k and the gates only), the pass's prep warpgroup forms L and
-// s_q from the slot's q and k, so neither L nor a second read of q crosses
-// memory.
-enum class PassForm { kTwoKernel, kFused, kSplitL };
-
-// The form a prefill of p's shape (p.segments set) runs on a device of `sms`
-// multiprocessors; one_chunk: every sequence is at most one chunk long;
-// long_tail: one sequence outlasts the others by far (state_pass.cu says
-// when and why). GDN_SM90_FUSED=0, 1 or 2 forces it.
-template <int K>
-PassForm pass_form_for(const PrefillParams& p, int sms, bool one_chunk, bool long_tail);
-
 template <int K>
 Status launch_state_sm90(const StateParams& fp, PassForm form, int sms, bool long_tail, cudaStream_t stream);
 

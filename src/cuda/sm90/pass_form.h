@@ -1,0 +1,26 @@
+// The forms of the sm90 state pass and the rule that picks one: host code
+// without CUDA headers (state_pass.cu defines it; the tests call it too).
+#pragma once
+
+#include <cstdint>
+
+namespace gdn::cuda::sm90 {
+
+// Where a chunk's Au, L and factors come from. kTwoKernel: the prep kernel
+// writes all three to the workspace and the pass copies them in. kFused: a
+// prep warpgroup of the pass forms them in the CTA (no prep kernel runs
+// before it). kSplitL: the prep kernel writes Au and the factors but s_q
+// (it reads k and the gates only), the pass's prep warpgroup forms L and
+// s_q from the slot's q and k, so neither L nor a second read of q crosses
+// memory.
+enum class PassForm { kTwoKernel, kFused, kSplitL };
+
+// The form for n sequences of hv value heads, tiles_per_item column tiles
+// each, split into `segments`, on a device of `sms` multiprocessors;
+// one_chunk: every sequence is at most one chunk long; long_tail: one
+// sequence outlasts the others by far (state_pass.cu says when and why).
+// GDN_SM90_FUSED=0, 1 or 2 forces it.
+PassForm pass_form_for_shape(int64_t n, int64_t hv, int64_t tiles_per_item, int segments, int sms,
+                             bool one_chunk, bool long_tail);
+
+}  // namespace gdn::cuda::sm90
