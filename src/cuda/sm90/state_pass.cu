@@ -209,7 +209,10 @@ struct Slot<K, true> {
 };
 
 // The prep warpgroup's scratch (the S of prep/chunk_prep.cuh): the gates
-// and norms, and for the fused pass's inverse M and the diagonal blocks.
+// and norms (kSplitL), and for the fused pass's inverse M and the diagonal
+// blocks before them (PrepScratch keeps the layout its kernels were
+// measured with, M first, so it repeats the gates' fields rather than
+// deriving from GateScratch, whose base would come first).
 struct GateScratch {
   float G[kChunk], G2[kChunk], beta[kChunk], rnq[kChunk], rnk[kChunk];
 };
@@ -220,13 +223,7 @@ struct PrepScratch {
 };
 struct NoPrepScratch {};
 template <PassForm kForm>
-using PrepScratchOf =
-    std::conditional_t<kForm == PassForm::kFused, PrepScratch,
-                       std::conditional_t<kForm == PassForm::kSplitL, GateScratch, NoPrepScratch>>;
-// kSplitL's s_q per slot: its prep warpgroup forms them before the slot's
-// copies land, so they cannot sit in F, which the copies fill.
-template <PassForm kForm>
-using SqOf = std::conditional_t<kForm == PassForm::kSplitL, float[kStages][kChunk], char>;
+using PrepScratchOf = std::conditional_t<kForm == PassForm::kFused, PrepScratch, NoPrepScratch>;
 
 template <PassForm kForm>
 constexpr bool kKqRing = kKqStages<kForm> != kStages;  // k and q through a ring of their own
@@ -241,7 +238,7 @@ struct SharedStorage {          // k and q in the slots
   PrepScratchOf<kForm> prep;
 };
 template <int K, PassForm kForm>
-struct SharedStorage<K, kForm, true> {  // k and q through their own ring
+struct SharedStorage<K, kForm, true> {  // kSplitL: k and q through their own ring
   KqTiles<K> kq[kKqStages<kForm>];      // first: 1024-byte aligned
   Slot<K, false> slot[kStages];
   float F[kStages][kFactorStride];
@@ -249,8 +246,10 @@ struct SharedStorage<K, kForm, true> {  // k and q through their own ring
   uint64_t full[kStages], empty[kStages];
   uint64_t ready[kStages];  // prep warpgroup: the slot's L and s_q are formed
   uint64_t kq_full[kKqStages<kForm>], kq_empty[kKqStages<kForm>];
-  SqOf<kForm> sq;
-  alignas(16) PrepScratchOf<kForm> prep;  // (its float2 accesses)
+  // s_q per slot: the prep warpgroup forms them before the slot's copies
+  // land, so they cannot sit in F, which the copies fill.
+  float sq[kStages][kChunk];
+  alignas(16) GateScratch prep;  // (its float2 accesses)
 };
 static_assert(sizeof(KqTiles<128>) % 1024 == 0 && sizeof(KqTiles<64>) % 1024 == 0 &&
                   sizeof(Slot<128, true>) % 1024 == 0 && sizeof(Slot<64, true>) % 1024 == 0 &&
