@@ -154,7 +154,8 @@ for step in $STEPS; do
             ab_out=$OUT/bench-env-$ab_tag-$ab_backend-$i
             env "${env_args[@]}" timeout 150 "$ab_bin/gdn" bench --suite bench/suite.json --backend "$ab_backend" \
               --rows "$ab_rows" --json "$ab_out.json" >"$ab_out.txt" 2>&1
-            note "bench $ab_tag ($(cat "$ab_bin/COMMIT" 2>/dev/null)) $ab_backend with $assign: rc=$?"
+            rc=$?
+            note "bench $ab_tag ($(cat "$ab_bin/COMMIT" 2>/dev/null)) $ab_backend with $assign: rc=$rc"
             grep -E "^q3|^row" "$ab_out.txt" | tee -a "$summary"
             i=$((i + 1))
           done
