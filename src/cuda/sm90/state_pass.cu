@@ -935,7 +935,7 @@ int groups_for(int64_t items, int tiles, int sms, bool long_tail) {
 // against 6,800 at 32 x 1024, probes in
 // bench/results/h100-2026-12-07-split-ring-ab.txt) is hidden by the other
 // CTAs. Graph us on the H100, two-kernel against kSplitL with its k and q
-// ring (31021203, same run): q3n-tp1 8x1024 222.5 / 216.4, 32x1024 810.5 /
+// ring (3102120, same run): q3n-tp1 8x1024 222.5 / 216.4, 32x1024 810.5 /
 // 787.4, 128x256 1011.4 / 989.7, q3n-tp4 64x512 240.3 / 235.8. Where the
 // pairs fit on the SMs the chain shows: 4x1000 116.7 / 117.2, q3n-tp1
 // 1x8192 (64 CTAs) 317.7 / 452.3, and split sequences lose too
