@@ -7,7 +7,8 @@
 #   - the sm90 state pass, where its sm_90a code is built, runs on HGMMA
 #     (wgmma), not on a fallback.
 # cuobjdump comes from the CUDA toolkit, or from the pip package
-# nvidia-cuda-cuobjdump (the toolkit on the build machine has none). Used by
+# nvidia-cuda-cuobjdump with nvidia-cuda-nvdisasm, which its --dump-sass runs
+# since 13.5 (the toolkit on the build machine has neither). Used by
 # .ci/run after the tests and by scripts/device-check.sh's sass step.
 set -euo pipefail
 bin=${1:-build/tools/gdn}
@@ -29,7 +30,7 @@ raise SystemExit(1)
 EOF
 }
 cuobjdump=$(find_cuobjdump) || {
-  echo "check-sass: no cuobjdump (CUDA toolkit or pip install nvidia-cuda-cuobjdump)" >&2
+  echo "check-sass: no cuobjdump (CUDA toolkit or pip install nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm)" >&2
   exit 2
 }
 [ -f "$bin" ] || {
