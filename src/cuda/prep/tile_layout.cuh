@@ -36,6 +36,22 @@ __host__ __device__ constexpr uint32_t f32_tile_offset(int i, int j) {
 static_assert(f32_tile_offset(63, 63) < kF32TileBytes && f32_tile_offset(0, 1) == 16,
               "two panels of 64 rows; column 1 of a group sits after columns 0 2 4 6");
 
+// The 16 columns of block column bj of a row fill its 16-byte units
+// 4 (bj & 1) .. 4 (bj & 1) + 3 (swizzled by the row) of panel bj / 2.
+constexpr bool f32_block_units() {
+  for (int i = 0; i < 64; ++i)
+    for (int j = 0; j < 64; ++j) {
+      const int bj = j / 16;
+      const uint32_t off = f32_tile_offset(i, j), in_panel = off - (bj >> 1) * kF32Panel;
+      const uint32_t unit = ((in_panel % 128) >> 4) ^ static_cast<uint32_t>(i & 7);
+      if (off / kF32Panel != static_cast<uint32_t>(bj >> 1) || in_panel / 128 != static_cast<uint32_t>(i) ||
+          unit / 4 != static_cast<uint32_t>(bj & 1))
+        return false;
+    }
+  return true;
+}
+static_assert(f32_block_units(), "a block's columns fill four 16-byte units of each row");
+
 // Au and L are lower triangular, so rows 0-31 of panel 1 (columns 32-63) are
 // zero: the prep writes the other three quarters to the workspace, and the
 // state pass copies those into its slots, whose zero quarter it clears once.
@@ -70,13 +86,16 @@ struct TiledPrepStores {
     store(l, i, j + 1, xy.y);
   }
   __device__ void au_element(int i, int j, float x) const { store(au, i, j, x); }
-  // Zeros of the 16 x 16 block (bi, bj) of Au above the diagonal, by one warp.
+  // Zeros of the 16 x 16 block (bi, bj) of Au above the diagonal, by one
+  // warp, a 16-byte unit at a time: each of the block's rows holds four
+  // (f32_block_units).
   __device__ void au_zero_block(int bi, int bj, int lane) const {
     if (!f32_tile_kept(bi * 16, bj * 16)) return;
 #pragma unroll
-    for (int e = 0; e < 16 * 16 / 32; ++e) {
-      const int x = lane + 32 * e;
-      store(au, bi * 16 + x / 16, bj * 16 + x % 16, 0.f);
+    for (int e = 0; e < 16 * 4 / 32; ++e) {
+      const int x = lane + 32 * e, row = bi * 16 + x / 4;
+      *reinterpret_cast<uint4*>(reinterpret_cast<unsigned char*>(au) + (bj >> 1) * kF32Panel +
+                                swizzle128(row, 4 * (bj & 1) + x % 4)) = make_uint4(0, 0, 0, 0);
     }
   }
 };

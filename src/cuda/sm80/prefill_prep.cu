@@ -75,8 +75,10 @@ __device__ __forceinline__ void mma_io16(float (&c)[4], const uint32_t (&a)[4], 
 #endif
 
 // kAuOnly: Au and the factors but s_q only (q is not read, L not written;
-// the sm90 pass forms them, state_pass.cu's kSplitL).
-template <typename T, int K, int V, bool kAuOnly>
+// the sm90 pass forms them, state_pass.cu's kSplitL). kTiles: Au and L in
+// the sm90 tile layout (p.sm90_tiles), else row-major: a template argument,
+// so that no store of an element branches on it.
+template <typename T, int K, int V, bool kAuOnly, bool kTiles>
 __global__ void __launch_bounds__(kPrepThreads) prefill_prep_kernel(const __grid_constant__ PrefillParams p) {
   static_assert(K % 32 == 0 && V % 32 == 0, "head sizes must be multiples of 32");
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -149,20 +151,22 @@ __global__ void __launch_bounds__(kPrepThreads) prefill_prep_kernel(const __grid
     // registers b0 b1 of the first n-tile, then of the second. The diagonal
     // block's B fragments are the A fragments of k: (a0, a2) and (a1, a3).
     const int mi = lane >> 3, mr = lane & 7;
-    const T* a_k = &s.raw.k[r0 + (mi & 1) * 8 + mr][(mi >> 1) * 8];
-    const T* a_q = &s.raw.q[r0 + (mi & 1) * 8 + mr][(mi >> 1) * 8];
-    const T* b_k = &s.raw.k[(mi >> 1) * 8 + mr][(mi & 1) * 8];
+    // (Shared-memory addresses formed once: the loop adds constants.)
+    const uint32_t a_k = smem_addr(&s.raw.k[r0 + (mi & 1) * 8 + mr][(mi >> 1) * 8]);
+    const uint32_t a_q = smem_addr(&s.raw.q[r0 + (mi & 1) * 8 + mr][(mi >> 1) * 8]);
+    const uint32_t b_k = smem_addr(&s.raw.k[(mi >> 1) * 8 + mr][(mi & 1) * 8]);
+    constexpr uint32_t kStep = 16 * sizeof(T), kBlockRows = 16 * Smem::kStride * sizeof(T);
     float qq[2][4] = {};  // Q Q^T's diagonal block: its diagonal is |q_i|^2
 #pragma unroll
     for (int ks = 0; ks < K / 16; ++ks) {
       uint32_t ak[4], aq[4];
-      ldmatrix_x4(ak, a_k + ks * 16);
-      if constexpr (!kAuOnly) ldmatrix_x4(aq, a_q + ks * 16);
+      ldmatrix_x4(ak, a_k + ks * kStep);
+      if constexpr (!kAuOnly) ldmatrix_x4(aq, a_q + ks * kStep);
 #pragma unroll
       for (int pb = 0; pb < kNumBlk - 1; ++pb) {
         if (pb < warp) {
           uint32_t b[4];
-          ldmatrix_x4(b, b_k + pb * 16 * Smem::kStride + ks * 16);
+          ldmatrix_x4(b, b_k + pb * kBlockRows + ks * kStep);
           mma_io16<T>(kk[2 * pb], ak, b[0], b[1]);
           mma_io16<T>(kk[2 * pb + 1], ak, b[2], b[3]);
           if constexpr (!kAuOnly) {
@@ -250,7 +254,7 @@ __global__ void __launch_bounds__(kPrepThreads) prefill_prep_kernel(const __grid
     mask_products(s, p.scale, warp, lane, kk, qk, kd, qd, [&](int i, int j, float2 xy) {
       if constexpr (kAuOnly)
         (void)i, (void)j, (void)xy;  // L is the pass's
-      else if (p.sm90_tiles)
+      else if constexpr (kTiles)
         tiled.l_pair(i, j, xy);
       else
         reinterpret_cast<float2*>(L + i * kChunk)[j >> 1] = xy;
@@ -273,20 +277,20 @@ __global__ void __launch_bounds__(kPrepThreads) prefill_prep_kernel(const __grid
   invert_block_column(
       s, warp, lane,
       [&](int i, int j, float x) {
-        if (p.sm90_tiles)
+        if constexpr (kTiles)
           tiled.au_element(i, j, x);
         else
           Au[i * kChunk + j] = x;
       },
       [&](int i) {  // block (i, warp) above the diagonal
-        if (p.sm90_tiles) {
+        if constexpr (kTiles) {
           tiled.au_zero_block(i, warp, lane);
-          return;
-        }
+        } else {
 #pragma unroll
-        for (int hf = 0; hf < 2; ++hf)  // two float4 per lane
-          *reinterpret_cast<float4*>(Au + (i * kPrepBlk + (lane >> 2) + 8 * hf) * kChunk + warp * kPrepBlk +
-                                     kVec * (lane & 3)) = make_float4(0.f, 0.f, 0.f, 0.f);
+          for (int hf = 0; hf < 2; ++hf)  // two float4 per lane
+            *reinterpret_cast<float4*>(Au + (i * kPrepBlk + (lane >> 2) + 8 * hf) * kChunk + warp * kPrepBlk +
+                                       kVec * (lane & 3)) = make_float4(0.f, 0.f, 0.f, 0.f);
+        }
       });
 #if GDN_PREP_PROBE == 1
   GDN_PREP_MARK(5);
@@ -301,16 +305,23 @@ __global__ void __launch_bounds__(kPrepThreads) prefill_prep_kernel(const __grid
 template <typename T, int K, int V>
 Status launch_prefill_prep(const PrefillParams& p, cudaStream_t stream, bool au_only) {
   constexpr size_t kSmem = sizeof(PrepSmem<T, K>);
-  auto kernel = prefill_prep_kernel<T, K, V, false>;
+  auto kernel = prefill_prep_kernel<T, K, V, false, false>;
   static const bool waits = kernel_waits_for_prerequisites(kernel);
   bool programmatic = waits;
-  if (au_only) {
+  if (p.sm90_tiles || au_only) {  // (the sm90 pass's layout: bf16 io only)
     if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-      kernel = prefill_prep_kernel<T, K, V, true>;
-      static const bool au_waits = kernel_waits_for_prerequisites(kernel);
-      programmatic = au_waits;
+      if (au_only) {
+        kernel = prefill_prep_kernel<T, K, V, true, true>;
+        static const bool au_waits = kernel_waits_for_prerequisites(kernel);
+        programmatic = au_waits;
+      } else {
+        kernel = prefill_prep_kernel<T, K, V, false, true>;
+        static const bool tiles_waits = kernel_waits_for_prerequisites(kernel);
+        programmatic = tiles_waits;
+      }
     } else {
-      return Status(StatusCode::kInternal, "prefill_prep_kernel: Au alone is built for bf16 io only");
+      return Status(StatusCode::kInternal,
+                    "prefill_prep_kernel: the sm90 tile layout is built for bf16 io only");
     }
   }
   if (Status s = allow_dynamic_smem(reinterpret_cast<const void*>(kernel), kSmem,
