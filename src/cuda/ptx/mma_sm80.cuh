@@ -209,19 +209,16 @@ __device__ __forceinline__ void load_b_pairs(uint32_t (&b)[2], const float* m, i
 // "ldmatrix"): lane l gives the address of row l % 8 of matrix l / 8;
 // register i receives matrix i's (g, 2t..2t+1) pair, or with .trans the
 // (2t..2t+1, g) pair (g = lane / 4, t = lane % 4).
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* row_addr) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_addr(row_addr))
-               : "memory");
-}
-// The same at a shared-memory address (smem_addr), so that a base formed
-// once takes constant offsets.
+// The address is a shared-memory one (smem_addr), so that a base formed once
+// takes constant offsets; the overload below takes a pointer.
 __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(addr)
                : "memory");
+}
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* row_addr) {
+  ldmatrix_x4(r, smem_addr(row_addr));
 }
 __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* row_addr) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];"

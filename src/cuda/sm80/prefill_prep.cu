@@ -300,30 +300,13 @@ __global__ void __launch_bounds__(kPrepThreads) prefill_prep_kernel(const __grid
 #endif
 }
 
-}  // namespace
-
-template <typename T, int K, int V>
-Status launch_prefill_prep(const PrefillParams& p, cudaStream_t stream, bool au_only) {
+// One instantiation's launch (whether it waits for the kernel before is
+// found once per instantiation).
+template <typename T, int K, int V, bool kAuOnly, bool kTiles>
+Status launch_prep_kernel(const PrefillParams& p, cudaStream_t stream) {
   constexpr size_t kSmem = sizeof(PrepSmem<T, K>);
-  auto kernel = prefill_prep_kernel<T, K, V, false, false>;
-  static const bool waits = kernel_waits_for_prerequisites(kernel);
-  bool programmatic = waits;
-  if (p.sm90_tiles || au_only) {  // (the sm90 pass's layout: bf16 io only)
-    if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-      if (au_only) {
-        kernel = prefill_prep_kernel<T, K, V, true, true>;
-        static const bool au_waits = kernel_waits_for_prerequisites(kernel);
-        programmatic = au_waits;
-      } else {
-        kernel = prefill_prep_kernel<T, K, V, false, true>;
-        static const bool tiles_waits = kernel_waits_for_prerequisites(kernel);
-        programmatic = tiles_waits;
-      }
-    } else {
-      return Status(StatusCode::kInternal,
-                    "prefill_prep_kernel: the sm90 tile layout is built for bf16 io only");
-    }
-  }
+  const auto kernel = prefill_prep_kernel<T, K, V, kAuOnly, kTiles>;
+  static const bool programmatic = kernel_waits_for_prerequisites(kernel);
   if (Status s = allow_dynamic_smem(reinterpret_cast<const void*>(kernel), kSmem,
                                     "prefill_prep_kernel: raising its shared memory limit");
       !s.ok())
@@ -340,6 +323,19 @@ Status launch_prefill_prep(const PrefillParams& p, cudaStream_t stream, bool au_
   return cuda_status(
       launch_kernel(kernel, grid, dim3(kPrepThreads), kSmem, stream, programmatic && !p.inline_offsets, p),
       "prefill_prep_kernel launch");
+}
+
+}  // namespace
+
+template <typename T, int K, int V>
+Status launch_prefill_prep(const PrefillParams& p, cudaStream_t stream, bool au_only) {
+  if (!p.sm90_tiles && !au_only) return launch_prep_kernel<T, K, V, false, false>(p, stream);
+  if constexpr (std::is_same_v<T, __nv_bfloat16>)  // (the sm90 pass's layout: bf16 io only)
+    return au_only ? launch_prep_kernel<T, K, V, true, true>(p, stream)
+                   : launch_prep_kernel<T, K, V, false, true>(p, stream);
+  else
+    return Status(StatusCode::kInternal,
+                  "prefill_prep_kernel: the sm90 tile layout is built for bf16 io only");
 }
 
 #define GDN_INSTANTIATE_PREP(T, KV) \
