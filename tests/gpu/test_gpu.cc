@@ -276,6 +276,21 @@ PrefillBytes sm90_prefill_bytes(const Case& c) {
   if (a.checkpoints.defined()) b.checkpoints = device_bytes(a.checkpoints);
   return b;
 }
+// The same with the environment variable var set to value for the call.
+PrefillBytes sm90_prefill_bytes(const Case& c, const char* var, const char* value) {
+  const ScopedEnv env(var, value);
+  return sm90_prefill_bytes(c);
+}
+// A setting that must change no bit: the bytes with var = a and var = b
+// agree, and the call with b matches the reference.
+void expect_setting_keeps_bits(const Case& c, const char* var, const char* a, const char* b) {
+  const PrefillBytes x = sm90_prefill_bytes(c, var, a), y = sm90_prefill_bytes(c, var, b);
+  EXPECT_EQ(x.out, y.out) << "out";
+  EXPECT_EQ(x.states, y.states) << "states";
+  EXPECT_EQ(x.checkpoints, y.checkpoints) << "checkpoints";
+  const ScopedEnv env(var, b);
+  matches_reference(Backend::kSm90, for_gpu(c));
+}
 
 TEST(Sm90Groups, PairedTilesGiveTheBitsOfSingleTiles) {
   REQUIRE_GPU();
@@ -287,17 +302,24 @@ TEST(Sm90Groups, PairedTilesGiveTheBitsOfSingleTiles) {
       sc.seed = 91;
       const ScopedEnv split("GDN_CUDA_SEGMENTS", segments);
       const ScopedEnv form("GDN_SM90_FUSED", fused);
-      PrefillBytes bytes[2];
-      for (int g = 0; g < 2; ++g) {
-        const ScopedEnv groups("GDN_SM90_GROUPS", g == 0 ? "1" : "2");
-        bytes[g] = sm90_prefill_bytes(sc);
-      }
-      EXPECT_EQ(bytes[0].out, bytes[1].out) << "out";
-      EXPECT_EQ(bytes[0].states, bytes[1].states) << "states";
-      EXPECT_EQ(bytes[0].checkpoints, bytes[1].checkpoints) << "checkpoints";
-      const ScopedEnv groups("GDN_SM90_GROUPS", "2");
-      matches_reference(Backend::kSm90, for_gpu(sc));
+      expect_setting_keeps_bits(sc, "GDN_SM90_GROUPS", "1", "2");
     }
+}
+
+// The two-kernel pass with P issued before R (GDN_SM90_PFIRST=1: two N = 64
+// products in commit groups of their own instead of one N = 128) gives the
+// bits of [P | R] as one product, whole and split (the final pass takes it),
+// and matches the reference.
+TEST(Sm90PFirst, GivesTheBitsOfOneProduct) {
+  REQUIRE_GPU();
+  if (!serves(Backend::kSm90, suite_like())) GTEST_SKIP() << "sm90 is not available here";
+  const ScopedEnv form("GDN_SM90_FUSED", "0");
+  for (auto& [sc, segments] : sm90_cases("p first")) {
+    SCOPED_TRACE(sc.name);
+    sc.seed = 99;
+    const ScopedEnv split("GDN_CUDA_SEGMENTS", segments);
+    expect_setting_keeps_bits(sc, "GDN_SM90_PFIRST", "0", "1");
+  }
 }
 
 // The sm90 prefill's three forms, the fused state pass (GDN_SM90_FUSED=1: a

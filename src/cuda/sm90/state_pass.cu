@@ -339,7 +339,12 @@ __device__ __forceinline__ const float* q_factors(const Storage& s, int st) {
     return s.F[st] + kFactorSq;
 }
 
-template <int K, bool kLocal, PassForm kForm>
+// kPFirst (GDN_SM90_PFIRST=1, the two-kernel pass over whole sequences; a
+// candidate not yet timed on a GPU): P is issued before R, each in a commit
+// group of its own, and X forms once P alone is in, R completing meanwhile.
+// The forms with a prep warpgroup (192 registers a state thread) cannot
+// take it: ptxas (nvcc 13.0) then serialises their wgmmas or spills.
+template <int K, bool kLocal, PassForm kForm, bool kPFirst = false>
 __device__ __forceinline__ void state_role(const StateParams& fp, SharedStorage<K, kForm>& s, int64_t n,
                                            int seg, int64_t hv, int group, int v0, bool map_cols, int first,
                                            int last, const SeqChunks& seq, int warp, int lane,
@@ -348,6 +353,7 @@ __device__ __forceinline__ void state_role(const StateParams& fp, SharedStorage<
   constexpr bool kFused = has_prep(kForm);  // (a prep warpgroup beside: `ready`, 192 registers)
   constexpr int kKq = kKqStages<kForm>;
   constexpr bool kRing = kKqRing<kForm>;  // k and q on their own barriers
+  static_assert(!kPFirst || (!kFused && !kLocal), "P first: the two-kernel pass over whole sequences");
   const PrefillParams& p = fp.p;
   auto& St = S.St;
   const int t = lane & 3;
@@ -387,21 +393,39 @@ __device__ __forceinline__ void state_role(const StateParams& fp, SharedStorage<
     zero_acc(P);
     zero_acc(R);
     wgmma_fence();
+    if constexpr (kPFirst) {
+      // P alone, then R in a commit group of its own: the chain (X, Vn, the
+      // update) waits for P only, and R completes while X forms.
 #pragma unroll
-    for (int ks = 0; ks < K / 16; ++ks) {
-      const uint64_t b = kq_desc(kq, 0, ks);
-      if constexpr (kLocal) {
-        wgmma_bf16_rs_n64(P, fh[ks], b);
-        if constexpr (kSplitState) wgmma_bf16_rs_n64(P, fl[ks], b);
-      } else {
-        wgmma_bf16_rs_n128(P, R, fh[ks], b);
-        if constexpr (kSplitState) wgmma_bf16_rs_n128(P, R, fl[ks], b);
+      for (int ks = 0; ks < K / 16; ++ks) {
+        wgmma_bf16_rs_n64(P, fh[ks], kq_desc(kq, 0, ks));
+        if constexpr (kSplitState) wgmma_bf16_rs_n64(P, fl[ks], kq_desc(kq, 0, ks));
       }
+      wgmma_commit();
+#pragma unroll
+      for (int ks = 0; ks < K / 16; ++ks) {
+        wgmma_bf16_rs_n64(R, fh[ks], kq_desc(kq, 1, ks));
+        if constexpr (kSplitState) wgmma_bf16_rs_n64(R, fl[ks], kq_desc(kq, 1, ks));
+      }
+      wgmma_commit();
+      wgmma_wait<1>();
+    } else {
+#pragma unroll
+      for (int ks = 0; ks < K / 16; ++ks) {
+        const uint64_t b = kq_desc(kq, 0, ks);
+        if constexpr (kLocal) {
+          wgmma_bf16_rs_n64(P, fh[ks], b);
+          if constexpr (kSplitState) wgmma_bf16_rs_n64(P, fl[ks], b);
+        } else {
+          wgmma_bf16_rs_n128(P, R, fh[ks], b);
+          if constexpr (kSplitState) wgmma_bf16_rs_n128(P, R, fl[ks], b);
+        }
+      }
+      wgmma_commit();
+      wgmma_wait<0>();
+      wgmma_fence_operand(R);
     }
-    wgmma_commit();
-    wgmma_wait<0>();
     wgmma_fence_operand(P);
-    wgmma_fence_operand(R);
     GDN_PROBE_MARK(1);
 
     // X = V^T - P diag(s_x), in place of P (map columns: v = 0).
@@ -416,6 +440,10 @@ __device__ __forceinline__ void state_role(const StateParams& fp, SharedStorage<
     }
 
     // Vn = X Au^T in tf32.
+    if constexpr (kPFirst) {  // R is in (its A operand dies before Vn's operands live)
+      wgmma_wait<0>();
+      wgmma_fence_operand(R);
+    }
     uint32_t xa[kChunk / 8][4];
 #pragma unroll
     for (int kk = 0; kk < kChunk / 8; ++kk) tf32_a_from_acc(xa[kk], P[kk]);
@@ -739,7 +767,7 @@ __device__ __forceinline__ bool checks_failed(const PrefillParams& p) {
   return device_checks_failed(p);
 }
 
-template <int K, bool kLocal, PassForm kForm>
+template <int K, bool kLocal, PassForm kForm, bool kPFirst = false>
 __global__ void __launch_bounds__(Config<kForm>::kThreads, 1)
     prefill_state_sm90_kernel(const __grid_constant__ StateParams fp) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -832,8 +860,8 @@ __global__ void __launch_bounds__(Config<kForm>::kThreads, 1)
     const int64_t slot = (n * segs + (seg == 0 ? segs - 1 : seg - 1)) * p.HV + hv;
     S.load(p.seg_state + slot * K * V, V);
   }
-  state_role<K, kLocal, kForm>(fp, s, n, seg, hv, group, v0, map_cols, seq.seg_first(seg, segs),
-                               seq.seg_first(seg + 1, segs), seq, warp % 4, lane, row_out, S);
+  state_role<K, kLocal, kForm, kPFirst>(fp, s, n, seg, hv, group, v0, map_cols, seq.seg_first(seg, segs),
+                                        seq.seg_first(seg + 1, segs), seq, warp % 4, lane, row_out, S);
 #else
   __trap();  // built for sm_90a only; the dispatcher never launches it elsewhere
 #endif
@@ -958,9 +986,9 @@ PassForm pass_form_for(const PrefillParams& p, int sms, bool one_chunk, bool lon
   return pass_form_for_shape(p.N, p.HV, tiles_per_item<K>(false), p.segments, sms, one_chunk, long_tail);
 }
 
-template <int K, bool kLocal, PassForm kForm>
+template <int K, bool kLocal, PassForm kForm, bool kPFirst = false>
 Status launch_phase(StateParams fp, int sms, bool long_tail, cudaStream_t stream) {
-  const auto kernel = prefill_state_sm90_kernel<K, kLocal, kForm>;
+  const auto kernel = prefill_state_sm90_kernel<K, kLocal, kForm, kPFirst>;
   constexpr size_t kSmem = kSmemBytes<K, kForm>;
   if (Status s = allow_dynamic_smem(reinterpret_cast<const void*>(kernel), kSmem,
                                     "prefill_state_sm90_kernel: raising its shared memory limit");
@@ -986,8 +1014,13 @@ Status launch_phase(StateParams fp, int sms, bool long_tail, cudaStream_t stream
 
 template <int K, PassForm kForm>
 Status launch_form(const StateParams& fp, int sms, bool long_tail, cudaStream_t stream) {
-  return fp.p.seg_phase == kSegLocal ? launch_phase<K, true, kForm>(fp, sms, long_tail, stream)
-                                     : launch_phase<K, false, kForm>(fp, sms, long_tail, stream);
+  if (fp.p.seg_phase == kSegLocal) return launch_phase<K, true, kForm>(fp, sms, long_tail, stream);
+  if constexpr (kForm == PassForm::kTwoKernel) {
+    const char* env = std::getenv("GDN_SM90_PFIRST");
+    if (env != nullptr && std::string(env) == "1")
+      return launch_phase<K, false, kForm, true>(fp, sms, long_tail, stream);
+  }
+  return launch_phase<K, false, kForm>(fp, sms, long_tail, stream);
 }
 
 template <int K>
