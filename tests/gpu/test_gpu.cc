@@ -322,6 +322,40 @@ TEST(Sm90PFirst, GivesTheBitsOfOneProduct) {
   }
 }
 
+// The prep for the sm90 tiles can take up to four value heads of one q/k
+// head per CTA, sharing K K^T, Q K^T, the norms and the copies of k and q
+// (GDN_PREP_HEADS=n, where n divides the group): with L (the two-kernel
+// form, GDN_SM90_FUSED=0) and without (the split form, =2), every such count
+// gives the bits of one head a CTA and matches the reference, with 2, 3 and
+// 4 value heads per q/k head.
+TEST(Sm90PrepHeads, EveryHeadCountGivesTheBitsOfOne) {
+  REQUIRE_GPU();
+  if (!serves(Backend::kSm90, suite_like())) GTEST_SKIP() << "sm90 is not available here";
+  std::vector<std::pair<Case, const char*>> cases = sm90_cases("prep heads");  // 8 value heads, group 2
+  Case c = suite_like();
+  c.name = "prep heads: group 4, fused gates";
+  c.H = 2, c.gate = GateMode::kFused;
+  cases.emplace_back(c, "1");
+  c.name = "prep heads: group 3, 2 segments";
+  c.HV = 6, c.gate = GateMode::kLogSpace;
+  cases.emplace_back(c, "2");
+  for (const char* form : {"0", "2"}) {
+    const ScopedEnv pass_form("GDN_SM90_FUSED", form);
+    for (auto& [sc, segments] : cases) {
+      sc.seed = 97;
+      const ScopedEnv split("GDN_CUDA_SEGMENTS", segments);
+      int tried = 0;
+      for (const char* n : {"2", "3", "4"}) {
+        if ((sc.HV / sc.H) % std::atoi(n) != 0) continue;
+        SCOPED_TRACE(sc.name + ", GDN_SM90_FUSED=" + form + ", GDN_PREP_HEADS=" + n);
+        expect_setting_keeps_bits(sc, "GDN_PREP_HEADS", "1", n);
+        ++tried;
+      }
+      EXPECT_GE(tried, 1) << sc.name;
+    }
+  }
+}
+
 // The sm90 prefill's three forms, the fused state pass (GDN_SM90_FUSED=1: a
 // prep warpgroup in each CTA forms Au, L and the factors), the two-kernel
 // one (=0: the prep kernel's results copied in) and the split one (=2: the

@@ -9,6 +9,8 @@
 // m16n8k16 with exact products for 16-bit io, tf32 for fp32 io), only over
 // the column tiles with j <= i, with the norms applied to the products (for
 // 16-bit io the squared norms are the products' diagonals).
+#include <cstdlib>
+#include <string>
 #include <type_traits>
 
 #include "cuda/prep/chunk_prep.cuh"
@@ -23,6 +25,22 @@ namespace {
 constexpr int kMatStride = kPrepMatStride;
 constexpr int kNumBlk = kPrepBlocks;
 constexpr int kVec = 4;  // floats per vector (float4) access
+
+// Value heads (of one q/k head) that one prep CTA may take (prep_heads_for,
+// the kShared instantiations, sm90 tiles): K K^T, Q K^T, the norms, the
+// search for the chunk's sequence and the copies of k and q are the same for
+// all of them.
+constexpr int kMaxPrepHeads = 4;
+static_assert(kMaxPrepHeads <= kPrepThreads / 32, "one warp per head's gate sums");
+// m16n8 tiles a warp keeps of K K^T: the diagonal block's two and the 2 warp
+// below it; warp w's start at tile w (w + 1) of the CTA's saved products.
+constexpr int kSavedTiles = kNumBlk * (kNumBlk + 1);
+// CTAs of the shared-heads prep an SM holds at once: the Au-only one five,
+// as the prep with one head a CTA does (its 38 KB of shared memory allow
+// them; the bound keeps ptxas at the registers they need, 102 a thread); the
+// one with L four, by its 48 KB.
+template <bool kAuOnly>
+constexpr int kSharedPrepCtas = kAuOnly ? 5 : 4;
 
 // Raw q and k rows (the io dtype, one 16-byte pad per row: the fragment loads
 // of a warp hit distinct banks); the l2 norms apply as row and column factors
@@ -44,6 +62,57 @@ struct PrepSmem {
   float G2[kChunk];                          // G log2(e), for exp2
   float beta[kChunk], rnq[kChunk], rnk[kChunk];
 };
+// The shared-heads prep's (kShared): up to kMaxPrepHeads heads' gates, and
+// the products' tiles kept for the heads after the first (K K^T, then Q K^T
+// unless kAuOnly), over the rows once these are dead (kAuOnly: k's rows only).
+template <typename T, int K, bool kAuOnly>
+struct SharedPrepSmem {
+  static constexpr int kStride = K + 16 / sizeof(T);
+  static constexpr int kProducts = kAuOnly ? 1 : 2;
+  struct RowsK {
+    T k[kChunk][kStride];
+  };
+  struct RowsKq {
+    T k[kChunk][kStride];
+    T q[kChunk][kStride];
+  };
+  struct Kept {
+    float m[kChunk][kMatStride];
+    float4 saved[kProducts][kSavedTiles][32];  // a warp's tiles at its own offset (kSavedTiles)
+  };
+  union {
+    std::conditional_t<kAuOnly, RowsK, RowsKq> raw;
+    Kept kept;
+  };
+  float D[kNumBlk][kPrepBlk][kPrepDStride];
+  float G[kMaxPrepHeads][kChunk], G2[kMaxPrepHeads][kChunk], beta[kMaxPrepHeads][kChunk];
+  float rnq[kChunk], rnk[kChunk];
+};
+template <typename T, int K, bool kAuOnly, bool kShared>
+using PrepSmemOf = std::conditional_t<kShared, SharedPrepSmem<T, K, kAuOnly>, PrepSmem<T, K>>;
+
+// One value head's view of the shared-heads scratch (the S of
+// prep/chunk_prep.cuh): the CTA's M, D and norms, head u's gates; every
+// address offset by z (hidden_zero in the head loop: formed anew in each
+// head rather than hoisted and held in registers across the loop).
+struct PrepHead {
+  float (*m)[kMatStride];
+  float (*D)[kPrepBlk][kPrepDStride];
+  float *G, *G2, *beta, *rnq, *rnk;
+};
+template <typename T, int K, bool kAuOnly>
+__device__ __forceinline__ PrepHead head_scratch(SharedPrepSmem<T, K, kAuOnly>& s, int u, int z = 0) {
+  return {s.kept.m + z, s.D + z, s.G[u] + z, s.G2[u] + z, s.beta[u] + z, s.rnq + z, s.rnk + z};
+}
+template <typename T, int K>
+__device__ __forceinline__ PrepSmem<T, K>& head_scratch(PrepSmem<T, K>& s, int, int = 0) {
+  return s;  // one head: the scratch itself
+}
+__device__ __forceinline__ int hidden_zero() {
+  int z = 0;
+  asm volatile("" : "+r"(z));
+  return z;
+}
 
 // c += a b for 16-bit io: the products are exact in fp32.
 template <typename T>
@@ -64,33 +133,99 @@ __device__ __forceinline__ void mma_io16(float (&c)[4], const uint32_t (&a)[4], 
 // in shared memory to write them in whole sectors (ncu counted 35% excess
 // sectors) made the suite's batch rows 4-8% slower: not kept.
 #if GDN_PREP_PROBE == 1
-#define GDN_PREP_MARK(i)              \
-  do {                                \
-    const long long now_ = clock64(); \
-    probe_t[i] = now_ - probe_last;   \
-    probe_last = now_;                \
-  } while (0)
+struct PrepProbe {
+  long long t[6] = {}, last = clock64();
+  __device__ __forceinline__ void mark(int i) {
+    const long long now = clock64();
+    t[i] = now - last;
+    last = now;
+  }
+};
 #else
-#define GDN_PREP_MARK(i) (void)0
+struct PrepProbe {
+  __device__ __forceinline__ void mark(int) {}
+};
 #endif
+#define GDN_PREP_MARK(i) probe.mark(i)
+
+// Value head hv's M (into the scratch sh), L, Au and factors from the raw
+// products (registers in mask_products' layout: kk, qk below the diagonal
+// block, kd, qd on it): the kernel's last three steps, once per head.
+template <bool kAuOnly, bool kTiles, typename S>
+__device__ __forceinline__ void head_results(const PrefillParams& p, S& sh, int c, int hv, int len, int warp,
+                                             int lane, int tid, const float (&kk)[2 * (kNumBlk - 1)][4],
+                                             const float (&qk)[2 * (kNumBlk - 1)][4], const float (&kd)[2][4],
+                                             const float (&qd)[2][4], PrepProbe& probe) {
+  // M (into sh.m, over q and k) and L (to the workspace) from the products.
+  {
+    float* L = p.L + (int64_t{c} * p.HV + hv) * kChunk * kChunk;
+    const TiledPrepStores tiled{nullptr, L};
+    mask_products(sh, p.scale, warp, lane, kk, qk, kd, qd, [&](int i, int j, float2 xy) {
+      if constexpr (kAuOnly)
+        (void)i, (void)j, (void)xy;  // L is the pass's
+      else if constexpr (kTiles)
+        tiled.l_pair(i, j, xy);
+      else
+        reinterpret_cast<float2*>(L + i * kChunk)[j >> 1] = xy;
+    });
+  }
+  __syncthreads();
+  GDN_PREP_MARK(3);
+
+  // Au = (I + M)^-1 diag(beta): the diagonal blocks and the row factors,
+  // then one block column per warp.
+  const int64_t item = int64_t{c} * p.HV + hv;
+  if (tid < kChunk)
+    invert_diagonal_blocks(sh, tid);
+  else
+    row_factors<!kAuOnly>(sh, p.scale, len, tid - kChunk, p.F + item * kFactorStride);
+  __syncthreads();
+  GDN_PREP_MARK(4);
+  float* Au = p.Au + item * kChunk * kChunk;
+  const TiledPrepStores tiled{Au, nullptr};
+  invert_block_column(
+      sh, warp, lane,
+      [&](int i, int j, float x) {
+        if constexpr (kTiles)
+          tiled.au_element(i, j, x);
+        else
+          Au[i * kChunk + j] = x;
+      },
+      [&](int i) {  // block (i, warp) above the diagonal
+        if constexpr (kTiles) {
+          tiled.au_zero_block(i, warp, lane);
+        } else {
+#pragma unroll
+          for (int hf = 0; hf < 2; ++hf)  // two float4 per lane
+            *reinterpret_cast<float4*>(Au + (i * kPrepBlk + (lane >> 2) + 8 * hf) * kChunk + warp * kPrepBlk +
+                                       kVec * (lane & 3)) = make_float4(0.f, 0.f, 0.f, 0.f);
+        }
+      });
+}
 
 // kAuOnly: Au and the factors but s_q only (q is not read, L not written;
 // the sm90 pass forms them, state_pass.cu's kSplitL). kTiles: Au and L in
 // the sm90 tile layout (p.sm90_tiles), else row-major: a template argument,
-// so that no store of an element branches on it.
-template <typename T, int K, int V, bool kAuOnly, bool kTiles>
-__global__ void __launch_bounds__(kPrepThreads) prefill_prep_kernel(const __grid_constant__ PrefillParams p) {
+// so that no store of an element branches on it. kShared (with kTiles):
+// p.prep_heads value heads of one q/k head per CTA (prep_heads_for).
+template <typename T, int K, int V, bool kAuOnly, bool kTiles, bool kShared = false>
+__global__ void __launch_bounds__(kPrepThreads, kShared ? kSharedPrepCtas<kAuOnly> : 0)
+    prefill_prep_kernel(const __grid_constant__ PrefillParams p) {
   static_assert(K % 32 == 0 && V % 32 == 0, "head sizes must be multiples of 32");
+  static_assert(!kShared || kTiles, "the shared-heads prep writes the sm90 tiles");
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  using Smem = PrepSmem<T, K>;
+  using Smem = PrepSmemOf<T, K, kAuOnly, kShared>;
   Smem& s = *reinterpret_cast<Smem*>(smem_raw);
-  static_assert(offsetof(Smem, raw) % 16 == 0 && offsetof(typename Smem::Rows, q) % 16 == 0 &&
-                    offsetof(Smem, m) % 16 == 0 && offsetof(Smem, D) % 16 == 0 &&
-                    offsetof(Smem, G2) % 8 == 0 && offsetof(Smem, rnk) % 8 == 0,
+  static_assert(offsetof(Smem, raw) % 16 == 0 && sizeof(T) * Smem::kStride % 16 == 0 &&
+                    offsetof(Smem, D) % 16 == 0 && offsetof(Smem, G2) % 8 == 0 &&
+                    offsetof(Smem, rnk) % 8 == 0,
                 "cp.async rows, float4 rows of m, float2 pairs of D, G2 and rnk");
-#if GDN_PREP_PROBE == 1
-  long long probe_t[6] = {}, probe_last = clock64();
-#endif
+  using OneSmem = PrepSmem<T, K>;
+  using SharedSmem = SharedPrepSmem<T, K, kAuOnly>;
+  static_assert(offsetof(OneSmem, m) % 16 == 0 && offsetof(SharedSmem, kept) % 16 == 0 &&
+                    offsetof(typename SharedSmem::Kept, saved) % 16 == 0,
+                "float4 rows of m, float4 saved tiles");
+  PrepProbe probe;
   launch_dependents();            // the state pass may launch; it waits for this kernel's results
   wait_for_prerequisites();       // chunk_meta's offsets and error flag (or, inline, the caller's inputs)
   if (p.clear_flag != nullptr) {  // inline: this kernel writes the flag (and never reads it)
@@ -99,9 +234,12 @@ __global__ void __launch_bounds__(kPrepThreads) prefill_prep_kernel(const __grid
     return;
   }
   // Value heads fastest: those of one q/k head are adjacent, so its q and k
-  // rows cross from memory once and reach the others from L2.
-  const int c = static_cast<int>(blockIdx.x / static_cast<uint32_t>(p.HV));
-  const int hv = static_cast<int>(blockIdx.x % static_cast<uint32_t>(p.HV));
+  // rows cross from memory once and reach the others from L2. kShared: CTA
+  // (c, j) takes value heads hv0 = heads j .. hv0 + heads - 1.
+  const int heads = kShared ? p.prep_heads : 1;
+  const uint32_t head_sets = static_cast<uint32_t>(p.HV / heads);
+  const int c = static_cast<int>(blockIdx.x / head_sets);
+  const int hv0 = static_cast<int>(blockIdx.x % head_sets) * heads;
   if (c >= first_chunk(p, p.N)) return;
   // The sequence holding chunk c: the last n with first_chunk(n) <= c.
   int64_t lo = 0, hi = p.N - 1;
@@ -115,7 +253,7 @@ __global__ void __launch_bounds__(kPrepThreads) prefill_prep_kernel(const __grid
   const int64_t n = lo;
   const int64_t t0 = seq_start(p, n) + int64_t{c - first_chunk(p, n)} * kChunk;
   const int len = static_cast<int>(min(int64_t{kChunk}, seq_start(p, n + 1) - t0));
-  const int64_t h = hv / static_cast<int>(p.group);  // head counts fit in int: a 32-bit division
+  const int64_t h = hv0 / static_cast<int>(p.group);  // head counts fit in int: a 32-bit division
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const T* q = static_cast<const T*>(p.q);
   const T* k = static_cast<const T*>(p.k);
@@ -128,8 +266,15 @@ __global__ void __launch_bounds__(kPrepThreads) prefill_prep_kernel(const __grid
   copy_rows_async<T, K, kChunk, kPrepThreads>(&s.raw.k[0][0], Smem::kStride, k + t0 * p.k_s0 + h * p.k_s1,
                                               p.k_s0, len, tid);
   cp_async_commit();
-  // Gates (padding rows: g = 0, beta = 0).
-  if (tid < kChunk) load_chunk_gates(p, s, t0, len, hv, tid);
+  // Gates (padding rows: g = 0, beta = 0), of each head the CTA takes.
+  if (tid < kChunk) {
+#pragma unroll
+    for (int u = 0; u < (kShared ? kMaxPrepHeads : 1); ++u)
+      if (u < heads) {
+        auto&& sh = head_scratch(s, u);
+        load_chunk_gates(p, sh, t0, len, hv0 + u, tid);
+      }
+  }
   GDN_PREP_MARK(0);
   cp_async_wait<0>();
   __syncthreads();
@@ -153,7 +298,8 @@ __global__ void __launch_bounds__(kPrepThreads) prefill_prep_kernel(const __grid
     const int mi = lane >> 3, mr = lane & 7;
     // (Shared-memory addresses formed once: the loop adds constants.)
     const uint32_t a_k = smem_addr(&s.raw.k[r0 + (mi & 1) * 8 + mr][(mi >> 1) * 8]);
-    const uint32_t a_q = smem_addr(&s.raw.q[r0 + (mi & 1) * 8 + mr][(mi >> 1) * 8]);
+    uint32_t a_q = 0;
+    if constexpr (!(kShared && kAuOnly)) a_q = smem_addr(&s.raw.q[r0 + (mi & 1) * 8 + mr][(mi >> 1) * 8]);
     const uint32_t b_k = smem_addr(&s.raw.k[(mi >> 1) * 8 + mr][(mi & 1) * 8]);
     constexpr uint32_t kStep = 16 * sizeof(T), kBlockRows = 16 * Smem::kStride * sizeof(T);
     float qq[2][4] = {};  // Q Q^T's diagonal block: its diagonal is |q_i|^2
@@ -243,69 +389,64 @@ __global__ void __launch_bounds__(kPrepThreads) prefill_prep_kernel(const __grid
     }
     (lane < 16 ? s.rnk : s.rnq)[r0 + (lane & 15)] = rnorm((acc[0] + acc[1]) + (acc[2] + acc[3]));
   }
-  if (warp == 0) cumsum_chunk_gates(s, lane);  // in-chunk cumulative gates
-  __syncthreads();                             // norms and gates are in; q and k are dead
+  if (kShared ? warp < heads : warp == 0) {  // in-chunk cumulative gates, a warp a head
+    auto&& sh = head_scratch(s, warp);
+    cumsum_chunk_gates(sh, lane);
+  }
+  __syncthreads();  // norms and gates are in; q and k are dead
+  if constexpr (kShared) {
+    // The products' tiles of this warp, for every head's masks (after the
+    // barrier: they take the place of the rows, which every warp reads).
+    const auto keep = [&](float4* saved, const float(&d)[2][4], const float(&b)[2 * (kNumBlk - 1)][4]) {
+      saved[0] = make_float4(d[0][0], d[0][1], d[0][2], d[0][3]);
+      saved[32] = make_float4(d[1][0], d[1][1], d[1][2], d[1][3]);
+#pragma unroll
+      for (int nt = 0; nt < 2 * (kNumBlk - 1); ++nt)
+        if (nt < 2 * warp) saved[32 * (nt + 2)] = make_float4(b[nt][0], b[nt][1], b[nt][2], b[nt][3]);
+    };
+    keep(&s.kept.saved[0][warp * (warp + 1)][lane], kd, kk);
+    if constexpr (!kAuOnly) keep(&s.kept.saved[1][warp * (warp + 1)][lane], qd, qk);
+  }
   GDN_PREP_MARK(2);
 
-  // M (into s.m, over q and k) and L (to the workspace) from the products.
-  {
-    float* L = p.L + (int64_t{c} * p.HV + hv) * kChunk * kChunk;
-    const TiledPrepStores tiled{nullptr, L};
-    mask_products(s, p.scale, warp, lane, kk, qk, kd, qd, [&](int i, int j, float2 xy) {
-      if constexpr (kAuOnly)
-        (void)i, (void)j, (void)xy;  // L is the pass's
-      else if constexpr (kTiles)
-        tiled.l_pair(i, j, xy);
-      else
-        reinterpret_cast<float2*>(L + i * kChunk)[j >> 1] = xy;
-    });
-  }
-  __syncthreads();
-  GDN_PREP_MARK(3);
-
-  // Au = (I + M)^-1 diag(beta): the diagonal blocks and the row factors,
-  // then one block column per warp.
-  const int64_t item = int64_t{c} * p.HV + hv;
-  if (tid < kChunk)
-    invert_diagonal_blocks(s, tid);
-  else
-    row_factors<!kAuOnly>(s, p.scale, len, tid - kChunk, p.F + item * kFactorStride);
-  __syncthreads();
-  GDN_PREP_MARK(4);
-  float* Au = p.Au + item * kChunk * kChunk;
-  const TiledPrepStores tiled{Au, nullptr};
-  invert_block_column(
-      s, warp, lane,
-      [&](int i, int j, float x) {
-        if constexpr (kTiles)
-          tiled.au_element(i, j, x);
-        else
-          Au[i * kChunk + j] = x;
-      },
-      [&](int i) {  // block (i, warp) above the diagonal
-        if constexpr (kTiles) {
-          tiled.au_zero_block(i, warp, lane);
-        } else {
+  if constexpr (kShared) {
+#pragma unroll 1
+    for (int u = 0; u < heads; ++u) {
+      // The head's warp, lane and tid and the scratch's addresses formed
+      // anew in each head through z, a zero the optimiser cannot see (hoisted
+      // and held in registers across the loop, they spilled).
+      const int z = hidden_zero(), warp_h = warp + z, lane_h = lane + z;
+      const auto back = [&](const float4* saved, float(&d)[2][4], float(&b)[2 * (kNumBlk - 1)][4]) {
+        const auto set = [](float(&x)[4], float4 v) { x[0] = v.x, x[1] = v.y, x[2] = v.z, x[3] = v.w; };
+        set(d[0], saved[0]);
+        set(d[1], saved[32]);
 #pragma unroll
-          for (int hf = 0; hf < 2; ++hf)  // two float4 per lane
-            *reinterpret_cast<float4*>(Au + (i * kPrepBlk + (lane >> 2) + 8 * hf) * kChunk + warp * kPrepBlk +
-                                       kVec * (lane & 3)) = make_float4(0.f, 0.f, 0.f, 0.f);
-        }
-      });
+        for (int nt = 0; nt < 2 * (kNumBlk - 1); ++nt)  // (every tile set: none lives over the loop)
+          set(b[nt], nt < 2 * warp_h ? saved[32 * (nt + 2)] : make_float4(0.f, 0.f, 0.f, 0.f));
+      };
+      back(&s.kept.saved[0][warp_h * (warp_h + 1)][lane_h], kd, kk);
+      if constexpr (!kAuOnly) back(&s.kept.saved[1][warp_h * (warp_h + 1)][lane_h], qd, qk);
+      if (u > 0) __syncthreads();  // the head before has read M and D
+      PrepHead sh = head_scratch(s, u, z);
+      head_results<kAuOnly, kTiles>(p, sh, c, hv0 + u, len, warp_h, lane_h, tid + z, kk, qk, kd, qd, probe);
+    }
+  } else {
+    head_results<kAuOnly, kTiles>(p, s, c, hv0, len, warp, lane, tid, kk, qk, kd, qd, probe);
+  }
 #if GDN_PREP_PROBE == 1
   GDN_PREP_MARK(5);
   if (blockIdx.x == 0 && tid == 0)
     printf("prep probe cycles: issue %lld, wait %lld, products %lld, mask %lld, diag %lld, columns %lld\n",
-           probe_t[0], probe_t[1], probe_t[2], probe_t[3], probe_t[4], probe_t[5]);
+           probe.t[0], probe.t[1], probe.t[2], probe.t[3], probe.t[4], probe.t[5]);
 #endif
 }
 
 // One instantiation's launch (whether it waits for the kernel before is
 // found once per instantiation).
-template <typename T, int K, int V, bool kAuOnly, bool kTiles>
+template <typename T, int K, int V, bool kAuOnly, bool kTiles, bool kShared = false>
 Status launch_prep_kernel(const PrefillParams& p, cudaStream_t stream) {
-  constexpr size_t kSmem = sizeof(PrepSmem<T, K>);
-  const auto kernel = prefill_prep_kernel<T, K, V, kAuOnly, kTiles>;
+  constexpr size_t kSmem = sizeof(PrepSmemOf<T, K, kAuOnly, kShared>);
+  const auto kernel = prefill_prep_kernel<T, K, V, kAuOnly, kTiles, kShared>;
   static const bool programmatic = kernel_waits_for_prerequisites(kernel);
   if (Status s = allow_dynamic_smem(reinterpret_cast<const void*>(kernel), kSmem,
                                     "prefill_prep_kernel: raising its shared memory limit");
@@ -313,7 +454,8 @@ Status launch_prep_kernel(const PrefillParams& p, cudaStream_t stream) {
     return s;
   if (p.max_chunks == 0) return Status::Ok();
   dim3 grid;
-  if (Status s = linear_grid(p.max_chunks * p.HV, &grid, "prefill_prep_kernel: chunks and value heads");
+  const int64_t head_sets = p.HV / (kShared ? p.prep_heads : 1);
+  if (Status s = linear_grid(p.max_chunks * head_sets, &grid, "prefill_prep_kernel: chunks and value heads");
       !s.ok())
     return s;
   // With inline offsets the prep is the call's first kernel: launched
@@ -325,17 +467,37 @@ Status launch_prep_kernel(const PrefillParams& p, cudaStream_t stream) {
       "prefill_prep_kernel launch");
 }
 
+// Value heads a CTA of the prep for the sm90 tiles takes: one unless GDN_PREP_HEADS=n
+// asks for n (2 to kMaxPrepHeads) and n divides the q/k head's group, or
+// GDN_PREP_HEADS=max for the most that do. A candidate not yet timed on a
+// GPU, so not the default.
+int prep_heads_for(const PrefillParams& p) {
+  const char* env = std::getenv("GDN_PREP_HEADS");
+  if (env == nullptr) return 1;
+  int heads = 1;
+  for (int n = 2; n <= kMaxPrepHeads; ++n)
+    if (p.group % n == 0 && (std::string(env) == "max" || std::atoi(env) == n)) heads = n;
+  return heads;
+}
+
 }  // namespace
 
 template <typename T, int K, int V>
 Status launch_prefill_prep(const PrefillParams& p, cudaStream_t stream, bool au_only) {
   if (!p.sm90_tiles && !au_only) return launch_prep_kernel<T, K, V, false, false>(p, stream);
-  if constexpr (std::is_same_v<T, __nv_bfloat16>)  // (the sm90 pass's layout: bf16 io only)
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {  // (the sm90 pass's layout: bf16 io only)
+    if (const int heads = prep_heads_for(p); heads > 1) {
+      PrefillParams shared = p;
+      shared.prep_heads = static_cast<uint8_t>(heads);
+      return au_only ? launch_prep_kernel<T, K, V, true, true, true>(shared, stream)
+                     : launch_prep_kernel<T, K, V, false, true, true>(shared, stream);
+    }
     return au_only ? launch_prep_kernel<T, K, V, true, true>(p, stream)
                    : launch_prep_kernel<T, K, V, false, true>(p, stream);
-  else
+  } else {
     return Status(StatusCode::kInternal,
                   "prefill_prep_kernel: the sm90 tile layout is built for bf16 io only");
+  }
 }
 
 #define GDN_INSTANTIATE_PREP(T, KV) \
