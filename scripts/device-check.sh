@@ -139,7 +139,8 @@ for step in $STEPS; do
     env-ab)
       # GDN_AB_ROWS (default: the prefill rows; "decode": the decode rows) on each backend of
       # GDN_AB_BACKEND (cuda; several, space-separated) once per assignment in GDN_AB_ENVS
-      # (e.g. "GDN_CUDA_SEGMENTS=1 GDN_CUDA_SEGMENTS=8"), after a run without any, each in its
+      # (e.g. "GDN_CUDA_SEGMENTS=1 GDN_CUDA_SEGMENTS=8"; commas join several into one run,
+      # "GDN_SM90_FUSED=0,GDN_PREP_HEADS=max"), after a run without any, each in its
       # own file, for each build folder of GDN_AB_BINS (default $BIN; several, space-separated,
       # each with its gdn and COMMIT, files named after the folder), so candidate builds time
       # side by side in one call (not a default step).
@@ -150,7 +151,7 @@ for step in $STEPS; do
           i=0
           for assign in none ${GDN_AB_ENVS:-}; do
             env_args=()
-            [ "$assign" != none ] && env_args=("$assign")
+            [ "$assign" != none ] && IFS=, read -r -a env_args <<<"$assign"
             ab_out=$OUT/bench-env-$ab_tag-$ab_backend-$i
             env "${env_args[@]}" timeout 150 "$ab_bin/gdn" bench --suite bench/suite.json --backend "$ab_backend" \
               --rows "$ab_rows" --json "$ab_out.json" >"$ab_out.txt" 2>&1
