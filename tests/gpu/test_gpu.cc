@@ -19,6 +19,7 @@
 
 #include "common/convert.h"
 #if GDN_WITH_SM90_BACKEND
+#include "cuda/prep/prep_heads.h"
 #include "cuda/sm90/pass_form.h"
 #endif
 #include "gdn/dispatch.h"
@@ -318,6 +319,10 @@ TEST(Sm90PFirst, GivesTheBitsOfOneProduct) {
     SCOPED_TRACE(sc.name);
     sc.seed = 99;
     const ScopedEnv split("GDN_CUDA_SEGMENTS", segments);
+    {  // (the setting the launch reads: else both runs would take the default)
+      const ScopedEnv first("GDN_SM90_PFIRST", "1");
+      ASSERT_TRUE(cuda::sm90::p_first_requested());
+    }
     expect_setting_keeps_bits(sc, "GDN_SM90_PFIRST", "0", "1");
   }
 }
@@ -339,6 +344,9 @@ TEST(Sm90PrepHeads, EveryHeadCountGivesTheBitsOfOne) {
   c.name = "prep heads: group 3, 2 segments";
   c.HV = 6, c.gate = GateMode::kLogSpace;
   cases.emplace_back(c, "2");
+  c.name = "prep heads: group 4, k=v=64 dense";
+  c.HV = 8, c.K = c.V = 64, c.pool = false, c.checkpoint_every = 0;
+  cases.emplace_back(c, "1");
   for (const char* form : {"0", "2"}) {
     const ScopedEnv pass_form("GDN_SM90_FUSED", form);
     for (auto& [sc, segments] : cases) {
@@ -348,6 +356,10 @@ TEST(Sm90PrepHeads, EveryHeadCountGivesTheBitsOfOne) {
       for (const char* n : {"2", "3", "4"}) {
         if ((sc.HV / sc.H) % std::atoi(n) != 0) continue;
         SCOPED_TRACE(sc.name + ", GDN_SM90_FUSED=" + form + ", GDN_PREP_HEADS=" + n);
+        {  // (the count the launch reads: else both runs would take one head)
+          const ScopedEnv heads("GDN_PREP_HEADS", n);
+          ASSERT_EQ(cuda::prep_heads_for_group(sc.HV / sc.H), std::atoi(n));
+        }
         expect_setting_keeps_bits(sc, "GDN_PREP_HEADS", "1", n);
         ++tried;
       }
@@ -479,6 +491,36 @@ TEST(Sm90Rule, TheFormFollowsTheShape) {
   EXPECT_EQ(forced("2"), PassForm::kSplitL);
   EXPECT_EQ(forced("3"), PassForm::kSplitL);   // not a form: the rule's
   EXPECT_EQ(forced("22"), PassForm::kSplitL);  // likewise
+}
+
+// The candidates' settings as the launches read them (host code, so CI holds
+// them): GDN_SM90_PFIRST only as "1"; GDN_PREP_HEADS a count of 2 to 4 that
+// divides the group, or max for the most that do, else one head a CTA.
+TEST(Sm90Rule, TheCandidateSettingsReadAsDocumented) {
+  const auto p_first = [](const char* value) {
+    const ScopedEnv env("GDN_SM90_PFIRST", value);
+    return cuda::sm90::p_first_requested();
+  };
+  EXPECT_FALSE(p_first(nullptr));
+  EXPECT_FALSE(p_first("0"));
+  EXPECT_TRUE(p_first("1"));
+  EXPECT_FALSE(p_first("yes"));
+  const auto heads = [](const char* value, int64_t group) {
+    const ScopedEnv env("GDN_PREP_HEADS", value);
+    return cuda::prep_heads_for_group(group);
+  };
+  EXPECT_EQ(heads(nullptr, 4), 1);
+  EXPECT_EQ(heads("2", 2), 2);
+  EXPECT_EQ(heads("2", 4), 2);
+  EXPECT_EQ(heads("3", 2), 1);  // 3 does not divide 2
+  EXPECT_EQ(heads("3", 6), 3);
+  EXPECT_EQ(heads("4", 8), 4);
+  EXPECT_EQ(heads("8", 8), 1);  // more than kMaxPrepHeads
+  EXPECT_EQ(heads("max", 2), 2);
+  EXPECT_EQ(heads("max", 6), 3);
+  EXPECT_EQ(heads("max", 8), 4);
+  EXPECT_EQ(heads("max", 1), 1);
+  EXPECT_EQ(heads("max", 5), 1);
 }
 #endif
 

@@ -78,7 +78,7 @@ struct PrefillParams : TokenInputs {  // q, k, v and the gates
   float* L = nullptr;       // [max_chunks, HV, 64, 64]: lower_incl((scale Q) K^T .* Gamma)
   float* F = nullptr;       // [max_chunks, HV, kFactorStride]: row factors and decay
   bool sm90_tiles = false;  // Au and L in the sm90 tile layout (prep/tile_layout.cuh)
-  uint8_t prep_heads = 1;   // value heads of one q/k head per Au-only prep CTA (prefill_prep.cu)
+  uint8_t prep_heads = 1;   // value heads of one q/k head per prep CTA (sm90 tiles; prefill_prep.cu)
   int stages = 1;           // depth of the state pass's shared-memory ring (1 or 2)
   // Segments (prefill.cu, segments_for): each sequence's chunks split into
   // `segments` runs, passed three times: a local pass from a zero state that

@@ -14,6 +14,7 @@
 #include <type_traits>
 
 #include "cuda/prep/chunk_prep.cuh"
+#include "cuda/prep/prep_heads.h"
 #include "cuda/prep/tile_layout.cuh"
 #include "cuda/ptx/griddep.cuh"
 #include "cuda/sm80/io_tiles.cuh"
@@ -26,11 +27,10 @@ constexpr int kMatStride = kPrepMatStride;
 constexpr int kNumBlk = kPrepBlocks;
 constexpr int kVec = 4;  // floats per vector (float4) access
 
-// Value heads (of one q/k head) that one prep CTA may take (prep_heads_for,
-// the kShared instantiations, sm90 tiles): K K^T, Q K^T, the norms, the
-// search for the chunk's sequence and the copies of k and q are the same for
-// all of them.
-constexpr int kMaxPrepHeads = 4;
+// Value heads (of one q/k head) one prep CTA may take: kMaxPrepHeads
+// (prep_heads.h; the kShared instantiations, sm90 tiles). K K^T, Q K^T, the
+// norms, the search for the chunk's sequence and the copies of k and q are
+// the same for all of them.
 static_assert(kMaxPrepHeads <= kPrepThreads / 32, "one warp per head's gate sums");
 // m16n8 tiles a warp keeps of K K^T: the diagonal block's two and the 2 warp
 // below it; warp w's start at tile w (w + 1) of the CTA's saved products.
@@ -207,7 +207,7 @@ __device__ __forceinline__ void head_results(const PrefillParams& p, S& sh, int 
 // the sm90 pass forms them, state_pass.cu's kSplitL). kTiles: Au and L in
 // the sm90 tile layout (p.sm90_tiles), else row-major: a template argument,
 // so that no store of an element branches on it. kShared (with kTiles):
-// p.prep_heads value heads of one q/k head per CTA (prep_heads_for).
+// p.prep_heads value heads of one q/k head per CTA (prep_heads_for_group).
 template <typename T, int K, int V, bool kAuOnly, bool kTiles, bool kShared = false>
 __global__ void __launch_bounds__(kPrepThreads, kShared ? kSharedPrepCtas<kAuOnly> : 0)
     prefill_prep_kernel(const __grid_constant__ PrefillParams p) {
@@ -453,6 +453,9 @@ Status launch_prep_kernel(const PrefillParams& p, cudaStream_t stream) {
       !s.ok())
     return s;
   if (p.max_chunks == 0) return Status::Ok();
+  if (kShared && (p.prep_heads < 2 || p.prep_heads > kMaxPrepHeads || p.group % p.prep_heads != 0))
+    return Status(StatusCode::kInternal,
+                  "prefill_prep_kernel: prep_heads must be 2 to 4 value heads dividing those of a q/k head");
   dim3 grid;
   const int64_t head_sets = p.HV / (kShared ? p.prep_heads : 1);
   if (Status s = linear_grid(p.max_chunks * head_sets, &grid, "prefill_prep_kernel: chunks and value heads");
@@ -467,26 +470,22 @@ Status launch_prep_kernel(const PrefillParams& p, cudaStream_t stream) {
       "prefill_prep_kernel launch");
 }
 
-// Value heads a CTA of the prep for the sm90 tiles takes: one unless GDN_PREP_HEADS=n
-// asks for n (2 to kMaxPrepHeads) and n divides the q/k head's group, or
-// GDN_PREP_HEADS=max for the most that do. A candidate not yet timed on a
-// GPU, so not the default.
-int prep_heads_for(const PrefillParams& p) {
+}  // namespace
+
+int prep_heads_for_group(int64_t group) {
   const char* env = std::getenv("GDN_PREP_HEADS");
   if (env == nullptr) return 1;
   int heads = 1;
   for (int n = 2; n <= kMaxPrepHeads; ++n)
-    if (p.group % n == 0 && (std::string(env) == "max" || std::atoi(env) == n)) heads = n;
+    if (group % n == 0 && (std::string(env) == "max" || std::atoi(env) == n)) heads = n;
   return heads;
 }
-
-}  // namespace
 
 template <typename T, int K, int V>
 Status launch_prefill_prep(const PrefillParams& p, cudaStream_t stream, bool au_only) {
   if (!p.sm90_tiles && !au_only) return launch_prep_kernel<T, K, V, false, false>(p, stream);
   if constexpr (std::is_same_v<T, __nv_bfloat16>) {  // (the sm90 pass's layout: bf16 io only)
-    if (const int heads = prep_heads_for(p); heads > 1) {
+    if (const int heads = prep_heads_for_group(p.group); heads > 1) {
       PrefillParams shared = p;
       shared.prep_heads = static_cast<uint8_t>(heads);
       return au_only ? launch_prep_kernel<T, K, V, true, true, true>(shared, stream)

@@ -23,4 +23,9 @@ enum class PassForm { kTwoKernel, kFused, kSplitL };
 PassForm pass_form_for_shape(int64_t n, int64_t hv, int64_t tiles_per_item, int segments, int sms,
                              bool one_chunk, bool long_tail);
 
+// GDN_SM90_PFIRST=1: the two-kernel pass over whole sequences (and the final
+// pass of a split) issues P before R (state_pass.cu, kPFirst). A candidate
+// not yet timed on a GPU (docs/design.md), so not the default.
+bool p_first_requested();
+
 }  // namespace gdn::cuda::sm90

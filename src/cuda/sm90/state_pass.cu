@@ -981,6 +981,11 @@ PassForm pass_form_for_shape(int64_t n, int64_t hv, int64_t tiles_per_item, int 
   return PassForm::kTwoKernel;
 }
 
+bool p_first_requested() {
+  const char* env = std::getenv("GDN_SM90_PFIRST");
+  return env != nullptr && std::string(env) == "1";
+}
+
 template <int K>
 PassForm pass_form_for(const PrefillParams& p, int sms, bool one_chunk, bool long_tail) {
   return pass_form_for_shape(p.N, p.HV, tiles_per_item<K>(false), p.segments, sms, one_chunk, long_tail);
@@ -1015,11 +1020,8 @@ Status launch_phase(StateParams fp, int sms, bool long_tail, cudaStream_t stream
 template <int K, PassForm kForm>
 Status launch_form(const StateParams& fp, int sms, bool long_tail, cudaStream_t stream) {
   if (fp.p.seg_phase == kSegLocal) return launch_phase<K, true, kForm>(fp, sms, long_tail, stream);
-  if constexpr (kForm == PassForm::kTwoKernel) {
-    const char* env = std::getenv("GDN_SM90_PFIRST");
-    if (env != nullptr && std::string(env) == "1")
-      return launch_phase<K, false, kForm, true>(fp, sms, long_tail, stream);
-  }
+  if constexpr (kForm == PassForm::kTwoKernel)
+    if (p_first_requested()) return launch_phase<K, false, kForm, true>(fp, sms, long_tail, stream);
   return launch_phase<K, false, kForm>(fp, sms, long_tail, stream);
 }
 

@@ -1,0 +1,19 @@
+// How many value heads one CTA of the prep for the sm90 tiles takes
+// (prefill_prep.cu, kShared): host code without CUDA headers, so that the
+// tests can check the setting they make is the one the launch reads.
+#pragma once
+
+#include <cstdint>
+
+namespace gdn::cuda {
+
+// Value heads of one q/k head a prep CTA takes at most.
+constexpr int kMaxPrepHeads = 4;
+
+// For `group` value heads per q/k head: 1, unless GDN_PREP_HEADS=n asks for
+// n (2 to kMaxPrepHeads) and n divides the group, or GDN_PREP_HEADS=max for
+// the most that do. A candidate not yet timed on a GPU (docs/design.md), so
+// not the default.
+int prep_heads_for_group(int64_t group);
+
+}  // namespace gdn::cuda
