@@ -36,9 +36,9 @@ static_assert(kMaxPrepHeads <= kPrepThreads / 32, "one warp per head's gate sums
 // below it; warp w's start at tile w (w + 1) of the CTA's saved products.
 constexpr int kSavedTiles = kNumBlk * (kNumBlk + 1);
 // CTAs of the shared-heads prep an SM holds at once: the Au-only one five,
-// as the prep with one head a CTA does (its 38 KB of shared memory allow
+// as the prep with one head a CTA does (its 38.4 KB of shared memory at K = 128 allow
 // them; the bound keeps ptxas at the registers they need, 102 a thread); the
-// one with L four, by its 48 KB.
+// one with L four, by its 48.6 KB.
 template <bool kAuOnly>
 constexpr int kSharedPrepCtas = kAuOnly ? 5 : 4;
 
