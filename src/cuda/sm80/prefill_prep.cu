@@ -8,7 +8,9 @@
 // K K^T and Q K^T run on tensor cores over the raw q and k rows (bf16/fp16
 // m16n8k16 with exact products for 16-bit io, tf32 for fp32 io), only over
 // the column tiles with j <= i, with the norms applied to the products (for
-// 16-bit io the squared norms are the products' diagonals).
+// 16-bit io the squared norms are the products' diagonals). For the sm90
+// tiles a CTA can instead take several value heads of one q/k head
+// (GDN_PREP_HEADS, kShared: the copies, products and norms once for them).
 #include <cstdlib>
 #include <string>
 #include <type_traits>
@@ -32,8 +34,8 @@ constexpr int kVec = 4;  // floats per vector (float4) access
 // norms, the search for the chunk's sequence and the copies of k and q are
 // the same for all of them.
 static_assert(kMaxPrepHeads <= kPrepThreads / 32, "one warp per head's gate sums");
-// m16n8 tiles a warp keeps of K K^T: the diagonal block's two and the 2 warp
-// below it; warp w's start at tile w (w + 1) of the CTA's saved products.
+// m16n8 tiles a warp keeps of a product (K K^T, Q K^T): the diagonal block's
+// two and the 2 warp below it; warp w's start at tile w (w + 1) of the CTA's.
 constexpr int kSavedTiles = kNumBlk * (kNumBlk + 1);
 // CTAs of the shared-heads prep an SM holds at once: the Au-only one five,
 // as the prep with one head a CTA does (its 38.4 KB of shared memory at K = 128 allow
