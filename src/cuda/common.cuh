@@ -240,6 +240,22 @@ __device__ __forceinline__ void fused_gate(float a, float b, float a_log, float 
   *beta = 1.f / (1.f + expf(-b));
 }
 
+// x, with its value hidden from the optimiser: what derives from it is formed
+// where it is used, not hoisted (and held in registers) or folded.
+template <typename T>
+__device__ __forceinline__ T* opaque(T* p) {
+  asm volatile("" : "+l"(p));
+  return p;
+}
+__device__ __forceinline__ int64_t opaque(int64_t x) {
+  asm volatile("" : "+l"(x));
+  return x;
+}
+__device__ __forceinline__ int opaque(int x) {
+  asm volatile("" : "+r"(x));
+  return x;
+}
+
 // An int32 or int64 index tensor's element i (cu_seqlens, state_indices).
 __device__ __forceinline__ int64_t load_index(const void* p, bool is64, int64_t i) {
   return is64 ? static_cast<const int64_t*>(p)[i] : static_cast<const int32_t*>(p)[i];

@@ -16,6 +16,7 @@
 
 #include "cuda/backend.h"
 #include "cuda/prep/chunk_meta.cuh"
+#include "cuda/prep/prep_heads.h"
 #include "cuda/sm80/kernels.cuh"
 #include "cuda/sm80/recurrent.h"
 #if GDN_WITH_SM90_BACKEND
@@ -314,6 +315,7 @@ template <int KV>
 Status launch_sm90(sm90::StateParams fp, const HostPlan& plan, const DeviceLimits& dev, cudaStream_t stream) {
   if (Status s = chunk_meta(fp.p, plan, stream); !s.ok()) return s;
   fp.p.sm90_tiles = true;
+  fp.p.prep_heads = static_cast<uint8_t>(prep_heads_for_group(fp.p.group));
   const sm90::PassForm form = sm90::pass_form_for<KV>(fp.p, dev.sms, plan.one_chunk, plan.long_tail);
   if (form != sm90::PassForm::kFused) {
     const bool au_only = form == sm90::PassForm::kSplitL;

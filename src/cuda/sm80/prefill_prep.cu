@@ -95,7 +95,7 @@ using PrepSmemOf = std::conditional_t<kShared, SharedPrepSmem<T, K, kAuOnly>, Pr
 
 // One value head's view of the shared-heads scratch (the S of
 // prep/chunk_prep.cuh): the CTA's M, D and norms, head u's gates; every
-// address offset by z (hidden_zero in the head loop: formed anew in each
+// address offset by z (opaque(0) in the head loop: formed anew in each
 // head rather than hoisted and held in registers across the loop).
 struct PrepHead {
   float (*m)[kMatStride];
@@ -109,11 +109,6 @@ __device__ __forceinline__ PrepHead head_scratch(SharedPrepSmem<T, K, kAuOnly>& 
 template <typename T, int K>
 __device__ __forceinline__ PrepSmem<T, K>& head_scratch(PrepSmem<T, K>& s, int, int = 0) {
   return s;  // one head: the scratch itself
-}
-__device__ __forceinline__ int hidden_zero() {
-  int z = 0;
-  asm volatile("" : "+r"(z));
-  return z;
 }
 
 // c += a b for 16-bit io: the products are exact in fp32.
@@ -417,7 +412,7 @@ __global__ void __launch_bounds__(kPrepThreads, kShared ? kSharedPrepCtas<kAuOnl
       // The head's warp, lane and tid and the scratch's addresses formed
       // anew in each head through z, a zero the optimiser cannot see (hoisted
       // and held in registers across the loop, they spilled).
-      const int z = hidden_zero(), warp_h = warp + z, lane_h = lane + z;
+      const int z = opaque(0), warp_h = warp + z, lane_h = lane + z;
       const auto back = [&](const float4* saved, float(&d)[2][4], float(&b)[2 * (kNumBlk - 1)][4]) {
         const auto set = [](float(&x)[4], float4 v) { x[0] = v.x, x[1] = v.y, x[2] = v.z, x[3] = v.w; };
         set(d[0], saved[0]);
@@ -487,12 +482,9 @@ template <typename T, int K, int V>
 Status launch_prefill_prep(const PrefillParams& p, cudaStream_t stream, bool au_only) {
   if (!p.sm90_tiles && !au_only) return launch_prep_kernel<T, K, V, false, false>(p, stream);
   if constexpr (std::is_same_v<T, __nv_bfloat16>) {  // (the sm90 pass's layout: bf16 io only)
-    if (const int heads = prep_heads_for_group(p.group); heads > 1) {
-      PrefillParams shared = p;
-      shared.prep_heads = static_cast<uint8_t>(heads);
-      return au_only ? launch_prep_kernel<T, K, V, true, true, true>(shared, stream)
-                     : launch_prep_kernel<T, K, V, false, true, true>(shared, stream);
-    }
+    if (p.prep_heads > 1)                            // (launch_sm90 sets it: prep_heads_for_group)
+      return au_only ? launch_prep_kernel<T, K, V, true, true, true>(p, stream)
+                     : launch_prep_kernel<T, K, V, false, true, true>(p, stream);
     return au_only ? launch_prep_kernel<T, K, V, true, true>(p, stream)
                    : launch_prep_kernel<T, K, V, false, true>(p, stream);
   } else {

@@ -266,21 +266,6 @@ __device__ __forceinline__ KqTiles<K>& kq_tiles(SharedStorage<K, kForm>& s, Slot
 }
 static_assert((kFactorStride * sizeof(float)) % 16 == 0, "bulk copies move multiples of 16 bytes");
 
-// p, with its value hidden from the optimiser.
-template <typename T>
-__device__ __forceinline__ T* opaque(T* p) {
-  asm volatile("" : "+l"(p));
-  return p;
-}
-__device__ __forceinline__ int64_t opaque(int64_t x) {
-  asm volatile("" : "+l"(x));
-  return x;
-}
-__device__ __forceinline__ int opaque(int x) {
-  asm volatile("" : "+r"(x));
-  return x;
-}
-
 // Descriptors of the slot's operands. K-major: k-step ks of a 16-bit tile
 // starts 32 ks bytes into the rows (a new panel every 4 steps), of a tf32
 // tile 32 bytes per 8-wide step likewise.
