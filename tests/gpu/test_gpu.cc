@@ -368,6 +368,88 @@ TEST(Sm90PrepHeads, EveryHeadCountGivesTheBitsOfOne) {
   }
 }
 
+// The persistent state pass (GDN_SM90_PERSIST=1: where the CTA items
+// outnumber the SMs, one CTA an SM takes its items after the first from a
+// ticket counter) computes every item as the grid's CTA for it does: the
+// bits of the grid in the two-kernel and split forms, with one tile a CTA
+// and (K = 128) two, empty and short sequences, checkpoints, K = 128 and 64,
+// and the reference matched. A call repeated on the same workspace (the
+// counter left past the items by the call before; the prep kernel zeroes
+// it) writes every output again, the same bits, with the offsets inline and
+// from chunk_meta (whose sequence order sits beside the counter), and the
+// counter ends at the item count, which only the persistent pass leaves
+// there. A call without tokens keeps the grid (no prep kernel zeroes the
+// counter) and matches the reference.
+TEST(Sm90Persist, GivesTheBitsOfTheGrid) {
+  REQUIRE_GPU();
+  if (!serves(Backend::kSm90, suite_like())) GTEST_SKIP() << "sm90 is not available here";
+  int sms = 0;
+  CUDA_OK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  Case c;
+  c.name = "persistent: 64 sequences of 0 to 286 tokens, pool, checkpoints every 64";
+  for (int i = 0; i < 64; ++i) c.seq_lens.push_back((i * 53) % 300);  // (the first empty)
+  c.H = 4, c.HV = 8, c.K = c.V = 128;
+  c.pool = true;
+  c.checkpoint_every = 64;
+  c.seed = 101;
+  Case d = c;
+  d.name = "persistent: the lengths at k=v=64, dense states";
+  d.K = d.V = 64, d.pool = false, d.checkpoint_every = 0;
+  for (const char* form : {"0", "2"})
+    for (const char* groups : {"1", "2"})
+      for (const Case& sc : {c, d}) {
+        SCOPED_TRACE(sc.name + ", GDN_SM90_FUSED=" + form + ", GDN_SM90_GROUPS=" + groups);
+        const ScopedEnv pass_form("GDN_SM90_FUSED", form), pairing("GDN_SM90_GROUPS", groups);
+        {  // (the launch persists for this shape: else both runs would take the grid)
+          const ScopedEnv persist("GDN_SM90_PERSIST", "1");
+          ASSERT_TRUE(cuda::sm90::persist_requested());
+          ASSERT_TRUE(cuda::sm90::persistent_shape(static_cast<int64_t>(sc.seq_lens.size()), sc.HV, sc.V / 64,
+                                                   1, static_cast<cuda::sm90::PassForm>(form[0] - '0'), sms,
+                                                   false));
+        }
+        expect_setting_keeps_bits(sc, "GDN_SM90_PERSIST", "0", "1");
+      }
+  const ScopedEnv persist("GDN_SM90_PERSIST", "1");
+  const int64_t n = static_cast<int64_t>(c.seq_lens.size());
+  for (const char* form : {"0", "2"})
+    for (const char* inline_offsets : {"1", "0"}) {
+      SCOPED_TRACE(std::string("repeated persistent calls, GDN_SM90_FUSED=") + form +
+                   ", GDN_CUDA_INLINE_OFFSETS=" + inline_offsets);
+      const ScopedEnv pass_form("GDN_SM90_FUSED", form), offsets("GDN_CUDA_INLINE_OFFSETS", inline_offsets);
+      Workload w(for_gpu(c), true);
+      ASSERT_TRUE(w.status().ok()) << w.status().message();
+      Args a = w.args();
+      a.backend = Backend::kSm90;
+      a.strict = true;
+      a.write_final_state = false;  // the pool stays, so every call starts from the same states
+      ASSERT_NO_FATAL_FAILURE(prefill_reports_ok(a));
+      CUDA_OK(cudaDeviceSynchronize());
+      const auto first = device_bytes(a.out), first_ckpt = device_bytes(a.checkpoints);
+      for (int i = 0; i < 2; ++i) {
+        ASSERT_NO_FATAL_FAILURE(prefill_reports_ok(a));  // (out and checkpoints poisoned first)
+        CUDA_OK(cudaDeviceSynchronize());
+        EXPECT_EQ(first, device_bytes(a.out)) << "run " << i;
+        EXPECT_EQ(first_ckpt, device_bytes(a.checkpoints)) << "run " << i;
+      }
+      // The counter, the int32 after the meta region's flag, chunk and
+      // checkpoint offsets and sequence order (sm80/prefill.cu, layout):
+      // every CTA took tickets up to one past the items (pairs of tiles here).
+      int32_t counter = 0;
+      CUDA_OK(cudaMemcpy(&counter, static_cast<const int32_t*>(a.workspace) + 3 * n + 3, sizeof(counter),
+                         cudaMemcpyDeviceToHost));
+      EXPECT_EQ(counter, n * c.HV);
+    }
+  Case empty = c;
+  empty.name = "persistent: 200 sequences without tokens";
+  empty.seq_lens.assign(200, 0);
+  const ScopedEnv chunked("GDN_CUDA_SHORT_PREFILL", "0");  // (else the token recurrence runs it)
+  for (const char* form : {"0", "2"}) {
+    SCOPED_TRACE(empty.name + ", GDN_SM90_FUSED=" + form);
+    const ScopedEnv pass_form("GDN_SM90_FUSED", form);
+    matches_reference(Backend::kSm90, for_gpu(empty));
+  }
+}
+
 // The sm90 prefill's three forms, the fused state pass (GDN_SM90_FUSED=1: a
 // prep warpgroup in each CTA forms Au, L and the factors), the two-kernel
 // one (=0: the prep kernel's results copied in) and the split one (=2: the
@@ -521,6 +603,36 @@ TEST(Sm90Rule, TheCandidateSettingsReadAsDocumented) {
   EXPECT_EQ(heads("max", 8), 4);
   EXPECT_EQ(heads("max", 1), 1);
   EXPECT_EQ(heads("max", 5), 1);
+  const auto persist = [](const char* value) {
+    const ScopedEnv env("GDN_SM90_PERSIST", value);
+    return cuda::sm90::persist_requested();
+  };
+  EXPECT_FALSE(persist(nullptr));
+  EXPECT_FALSE(persist("0"));
+  EXPECT_TRUE(persist("1"));
+  EXPECT_FALSE(persist("on"));
+}
+
+// Which shapes the persistent pass takes when asked (K = V = 128, 132 SMs):
+// whole sequences whose CTAs, paired as the launch pairs them, outnumber the
+// SMs, in the forms a prep kernel feeds.
+TEST(Sm90Rule, ThePersistentPassTakesWholeSequencesPastTheSms) {
+  using cuda::sm90::PassForm;
+  const ScopedEnv default_pairing("GDN_SM90_GROUPS", nullptr), p_first("GDN_SM90_PFIRST", nullptr);
+  const auto persistent = [](int64_t n, int64_t hv, int segments, PassForm form, bool long_tail) {
+    return cuda::sm90::persistent_shape(n, hv, 2, segments, form, 132, long_tail);
+  };
+  EXPECT_TRUE(persistent(32, 32, 1, PassForm::kSplitL, false));      // 32x1024: 1024 paired CTAs
+  EXPECT_TRUE(persistent(257, 32, 1, PassForm::kSplitL, false));     // 257 short
+  EXPECT_TRUE(persistent(64, 8, 1, PassForm::kTwoKernel, false));    // q3n-tp4 64x512 (two-kernel forced)
+  EXPECT_FALSE(persistent(4, 32, 1, PassForm::kTwoKernel, false));   // 4x1000: 128 paired CTAs fit
+  EXPECT_FALSE(persistent(1, 32, 1, PassForm::kTwoKernel, false));   // 1x8192: 64 CTAs
+  EXPECT_TRUE(persistent(32, 32, 1, PassForm::kTwoKernel, true));    // skewed: 2048 unpaired CTAs
+  EXPECT_FALSE(persistent(300, 8, 3, PassForm::kTwoKernel, false));  // split sequences keep the grid
+  EXPECT_FALSE(persistent(32, 32, 1, PassForm::kFused, false));      // no prep kernel zeroes the counter
+  const ScopedEnv first("GDN_SM90_PFIRST", "1");
+  EXPECT_FALSE(persistent(32, 32, 1, PassForm::kTwoKernel, false));  // P first has no persistent build
+  EXPECT_TRUE(persistent(32, 32, 1, PassForm::kSplitL, false));
 }
 #endif
 

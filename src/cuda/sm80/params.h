@@ -88,6 +88,10 @@ struct PrefillParams : TokenInputs {  // q, k, v and the gates
   int seg_phase = 0;           // kSegWhole, kSegLocal or kSegFinal
   float* seg_state = nullptr;  // [N * segments, HV, K, V]: local end states, then entering states
   float* seg_map = nullptr;    // [N * segments, HV, K, K]: each segment's state map
+  // The persistent sm90 state pass's ticket counter (sm90/state_pass.cu,
+  // kPersist; nullptr: no such pass runs): the prep kernel zeroes it, the
+  // pass's CTAs take their items after the first from it.
+  int32_t* item_counter = nullptr;
 };
 
 // First chunk and first checkpoint row of sequence n (n == N: the totals).

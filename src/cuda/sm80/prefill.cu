@@ -100,7 +100,7 @@ Layout layout(const Call& c, int segments) {
   const size_t chunks = static_cast<size_t>(max_chunks(c.T, c.N)) * static_cast<size_t>(c.HV);
   size_t at = 0;
   l.meta = at;
-  at = align_up(at + sizeof(int32_t) * (3 * static_cast<size_t>(c.N) + 3));
+  at = align_up(at + sizeof(int32_t) * (3 * static_cast<size_t>(c.N) + 4));
   l.au = at;
   at = align_up(at + sizeof(float) * chunks * kChunk * kChunk);
   l.l = at;
@@ -119,8 +119,8 @@ Layout layout(const Call& c, int segments) {
 }
 
 // The meta region: the error flag first (at the workspace's start whatever
-// the call's shape), then chunk_offset [N + 1], ckpt_offset [N + 1] and
-// seq_order [N].
+// the call's shape), then chunk_offset [N + 1], ckpt_offset [N + 1],
+// seq_order [N] and the persistent sm90 pass's ticket counter.
 int32_t* error_flag_in(void* workspace, const Layout& l) {
   return reinterpret_cast<int32_t*>(static_cast<char*>(workspace) + l.meta);
 }
@@ -162,6 +162,7 @@ struct HostPlan {
   int64_t checkpoint_rows = 0;
   bool long_tail = false;  // long_tail_of
   bool one_chunk = false;  // every sequence at most one chunk long (a host copy of cu_seqlens shows it)
+  int32_t* item_counter = nullptr;  // the workspace's word for the persistent sm90 pass's tickets
 };
 
 // Whether one sequence's chunks outlast the rest of a column-owner launch by
@@ -317,6 +318,7 @@ Status launch_sm90(sm90::StateParams fp, const HostPlan& plan, const DeviceLimit
   fp.p.sm90_tiles = true;
   fp.p.prep_heads = static_cast<uint8_t>(prep_heads_for_group(fp.p.group));
   const sm90::PassForm form = sm90::pass_form_for<KV>(fp.p, dev.sms, plan.one_chunk, plan.long_tail);
+  if (sm90::persistent_pass<KV>(fp.p, form, dev.sms, plan.long_tail)) fp.p.item_counter = plan.item_counter;
   if (form != sm90::PassForm::kFused) {
     const bool au_only = form == sm90::PassForm::kSplitL;
     if (Status s = launch_prefill_prep<__nv_bfloat16, KV, KV>(fp.p, stream, au_only); !s.ok()) return s;
@@ -464,6 +466,7 @@ Status run_prefill(const Call& c, const Args& a, bool sm90) {
   const ChunkCounts counts = chunk_counts(c);
   plan.long_tail = long_tail_of(c, counts, dev);
   plan.one_chunk = c.host_seqlens && counts.longest <= 1;
+  plan.item_counter = error_flag_in(ws, l) + 3 * c.N + 3;
   if (sm90) {
 #if GDN_WITH_SM90_BACKEND
     if (c.io_dtype != DType::kBF16) return Status::Unsupported("sm90: runs bf16 io only");

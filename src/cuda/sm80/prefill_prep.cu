@@ -223,8 +223,10 @@ __global__ void __launch_bounds__(kPrepThreads, kShared ? kSharedPrepCtas<kAuOnl
                     offsetof(typename SharedSmem::Kept, saved) % 16 == 0,
                 "float4 rows of m, float4 saved tiles");
   PrepProbe probe;
-  launch_dependents();            // the state pass may launch; it waits for this kernel's results
-  wait_for_prerequisites();       // chunk_meta's offsets and error flag (or, inline, the caller's inputs)
+  launch_dependents();       // the state pass may launch; it waits for this kernel's results
+  wait_for_prerequisites();  // chunk_meta's offsets and error flag (or, inline, the caller's inputs)
+  if (p.item_counter != nullptr && blockIdx.x == 0 && threadIdx.x == 0)
+    *p.item_counter = 0;          // the persistent state pass's tickets (it waits for this kernel)
   if (p.clear_flag != nullptr) {  // inline: this kernel writes the flag (and never reads it)
     if (blockIdx.x == 0 && threadIdx.x == 0) *p.clear_flag = p.inline_check ? one_sequence_checks(p) : 0;
   } else if (device_checks_failed(p)) {

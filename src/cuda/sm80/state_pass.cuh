@@ -251,9 +251,10 @@ struct StateItem {
   int64_t n, hv;
   int seg, tile;
 };
-__device__ __forceinline__ StateItem state_item(const PrefillParams& p, int segs, int tiles) {
+// Item b of the grid's order (a CTA's: blockIdx.x, or the persistent sm90
+// pass's tickets).
+__device__ __forceinline__ StateItem state_item_at(const PrefillParams& p, int segs, int tiles, uint32_t b) {
   const int64_t HV = p.HV;
-  uint32_t b = blockIdx.x;
   StateItem it;
   it.tile = static_cast<int>(b % static_cast<uint32_t>(tiles));
   b /= static_cast<uint32_t>(tiles);
@@ -270,6 +271,9 @@ __device__ __forceinline__ StateItem state_item(const PrefillParams& p, int segs
     it.n = rank;
   }
   return it;
+}
+__device__ __forceinline__ StateItem state_item(const PrefillParams& p, int segs, int tiles) {
+  return state_item_at(p, segs, tiles, blockIdx.x);
 }
 
 // Launches a state-pass kernel with `smem` bytes of dynamic shared memory,

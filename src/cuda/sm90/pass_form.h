@@ -28,4 +28,19 @@ PassForm pass_form_for_shape(int64_t n, int64_t hv, int64_t tiles_per_item, int 
 // not yet timed on a GPU (docs/design.md), so not the default.
 bool p_first_requested();
 
+// GDN_SM90_PERSIST=1: the two-kernel and kSplitL passes over whole sequences
+// run one CTA an SM taking items from a ticket counter where the items
+// outnumber the SMs (state_pass.cu, kPersist). A candidate not yet timed on
+// a GPU as built (docs/design.md), so not the default.
+bool persist_requested();
+
+// Whether a pass of n sequences of hv value heads, tiles_per_item column
+// tiles each, in `segments` and `form`, runs persistent when that is asked
+// for: whole sequences, a form with a prep kernel before it (which zeroes
+// the ticket counter), the P-first build not asked for (it has no
+// persistent one), and more CTAs, in the pairing of tiles the launch
+// picks, than the device's `sms` multiprocessors.
+bool persistent_shape(int64_t n, int64_t hv, int tiles_per_item, int segments, PassForm form, int sms,
+                      bool long_tail);
+
 }  // namespace gdn::cuda::sm90

@@ -10,7 +10,9 @@
 // pass's prep warpgroup forms L and s_q, so L and the prep's read of q stay
 // off memory while the prep warpgroup keeps only Q K^T and L's masks per
 // chunk; its k and q come through a deeper ring of their own (kKqStages).
-// pass_form_for picks the form.
+// pass_form_for picks the form. Where the CTA items of a whole-sequence
+// pass outnumber the SMs, the two-kernel and kSplitL forms can run
+// persistent (kPersist, GDN_SM90_PERSIST=1; ItemRing below says how).
 //
 // Roles (384 threads, 512 fused; one CTA per SM by shared memory; the load
 // warpgroup gives its registers to the state warpgroups, Config::kStateRegs
@@ -68,6 +70,7 @@
 // 16 KB per chunk of L, bounds this pass.
 #include <cuda.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 #include <type_traits>
@@ -145,7 +148,6 @@ constexpr int kMaxGroups = 2;       // state warpgroups per CTA
 constexpr int kStateBarrier = 1;    // named barrier of the state warpgroups alone (0 is __syncthreads)
 constexpr int kPrepBarrier = 2;     // ... of the prep warpgroup alone
 constexpr int kStateWarps = 4 * kMaxGroups;
-constexpr int kLoadRegs = 24;  // setmaxnreg
 // Per variant: the two-kernel pass (prep results copied in) has the state
 // warpgroups and the load warpgroup; the fused pass adds a prep warpgroup,
 // and its state warpgroups fit 192 registers because O completes before the
@@ -154,12 +156,17 @@ constexpr int kLoadRegs = 24;  // setmaxnreg
 constexpr bool has_prep(PassForm f) {
   return f != PassForm::kTwoKernel;
 }
-template <PassForm kForm>
+// The persistent pass (kPersist) takes registers from the state (or prep)
+// warpgroups for its load thread, which decodes items and hands them out
+// (ptxas, nvcc 13.0: the load thread spills at 24; nothing spills at 32
+// with the state warpgroups at 232 or the prep warpgroup at 96).
+template <PassForm kForm, bool kPersist = false>
 struct Config {
   static constexpr bool kPrep = has_prep(kForm);
   static constexpr int kThreads = (kMaxGroups + (kPrep ? 2 : 1)) * kGroupThreads;
-  static constexpr int kStateRegs = kPrep ? 192 : 240;
-  static constexpr int kPrepRegs = kPrep ? 104 : 0;
+  static constexpr int kStateRegs = kPrep ? 192 : kPersist ? 232 : 240;
+  static constexpr int kPrepRegs = kPrep ? (kPersist ? 96 : 104) : 0;
+  static constexpr int kLoadRegs = kPersist ? 32 : 24;  // setmaxnreg
   // setmaxnreg moves registers within the CTA's launch allocation: 65536
   // per SM over kThreads threads, rounded down to a multiple of 8 per thread.
   static_assert(kMaxGroups * kGroupThreads * kStateRegs + kGroupThreads * (kLoadRegs + kPrepRegs) <=
@@ -333,7 +340,7 @@ template <int K, bool kLocal, PassForm kForm, bool kPFirst = false>
 __device__ __forceinline__ void state_role(const StateParams& fp, SharedStorage<K, kForm>& s, int64_t n,
                                            int seg, int64_t hv, int group, int v0, bool map_cols, int first,
                                            int last, const SeqChunks& seq, int warp, int lane,
-                                           int64_t row_out, StateSlice<K>& S) {
+                                           int64_t row_out, StateSlice<K>& S, int ring0) {
   constexpr int V = K;
   constexpr bool kFused = has_prep(kForm);  // (a prep warpgroup beside: `ready`, 192 registers)
   constexpr int kKq = kKqStages<kForm>;
@@ -351,7 +358,7 @@ __device__ __forceinline__ void state_role(const StateParams& fp, SharedStorage<
   Bf16* stage_o = &s.o[4 * group + warp][0][0];
 
   GDN_PROBE_BEGIN();
-  for (int c = first, i = 0; c < last; ++c, ++i) {
+  for (int c = first, i = ring0; c < last; ++c, ++i) {
     const int st = i % kStages, sk = i % kKq;
     const uint32_t parity = (i / kStages) & 1;
     if constexpr (kRing) mbar_wait(&s.kq_full[sk], (i / kKq) & 1);
@@ -525,7 +532,7 @@ __device__ __forceinline__ void state_role(const StateParams& fp, SharedStorage<
 template <int K, PassForm kForm>
 __device__ __forceinline__ void load_role(const StateParams& fp, SharedStorage<K, kForm>& s, int64_t h,
                                           int64_t hv, const CtaTiles& tiles, int first, int last,
-                                          const SeqChunks& seq) {
+                                          const SeqChunks& seq, int ring0) {
   const PrefillParams& p = fp.p;
   constexpr uint32_t kQkBytes = 2 * (K / 64) * kTile;
   constexpr uint32_t kTileBytes = kF32KeptHead + kF32KeptTail, kFBytes = kFactorStride * sizeof(float);
@@ -536,7 +543,7 @@ __device__ __forceinline__ void load_role(const StateParams& fp, SharedStorage<K
   constexpr bool kRing = kKqRing<kForm>;  // k and q on their own barriers, a slot ahead
   uint32_t v_bytes = 0;
   for (int g = 0; g < fp.groups; ++g) v_bytes += tiles.map_cols(g) ? 0 : kTile;
-  for (int c = first, i = 0; c < last; ++c, ++i) {
+  for (int c = first, i = ring0; c < last; ++c, ++i) {
     const int st = i % kStages, sk = i % kKq;
     const int32_t t0 = static_cast<int32_t>(seq.t0(c));
     uint64_t* kq_full = &s.full[st];
@@ -594,7 +601,7 @@ __device__ __forceinline__ void load_role(const StateParams& fp, SharedStorage<K
 template <int K, PassForm kForm>
 __device__ __forceinline__ void prep_role(const StateParams& fp, SharedStorage<K, kForm>& s, int64_t hv,
                                           const CtaTiles& tiles, int first, int last, const SeqChunks& seq,
-                                          int prep_tid) {
+                                          int prep_tid, int ring0) {
   constexpr bool kAll = kForm == PassForm::kFused;  // Au and the factors too
   constexpr int kKq = kKqStages<kForm>;
   constexpr bool kRing = kKqRing<kForm>;  // k and q come a slot ahead of v and the slot's copies
@@ -608,7 +615,7 @@ __device__ __forceinline__ void prep_role(const StateParams& fp, SharedStorage<K
   float2 gate0 = make_float2(0.f, 0.f), gate1 = gate0;
   if (prep_tid < 32 && first < last) gate0 = row_gates(first, 0), gate1 = row_gates(first, 1);
   GDN_PROBE_BEGIN();
-  for (int c = first, i = 0; c < last; ++c, ++i) {
+  for (int c = first, i = ring0; c < last; ++c, ++i) {
     // The thread's index hidden anew each chunk: the shared-memory
     // addresses derived from it are formed at their use, not held across
     // the loop (ptxas spilled them).
@@ -673,7 +680,7 @@ __device__ __forceinline__ void prep_role(const StateParams& fp, SharedStorage<K
       float sq[4] = {};
       if (p.l2norm && r < len) {
         // (Two units in flight at a time: the products' accumulators hold
-        // 64 of the warpgroup's 104 registers meanwhile.)
+        // 64 of the warpgroup's 104 registers, 96 persistent, meanwhile.)
 #pragma unroll 2
         for (int x = 0; x < K / 8; ++x) {
           const uint4 w = *reinterpret_cast<const uint4*>(kq.kq[x / 8][which] + swizzle128(r, x % 8));
@@ -752,12 +759,78 @@ __device__ __forceinline__ bool checks_failed(const PrefillParams& p) {
   return device_checks_failed(p);
 }
 
-template <int K, bool kLocal, PassForm kForm, bool kPFirst = false>
+// A CTA's work item: (sequence or segment, value head, tiles).
+struct CtaItem {
+  int64_t n, hv, h;
+  int seg;
+  CtaTiles tiles;
+};
+// Item b of the grid's order (state_item_at): the CTA's own (blockIdx.x),
+// or in the persistent pass one from the ticket counter.
+template <int K, bool kLocal>
+__device__ __forceinline__ CtaItem cta_item(const StateParams& fp, uint32_t b) {
+  const PrefillParams& p = fp.p;
+  const StateItem item = state_item_at(p, p.segments, tiles_per_item<K>(kLocal) / fp.groups, b);
+  return {item.n, item.hv, item.hv / p.group, item.seg,
+          CtaTiles{item.tile * fp.groups, K / kTileColumns, kLocal}};
+}
+
+// The persistent pass (kPersist; whole sequences, the two-kernel and kSplitL
+// forms, where the CTA items outnumber the SMs): one CTA an SM, each taking
+// its items after its first (blockIdx.x) from a ticket counter
+// (p.item_counter, which the prep kernel zeroes; item gridDim.x + ticket),
+// so in the grid's order, longest first. The load thread takes a ticket
+// once it has issued the copies of its item's last chunk and hands the item
+// to the other roles through this two-entry ring (-1: no more), with the
+// ring position its chunks start at: the chunk ring's slots and phases run
+// on across items, so the next item's first chunks load while the state
+// warpgroups finish the last one's.
+struct ItemRing {
+  int64_t item[2];
+  int ring0[2];
+  uint64_t full[2], empty[2];  // full: the load thread's arrive; empty: every consumer thread's
+};
+__device__ __forceinline__ ItemRing& item_ring() {
+  __shared__ ItemRing ring;  // (only the persistent kernels reference it)
+  return ring;
+}
+struct NextItem {
+  int64_t b;  // the item, or -1
+  int ring0;  // chunks the CTA has streamed before it
+};
+// The load thread posts the CTA's item `it` (>= 1; item 0 is its grid item,
+// blockIdx.x): a ticket, with ring0, the chunk-ring position where that
+// item's chunks start, into the entry the consumers read item it - 2 from
+// once they have read it.
+__device__ __forceinline__ int64_t post_next_item(const StateParams& fp, int it, int ring0) {
+  ItemRing& ir = item_ring();
+  const int64_t ticket = int64_t{gridDim.x} + atomicAdd(fp.p.item_counter, 1);
+  const int64_t b = ticket < fp.items ? ticket : -1;
+  const int e = (it - 1) & 1, use = (it - 1) >> 1;
+  if (use > 0) mbar_wait(&ir.empty[e], (use - 1) & 1);
+  ir.item[e] = b;
+  ir.ring0[e] = ring0;
+  mbar_arrive(&ir.full[e]);  // (release: the entry is written)
+  return b;
+}
+// A consumer thread's item `it` (>= 1), as the load thread posted it.
+__device__ __forceinline__ NextItem read_next_item(int it) {
+  ItemRing& ir = item_ring();
+  const int e = (it - 1) & 1;
+  mbar_wait(&ir.full[e], ((it - 1) >> 1) & 1);
+  const NextItem next{ir.item[e], ir.ring0[e]};
+  mbar_arrive(&ir.empty[e]);
+  return next;
+}
+
+template <int K, bool kLocal, PassForm kForm, bool kPFirst = false, bool kPersist = false>
 __global__ void __launch_bounds__(Config<kForm>::kThreads, 1)
     prefill_state_sm90_kernel(const __grid_constant__ StateParams fp) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  static_assert(!kPersist || (!kLocal && !kPFirst && kForm != PassForm::kFused),
+                "persistent: the two-kernel and kSplitL passes over whole sequences");
   constexpr int V = K;
-  using Cfg = Config<kForm>;
+  using Cfg = Config<kForm, kPersist>;
   const PrefillParams& p = fp.p;
   if (kForm == PassForm::kFused && p.clear_flag != nullptr && blockIdx.x == 0 && threadIdx.x == 0)
     *p.clear_flag = p.inline_check ? one_sequence_checks(p) : 0;
@@ -768,11 +841,8 @@ __global__ void __launch_bounds__(Config<kForm>::kThreads, 1)
   auto& s = *reinterpret_cast<SharedStorage<K, kForm>*>(
       smem_raw + ((1024 - (reinterpret_cast<uintptr_t>(smem_raw) & 1023)) & 1023));
   const int segs = p.segments;
-  const StateItem item = state_item(p, segs, tiles_per_item<K>(kLocal) / fp.groups);
-  const int64_t n = item.n, hv = item.hv, h = hv / p.group;
-  const int seg = item.seg;
-  const CtaTiles tiles{item.tile * fp.groups, V / kTileColumns, kLocal};
-  if (kLocal && seg == segs - 1) return;  // the last segment's end state and map are not needed
+  const CtaItem ci = cta_item<K, kLocal>(fp, blockIdx.x);
+  if (kLocal && ci.seg == segs - 1) return;  // the last segment's end state and map are not needed
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int group = warp / 4;
   const Role role = warp < kStateWarps ? Role::kState : warp < kStateWarps + 4 ? Role::kLoad : Role::kPrep;
@@ -788,6 +858,12 @@ __global__ void __launch_bounds__(Config<kForm>::kThreads, 1)
         mbar_init(&s.kq_empty[i], fp.groups * kGroupThreads);
       }
     }
+    if constexpr (kPersist) {
+      for (int i = 0; i < 2; ++i) {  // consumers: the state threads and the prep warpgroup
+        mbar_init(&item_ring().full[i], 1);
+        mbar_init(&item_ring().empty[i], (fp.groups + (Cfg::kPrep ? 1 : 0)) * kGroupThreads);
+      }
+    }
     mbar_init_fence();
   }
   // The zero quarter of every slot's Au and L, which no copy writes
@@ -801,14 +877,30 @@ __global__ void __launch_bounds__(Config<kForm>::kThreads, 1)
   fence_async_shared();  // the zeros before the wgmma operand reads (async proxy)
   __syncthreads();
   // The roles part here for good: ptxas gives a path its setmaxnreg budget
-  // only where no path of the other budget joins it.
+  // only where no path of the other budget joins it. The persistent pass
+  // runs each role over its items in a loop (one inlined copy of the role);
+  // an item's values are decoded anew in each pass of it, not carried.
   if (role == Role::kLoad) {
-    setmaxnreg_dec<kLoadRegs>();
+    setmaxnreg_dec<Cfg::kLoadRegs>();
     if (warp != kStateWarps || lane != 0) return;
     wait_for_prerequisites();  // chunk offsets, error flag, prep results
     if (checks_failed<kForm>(p)) return;
-    const SeqChunks seq(p, n);
-    load_role<K, kForm>(fp, s, h, hv, tiles, seq.seg_first(seg, segs), seq.seg_first(seg + 1, segs), seq);
+    if constexpr (kPersist) {
+      uint32_t b = blockIdx.x;
+      for (int it = 1, ring0 = 0;; ++it) {
+        const CtaItem c = cta_item<K, false>(fp, b);
+        const SeqChunks seq(p, c.n);
+        load_role<K, kForm>(fp, s, c.h, c.hv, c.tiles, seq.begin, seq.stop, seq, ring0);
+        ring0 += seq.stop - seq.begin;
+        const int64_t next = post_next_item(fp, it, ring0);
+        if (next < 0) break;
+        b = static_cast<uint32_t>(next);
+      }
+    } else {
+      const SeqChunks seq(p, ci.n);
+      load_role<K, kForm>(fp, s, ci.h, ci.hv, ci.tiles, seq.seg_first(ci.seg, segs),
+                          seq.seg_first(ci.seg + 1, segs), seq, 0);
+    }
     return;
   }
   if constexpr (Cfg::kPrep) {
@@ -816,37 +908,69 @@ __global__ void __launch_bounds__(Config<kForm>::kThreads, 1)
       setmaxnreg_dec<Cfg::kPrepRegs>();
       wait_for_prerequisites();  // chunk offsets, error flag
       if (checks_failed<kForm>(p)) return;
-      const SeqChunks seq(p, n);
-      const int first = seq.seg_first(seg, segs), last = seq.seg_first(seg + 1, segs);
-      prep_role<K, kForm>(fp, s, hv, tiles, first, last, seq, tid - (kStateWarps + 4) * 32);
+      if constexpr (kPersist) {
+        NextItem next{blockIdx.x, 0};
+        for (int it = 1;; ++it) {
+          const CtaItem c = cta_item<K, false>(fp, static_cast<uint32_t>(next.b));
+          const SeqChunks seq(p, c.n);
+          prep_role<K, kForm>(fp, s, c.hv, c.tiles, seq.begin, seq.stop, seq,
+                              opaque(static_cast<int>(threadIdx.x)) - (kStateWarps + 4) * 32, next.ring0);
+          next = read_next_item(it);
+          if (next.b < 0) break;
+        }
+      } else {
+        const SeqChunks seq(p, ci.n);
+        prep_role<K, kForm>(fp, s, ci.hv, ci.tiles, seq.seg_first(ci.seg, segs),
+                            seq.seg_first(ci.seg + 1, segs), seq, tid - (kStateWarps + 4) * 32, 0);
+      }
       return;
     }
   }
   setmaxnreg_inc<Cfg::kStateRegs>();
   if (group >= fp.groups) return;  // one tile in this CTA
-  const bool map_cols = tiles.map_cols(group);
-  const int v0 = tiles.v0(group);
 
   // The entering state first (sm80/prefill_columns.cu explains the rows):
   // only the caller's inputs address it, so it overlaps the prep kernel.
   int64_t row_in = -1, row_out = -1;
-  StateSlice<K> S(lane, v0 + 16 * (warp % 4));
+  StateSlice<K> S(lane, ci.tiles.v0(group) + 16 * (warp % 4));
   const bool combined = p.seg_phase == kSegFinal;
-  state_rows(p, n, &row_in, &row_out);
+  state_rows(p, ci.n, &row_in, &row_out);
   if (kLocal || combined) row_in = -1;
-  if (seg != segs - 1) row_out = -1;
-  S.enter(p.init, row_in, hv, map_cols);
+  if (ci.seg != segs - 1) row_out = -1;
+  S.enter(p.init, row_in, ci.hv, ci.tiles.map_cols(group));
   wait_for_prerequisites();  // chunk offsets, error flag, prep results, combined states
   if (checks_failed<kForm>(p)) return;
-  const SeqChunks seq(p, n);
-  if (combined) {
-    // Segment 0's entering state sits in the last segment's slot,
-    // segment s's in slot s - 1 (sm80/prefill_segments.cu).
-    const int64_t slot = (n * segs + (seg == 0 ? segs - 1 : seg - 1)) * p.HV + hv;
-    S.load(p.seg_state + slot * K * V, V);
+  if constexpr (kPersist) {
+    // (Whole sequences: no segments, no map columns. The thread's indices
+    // are read anew for each item rather than held across its chunks.)
+    NextItem next{blockIdx.x, 0};
+    for (int it = 1;; ++it) {
+      const int w = opaque(static_cast<int>(threadIdx.x)) >> 5;
+      const CtaItem c = cta_item<K, false>(fp, static_cast<uint32_t>(next.b));
+      const SeqChunks seq(p, c.n);
+      if (it > 1) {  // the entering state (item 1's was read before the wait)
+        S.v_base = c.tiles.v0(w / 4) + 16 * (w % 4);
+        state_rows(p, c.n, &row_in, &row_out);
+        S.enter(p.init, row_in, c.hv, false);
+      }
+      state_role<K, false, kForm>(fp, s, c.n, 0, c.hv, w / 4, c.tiles.v0(w / 4), false, seq.begin, seq.stop,
+                                  seq, w % 4, opaque(static_cast<int>(threadIdx.x)) & 31, row_out, S,
+                                  next.ring0);
+      next = read_next_item(it);
+      if (next.b < 0) break;
+    }
+  } else {
+    const SeqChunks seq(p, ci.n);
+    if (combined) {
+      // Segment 0's entering state sits in the last segment's slot,
+      // segment s's in slot s - 1 (sm80/prefill_segments.cu).
+      const int64_t slot = (ci.n * segs + (ci.seg == 0 ? segs - 1 : ci.seg - 1)) * p.HV + ci.hv;
+      S.load(p.seg_state + slot * K * V, V);
+    }
+    state_role<K, kLocal, kForm, kPFirst>(
+        fp, s, ci.n, ci.seg, ci.hv, group, ci.tiles.v0(group), ci.tiles.map_cols(group),
+        seq.seg_first(ci.seg, segs), seq.seg_first(ci.seg + 1, segs), seq, warp % 4, lane, row_out, S, 0);
   }
-  state_role<K, kLocal, kForm, kPFirst>(fp, s, n, seg, hv, group, v0, map_cols, seq.seg_first(seg, segs),
-                                        seq.seg_first(seg + 1, segs), seq, warp % 4, lane, row_out, S);
 #else
   __trap();  // built for sm_90a only; the dispatcher never launches it elsewhere
 #endif
@@ -971,14 +1095,34 @@ bool p_first_requested() {
   return env != nullptr && std::string(env) == "1";
 }
 
+bool persist_requested() {
+  const char* env = std::getenv("GDN_SM90_PERSIST");
+  return env != nullptr && std::string(env) == "1";
+}
+
+bool persistent_shape(int64_t n, int64_t hv, int tiles_per_item, int segments, PassForm form, int sms,
+                      bool long_tail) {
+  if (segments != 1 || form == PassForm::kFused) return false;
+  if (form == PassForm::kTwoKernel && p_first_requested()) return false;
+  return n * hv * (tiles_per_item / groups_for(n * hv, tiles_per_item, sms, long_tail)) > sms;
+}
+
+// (A call without chunks, T == 0, launches no prep kernel to zero the
+// counter, and its items have no chunks to overlap: it keeps the grid.)
+template <int K>
+bool persistent_pass(const PrefillParams& p, PassForm form, int sms, bool long_tail) {
+  return persist_requested() && p.max_chunks > 0 &&
+         persistent_shape(p.N, p.HV, tiles_per_item<K>(false), p.segments, form, sms, long_tail);
+}
+
 template <int K>
 PassForm pass_form_for(const PrefillParams& p, int sms, bool one_chunk, bool long_tail) {
   return pass_form_for_shape(p.N, p.HV, tiles_per_item<K>(false), p.segments, sms, one_chunk, long_tail);
 }
 
-template <int K, bool kLocal, PassForm kForm, bool kPFirst = false>
+template <int K, bool kLocal, PassForm kForm, bool kPFirst = false, bool kPersist = false>
 Status launch_phase(StateParams fp, int sms, bool long_tail, cudaStream_t stream) {
-  const auto kernel = prefill_state_sm90_kernel<K, kLocal, kForm, kPFirst>;
+  const auto kernel = prefill_state_sm90_kernel<K, kLocal, kForm, kPFirst, kPersist>;
   constexpr size_t kSmem = kSmemBytes<K, kForm>;
   if (Status s = allow_dynamic_smem(reinterpret_cast<const void*>(kernel), kSmem,
                                     "prefill_state_sm90_kernel: raising its shared memory limit");
@@ -992,8 +1136,10 @@ Status launch_phase(StateParams fp, int sms, bool long_tail, cudaStream_t stream
   const PrefillParams& p = fp.p;
   if (p.N == 0) return Status::Ok();
   fp.groups = groups_for(p.N * p.segments * p.HV, tiles_per_item<K>(kLocal), sms, long_tail);
+  const int64_t ctas = p.N * p.segments * p.HV * (tiles_per_item<K>(kLocal) / fp.groups);
+  fp.items = ctas;  // (the persistent pass's: one CTA an SM takes them by tickets)
   dim3 grid;
-  if (Status s = linear_grid(p.N * p.segments * p.HV * (tiles_per_item<K>(kLocal) / fp.groups), &grid,
+  if (Status s = linear_grid(kPersist ? std::min<int64_t>(ctas, sms) : ctas, &grid,
                              "prefill_state_sm90_kernel: sequences, heads and column tiles");
       !s.ok())
     return s;
@@ -1005,6 +1151,9 @@ Status launch_phase(StateParams fp, int sms, bool long_tail, cudaStream_t stream
 template <int K, PassForm kForm>
 Status launch_form(const StateParams& fp, int sms, bool long_tail, cudaStream_t stream) {
   if (fp.p.seg_phase == kSegLocal) return launch_phase<K, true, kForm>(fp, sms, long_tail, stream);
+  if constexpr (kForm != PassForm::kFused)  // (launch_sm90 sets the counter where persistent_pass says so)
+    if (fp.p.item_counter != nullptr)
+      return launch_phase<K, false, kForm, false, true>(fp, sms, long_tail, stream);
   if constexpr (kForm == PassForm::kTwoKernel)
     if (p_first_requested()) return launch_phase<K, false, kForm, true>(fp, sms, long_tail, stream);
   return launch_phase<K, false, kForm>(fp, sms, long_tail, stream);
@@ -1023,6 +1172,8 @@ Status launch_state_sm90(const StateParams& fp, PassForm form, int sms, bool lon
 }
 
 template PassForm pass_form_for<64>(const PrefillParams&, int, bool, bool);
+template bool persistent_pass<64>(const PrefillParams&, PassForm, int, bool);
+template bool persistent_pass<128>(const PrefillParams&, PassForm, int, bool);
 template PassForm pass_form_for<128>(const PrefillParams&, int, bool, bool);
 template Status launch_state_sm90<64>(const StateParams&, PassForm, int, bool, cudaStream_t);
 template Status launch_state_sm90<128>(const StateParams&, PassForm, int, bool, cudaStream_t);

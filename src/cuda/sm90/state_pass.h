@@ -19,6 +19,8 @@ struct StateParams {
   CUtensorMap q_map, k_map, v_map;
   PrefillParams p;
   int groups = 1;  // state warpgroups per CTA (column tiles of one item), set by the launcher
+  int64_t items =
+      0;  // CTA items of the launch (the persistent pass's tickets run to it), set by the launcher
 };
 
 // Encodes the tensor maps of p's q, k and v (bf16 io).
@@ -27,6 +29,12 @@ Status encode_token_maps(const PrefillParams& p, int64_t K, int64_t V, StatePara
 // The form a prefill of p's shape (p.segments set) runs (pass_form.h).
 template <int K>
 PassForm pass_form_for(const PrefillParams& p, int sms, bool one_chunk, bool long_tail);
+
+// Whether the whole-sequence pass of p in `form` runs persistent (state_pass.cu,
+// kPersist): then the caller points p.item_counter at a workspace word
+// before the prep kernel launches (it zeroes the word).
+template <int K>
+bool persistent_pass(const PrefillParams& p, PassForm form, int sms, bool long_tail);
 
 // One launch for fp.p.seg_phase (kSegWhole, kSegLocal, kSegFinal) over every
 // (sequence or segment, value head, 64 value columns), on a device of `sms`
