@@ -48,7 +48,7 @@ def flops(row):
     return 2.0 * (3 * CHUNK * k + 2 * CHUNK * v + 3 * k * v) * t * hv
 
 
-def sm90_bytes(row):
+def sm90_bytes(row, skip_local=False):
     """The bytes and the segment count; (floor, 0) for a prefill whose sequences are all
     at most 16 tokens long, which runs the token recurrence (one launch, src/cuda/sm80/prefill.cu)."""
     if max(row["seq_lens"]) <= SHORT_PREFILL_TOKENS:
@@ -63,6 +63,8 @@ def sm90_bytes(row):
     s = segments_for(row)
     if s > 1:
         b += t * (2 * h * k + hv * v) * 2 + chunk_heads * prep  # the local pass's reads
+        if skip_local:  # (GDN_SM90_LOCAL_SKIP=1: the local pass copies neither q nor L)
+            b -= t * h * k * 2 + chunk_heads * KEPT_TILE
         b += n * s * hv * (k * v + k * k) * 4 * 2  # its end states and maps, written and read
         b += n * s * hv * k * v * 4 * 2  # the combined entering states
     return b, s

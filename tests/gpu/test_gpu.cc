@@ -368,6 +368,32 @@ TEST(Sm90PrepHeads, EveryHeadCountGivesTheBitsOfOne) {
   }
 }
 
+// The two-kernel local pass of a split can skip the copies of q and L,
+// which it does not read (GDN_SM90_LOCAL_SKIP=1): its bits are those of the
+// pass that copies them, with one tile a CTA and two (value and map tiles
+// paired), and the reference matches.
+TEST(Sm90Local, SkippedCopiesChangeNoBit) {
+  REQUIRE_GPU();
+  if (!serves(Backend::kSm90, suite_like())) GTEST_SKIP() << "sm90 is not available here";
+  const ScopedEnv form("GDN_SM90_FUSED", "0");
+  {  // (the setting the launch reads: else both runs would copy them)
+    const ScopedEnv skip("GDN_SM90_LOCAL_SKIP", "1");
+    ASSERT_TRUE(cuda::sm90::local_skip_requested());
+  }
+  int tried = 0;
+  for (auto& [sc, segments] : sm90_cases("local copies")) {
+    if (std::string(segments) == "1") continue;  // (whole sequences: no local pass)
+    for (const char* groups : {"1", "2"}) {
+      SCOPED_TRACE(sc.name + ", GDN_SM90_GROUPS=" + groups);
+      sc.seed = 103;
+      const ScopedEnv split("GDN_CUDA_SEGMENTS", segments), pairing("GDN_SM90_GROUPS", groups);
+      expect_setting_keeps_bits(sc, "GDN_SM90_LOCAL_SKIP", "0", "1");
+      ++tried;
+    }
+  }
+  EXPECT_EQ(tried, 4);
+}
+
 // The persistent state pass (GDN_SM90_PERSIST=1: where the CTA items
 // outnumber the SMs, one CTA an SM takes its items after the first from a
 // ticket counter) computes every item as the grid's CTA for it does: the
@@ -611,6 +637,13 @@ TEST(Sm90Rule, TheCandidateSettingsReadAsDocumented) {
   EXPECT_FALSE(persist("0"));
   EXPECT_TRUE(persist("1"));
   EXPECT_FALSE(persist("on"));
+  const auto local_skip = [](const char* value) {
+    const ScopedEnv env("GDN_SM90_LOCAL_SKIP", value);
+    return cuda::sm90::local_skip_requested();
+  };
+  EXPECT_FALSE(local_skip(nullptr));
+  EXPECT_FALSE(local_skip("0"));
+  EXPECT_TRUE(local_skip("1"));
 }
 
 // Which shapes the persistent pass takes when asked (K = V = 128, 132 SMs):

@@ -28,6 +28,11 @@ PassForm pass_form_for_shape(int64_t n, int64_t hv, int64_t tiles_per_item, int 
 // not yet timed on a GPU (docs/design.md), so not the default.
 bool p_first_requested();
 
+// GDN_SM90_LOCAL_SKIP=1: the two-kernel local pass of a split skips the
+// copies of q and L, which it does not read (no bit changes). A candidate
+// not yet timed on a GPU (docs/design.md), so not the default.
+bool local_skip_requested();
+
 // GDN_SM90_PERSIST=1: the two-kernel and kSplitL passes over whole sequences
 // run one CTA an SM taking items from a ticket counter where the items
 // outnumber the SMs (state_pass.cu, kPersist). A candidate not yet timed on

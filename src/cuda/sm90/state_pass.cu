@@ -529,16 +529,21 @@ __device__ __forceinline__ void state_role(const StateParams& fp, SharedStorage<
   }
 }
 
-template <int K, PassForm kForm>
+// kLocal: the local pass of a split, which forms no outputs: in the
+// two-kernel form it reads neither q nor L, and fp.local_skip skips their
+// copies (28 KB a chunk and CTA at K = 128 of about 73; the fused and
+// kSplitL forms' prep warpgroups read q).
+template <int K, PassForm kForm, bool kLocal = false>
 __device__ __forceinline__ void load_role(const StateParams& fp, SharedStorage<K, kForm>& s, int64_t h,
                                           int64_t hv, const CtaTiles& tiles, int first, int last,
                                           const SeqChunks& seq, int ring0) {
   const PrefillParams& p = fp.p;
-  constexpr uint32_t kQkBytes = 2 * (K / 64) * kTile;
   constexpr uint32_t kTileBytes = kF32KeptHead + kF32KeptTail, kFBytes = kFactorStride * sizeof(float);
-  constexpr uint32_t kPrepBytes = kForm == PassForm::kFused    ? 0
-                                  : kForm == PassForm::kSplitL ? kTileBytes + kFBytes
-                                                               : 2 * kTileBytes + kFBytes;
+  const bool k_only = kLocal && kForm == PassForm::kTwoKernel && fp.local_skip;  // (no q, no L)
+  const uint32_t kQkBytes = (k_only ? 1 : 2) * (K / 64) * kTile;
+  const uint32_t kPrepBytes = kForm == PassForm::kFused    ? 0
+                              : kForm == PassForm::kSplitL ? kTileBytes + kFBytes
+                                                           : (k_only ? 1 : 2) * kTileBytes + kFBytes;
   constexpr int kKq = kKqStages<kForm>;
   constexpr bool kRing = kKqRing<kForm>;  // k and q on their own barriers, a slot ahead
   uint32_t v_bytes = 0;
@@ -557,8 +562,9 @@ __device__ __forceinline__ void load_role(const StateParams& fp, SharedStorage<K
       for (int pp = 0; pp < K / 64; ++pp) {
         tma_load_3d(kq_tiles(s, s.slot[st], sk).kq[pp][0], &fp.k_map, 64 * pp, static_cast<int32_t>(h), t0,
                     kq_full);
-        tma_load_3d(kq_tiles(s, s.slot[st], sk).kq[pp][1], &fp.q_map, 64 * pp, static_cast<int32_t>(h), t0,
-                    kq_full);
+        if (!k_only)
+          tma_load_3d(kq_tiles(s, s.slot[st], sk).kq[pp][1], &fp.q_map, 64 * pp, static_cast<int32_t>(h), t0,
+                      kq_full);
       }
     };
     if constexpr (kRing) copy_kq();
@@ -579,7 +585,7 @@ __device__ __forceinline__ void load_role(const StateParams& fp, SharedStorage<K
                   src + (kF32KeptHead + kF32ZeroQuarter) / sizeof(float), kF32KeptTail, &s.full[st]);
       };
       kept(sl.au, p.Au + item * kChunk * kChunk);
-      if constexpr (kForm == PassForm::kTwoKernel) kept(sl.l, p.L + item * kChunk * kChunk);
+      if (kForm == PassForm::kTwoKernel && !k_only) kept(sl.l, p.L + item * kChunk * kChunk);
       bulk_load(s.F[st], p.F + item * kFactorStride, kFactorStride * sizeof(float), &s.full[st]);
     }
   }
@@ -898,8 +904,8 @@ __global__ void __launch_bounds__(Config<kForm>::kThreads, 1)
       }
     } else {
       const SeqChunks seq(p, ci.n);
-      load_role<K, kForm>(fp, s, ci.h, ci.hv, ci.tiles, seq.seg_first(ci.seg, segs),
-                          seq.seg_first(ci.seg + 1, segs), seq, 0);
+      load_role<K, kForm, kLocal>(fp, s, ci.h, ci.hv, ci.tiles, seq.seg_first(ci.seg, segs),
+                                  seq.seg_first(ci.seg + 1, segs), seq, 0);
     }
     return;
   }
@@ -1095,6 +1101,11 @@ bool p_first_requested() {
   return env != nullptr && std::string(env) == "1";
 }
 
+bool local_skip_requested() {
+  const char* env = std::getenv("GDN_SM90_LOCAL_SKIP");
+  return env != nullptr && std::string(env) == "1";
+}
+
 bool persist_requested() {
   const char* env = std::getenv("GDN_SM90_PERSIST");
   return env != nullptr && std::string(env) == "1";
@@ -1150,7 +1161,11 @@ Status launch_phase(StateParams fp, int sms, bool long_tail, cudaStream_t stream
 
 template <int K, PassForm kForm>
 Status launch_form(const StateParams& fp, int sms, bool long_tail, cudaStream_t stream) {
-  if (fp.p.seg_phase == kSegLocal) return launch_phase<K, true, kForm>(fp, sms, long_tail, stream);
+  if (fp.p.seg_phase == kSegLocal) {
+    StateParams local = fp;
+    local.local_skip = local_skip_requested();
+    return launch_phase<K, true, kForm>(local, sms, long_tail, stream);
+  }
   if constexpr (kForm != PassForm::kFused)  // (launch_sm90 sets the counter where persistent_pass says so)
     if (fp.p.item_counter != nullptr)
       return launch_phase<K, false, kForm, false, true>(fp, sms, long_tail, stream);

@@ -19,8 +19,12 @@ struct StateParams {
   CUtensorMap q_map, k_map, v_map;
   PrefillParams p;
   int groups = 1;  // state warpgroups per CTA (column tiles of one item), set by the launcher
-  int64_t items =
-      0;  // CTA items of the launch (the persistent pass's tickets run to it), set by the launcher
+  // Set by the launcher: the launch's CTA items (the persistent pass's
+  // tickets run to it).
+  int64_t items = 0;
+  // The two-kernel local pass skips the copies of q and L, which it does not
+  // read (GDN_SM90_LOCAL_SKIP=1; a candidate not yet timed on a GPU).
+  bool local_skip = false;
 };
 
 // Encodes the tensor maps of p's q, k and v (bf16 io).
