@@ -19,6 +19,7 @@
 
 #include "common/convert.h"
 #if GDN_WITH_SM90_BACKEND
+#include "cuda/backend.h"
 #include "cuda/prep/prep_heads.h"
 #include "cuda/sm90/pass_form.h"
 #endif
@@ -368,6 +369,101 @@ TEST(Sm90PrepHeads, EveryHeadCountGivesTheBitsOfOne) {
   }
 }
 
+// The overlapped prep (GDN_SM90_OVERLAP=1: where the two-kernel pass's CTAs
+// leave at least half the SMs idle, the prep runs on those SMs beside the
+// pass, which copies each chunk's Au, L and factors once the prep has marked
+// them ready) gives the bits of the prep run before the pass, whole
+// sequences (segments forced off), one and several, K = 128 and 64, a pool
+// with checkpoints, several value heads a prep unit (GDN_PREP_HEADS=max),
+// and matches the reference. Each overlapped call runs on a workspace filled
+// with 0xFF (every mark set, the ticket counter spent: a call that did not
+// zero them would skip its prep and copy garbage), and leaves its marks
+// set for exactly its chunks and the counter at its tickets plus one a prep
+// unit, which only the overlapped prep leaves there; a second call on the
+// same workspace gives the same bits again.
+TEST(Sm90Overlap, GivesTheBitsOfThePrepBefore) {
+  REQUIRE_GPU();
+  if (!serves(Backend::kSm90, suite_like())) GTEST_SKIP() << "sm90 is not available here";
+  int sms = 0;
+  CUDA_OK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  const ScopedEnv form("GDN_SM90_FUSED", "0"), whole("GDN_CUDA_SEGMENTS", "1");
+  std::vector<Case> cases;
+  Case c;
+  c.name = "overlap: one sequence of 3000, pool, checkpoints every 320";
+  c.seq_lens = {3000};
+  c.H = 4, c.HV = 8, c.K = c.V = 128;
+  c.pool = true;
+  c.checkpoint_every = 320;
+  c.seed = 107;
+  cases.push_back(c);
+  c.name = "overlap: 1000, 1 and 2100 tokens, k=v=64 dense, adversarial gates";
+  c.seq_lens = {1000, 1, 2100};
+  c.K = c.V = 64, c.pool = false, c.checkpoint_every = 0, c.adversarial_gates = true;
+  cases.push_back(c);
+  c.name = "overlap: group 4, fused gates, 700 and 64 tokens";
+  c.seq_lens = {700, 64};
+  c.H = 2, c.K = c.V = 128, c.adversarial_gates = false, c.gate = GateMode::kFused;
+  cases.push_back(c);
+  for (const Case& sc : cases)
+    for (const char* heads : {"1", "max"}) {
+      SCOPED_TRACE(sc.name + ", GDN_PREP_HEADS=" + heads);
+      const ScopedEnv prep_heads("GDN_PREP_HEADS", heads);
+      const int64_t n = static_cast<int64_t>(sc.seq_lens.size());
+      int64_t chunks = 0, longest = 0;
+      for (const int64_t len : sc.seq_lens)
+        chunks += (len + 63) / 64, longest = std::max(longest, (len + 63) / 64);
+      const int prep_ctas = [&] {  // (the launch overlaps this shape: else the runs would not differ)
+        const ScopedEnv overlap("GDN_SM90_OVERLAP", "1");
+        EXPECT_TRUE(cuda::sm90::overlap_requested());
+        return cuda::sm90::overlap_prep_ctas_for_shape(n, sc.HV, sc.V / 64, 1,
+                                                       cuda::sm90::PassForm::kTwoKernel, sms, false);
+      }();
+      ASSERT_GT(prep_ctas, 0);
+      const PrefillBytes before = sm90_prefill_bytes(sc, "GDN_SM90_OVERLAP", "0");
+      const ScopedEnv overlap("GDN_SM90_OVERLAP", "1");
+      Workload w(for_gpu(sc), true);
+      ASSERT_TRUE(w.status().ok()) << w.status().message();
+      Args a = w.args();
+      a.backend = Backend::kSm90;
+      a.strict = true;
+      a.write_final_state = !sc.pool;  // (a pool stays, so that both calls start from the same states)
+      int64_t tokens = 0;
+      for (const int64_t len : sc.seq_lens) tokens += len;
+      const size_t region = cuda::prefill_ready_bytes(tokens, n, sc.HV);
+      ASSERT_GE(a.workspace_bytes, region);
+      const int group = static_cast<int>(sc.HV / sc.H);
+      const int64_t head_sets = sc.HV / cuda::prep_heads_for_group(group);
+      for (int i = 0; i < 2; ++i) {
+        SCOPED_TRACE("call " + std::to_string(i));
+        if (i == 0) {
+          CUDA_OK(cudaMemset(a.workspace, 0xFF, a.workspace_bytes));
+        }
+        ASSERT_NO_FATAL_FAILURE(prefill_reports_ok(a));  // (out and checkpoints poisoned first)
+        CUDA_OK(cudaDeviceSynchronize());
+        EXPECT_EQ(before.out, device_bytes(a.out));
+        if (a.checkpoints.defined()) {
+          EXPECT_EQ(before.checkpoints, device_bytes(a.checkpoints));
+        }
+        if (!sc.pool) {
+          EXPECT_EQ(before.states, device_bytes(a.final_state));
+        }
+        // The workspace's last region (prefill_ready_bytes): a mark per
+        // (chunk, value head), set for the call's chunks and clear past them,
+        // then the ticket counter.
+        std::vector<int32_t> ready(region / sizeof(int32_t));
+        CUDA_OK(cudaMemcpy(ready.data(), static_cast<const char*>(a.workspace) + a.workspace_bytes - region,
+                           region, cudaMemcpyDeviceToHost));
+        size_t at = 0;
+        for (; at < static_cast<size_t>(chunks * sc.HV); ++at) ASSERT_EQ(ready[at], 1) << "mark " << at;
+        while (at < ready.size() && ready[at] == 0) ++at;
+        ASSERT_LT(at, ready.size());
+        EXPECT_EQ(ready[at], longest * n * head_sets + cuda::kOverlapPrepUnits * prep_ctas)
+            << "the ticket counter";
+      }
+      matches_reference(Backend::kSm90, for_gpu(sc));
+    }
+}
+
 // The two-kernel local pass of a split can skip the copies of q and L,
 // which it does not read (GDN_SM90_LOCAL_SKIP=1): its bits are those of the
 // pass that copies them, with one tile a CTA and two (value and map tiles
@@ -629,21 +725,38 @@ TEST(Sm90Rule, TheCandidateSettingsReadAsDocumented) {
   EXPECT_EQ(heads("max", 8), 4);
   EXPECT_EQ(heads("max", 1), 1);
   EXPECT_EQ(heads("max", 5), 1);
-  const auto persist = [](const char* value) {
-    const ScopedEnv env("GDN_SM90_PERSIST", value);
-    return cuda::sm90::persist_requested();
+  // The switches that read "1" as on and anything else as off.
+  const std::pair<const char*, bool (*)()> switches[] = {
+      {"GDN_SM90_PERSIST", cuda::sm90::persist_requested},
+      {"GDN_SM90_LOCAL_SKIP", cuda::sm90::local_skip_requested},
+      {"GDN_SM90_OVERLAP", cuda::sm90::overlap_requested}};
+  for (const auto& [var, on] : switches) {
+    SCOPED_TRACE(var);
+    for (const char* value : {static_cast<const char*>(nullptr), "0", "1", "on"}) {
+      const ScopedEnv env(var, value);
+      EXPECT_EQ(on(), value != nullptr && std::string(value) == "1") << (value ? value : "unset");
+    }
+  }
+}
+
+// Where the overlapped prep runs when asked (K = V = 128, 132 SMs): whole
+// sequences in the two-kernel form whose CTAs leave at least half the SMs
+// idle, the prep taking those SMs.
+TEST(Sm90Rule, TheOverlappedPrepTakesTheIdleSms) {
+  using cuda::sm90::PassForm;
+  const ScopedEnv default_pairing("GDN_SM90_GROUPS", nullptr), p_first("GDN_SM90_PFIRST", nullptr);
+  const auto prep_ctas = [](int64_t n, int64_t hv, int segments, PassForm form) {
+    return cuda::sm90::overlap_prep_ctas_for_shape(n, hv, 2, segments, form, 132, false);
   };
-  EXPECT_FALSE(persist(nullptr));
-  EXPECT_FALSE(persist("0"));
-  EXPECT_TRUE(persist("1"));
-  EXPECT_FALSE(persist("on"));
-  const auto local_skip = [](const char* value) {
-    const ScopedEnv env("GDN_SM90_LOCAL_SKIP", value);
-    return cuda::sm90::local_skip_requested();
-  };
-  EXPECT_FALSE(local_skip(nullptr));
-  EXPECT_FALSE(local_skip("0"));
-  EXPECT_TRUE(local_skip("1"));
+  EXPECT_EQ(prep_ctas(1, 32, 1, PassForm::kTwoKernel), 68);  // q3n-tp1 1x8192: 64 state CTAs
+  EXPECT_EQ(prep_ctas(1, 8, 1, PassForm::kTwoKernel), 116);  // one sequence, 8 value heads, whole
+  EXPECT_EQ(prep_ctas(1, 48, 1, PassForm::kTwoKernel), 0);   // q36-27b-tp1 1x8192: 96 state CTAs
+  EXPECT_EQ(prep_ctas(4, 32, 1, PassForm::kTwoKernel), 0);   // 4x1000: 128 paired CTAs
+  EXPECT_EQ(prep_ctas(1, 8, 8, PassForm::kTwoKernel), 0);    // a split
+  EXPECT_EQ(prep_ctas(1, 32, 1, PassForm::kSplitL), 0);      // other forms
+  EXPECT_EQ(prep_ctas(1, 32, 1, PassForm::kFused), 0);
+  const ScopedEnv first("GDN_SM90_PFIRST", "1");
+  EXPECT_EQ(prep_ctas(1, 32, 1, PassForm::kTwoKernel), 0);  // P first has no overlapped build
 }
 
 // Which shapes the persistent pass takes when asked (K = V = 128, 132 SMs):

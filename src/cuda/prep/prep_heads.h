@@ -10,6 +10,11 @@ namespace gdn::cuda {
 // Value heads of one q/k head a prep CTA takes at most.
 constexpr int kMaxPrepHeads = 4;
 
+// Prep units (warpgroups) a CTA of the overlapped prep runs (prefill_prep.cu,
+// prefill_prep_overlap_kernel): three, so that each may take 168 registers
+// (with four, 128 at most, ptxas spilled 32 bytes at K = 64).
+constexpr int kOverlapPrepUnits = 3;
+
 // For `group` value heads per q/k head: 1, unless GDN_PREP_HEADS=n asks for
 // n (2 to kMaxPrepHeads) and n divides the group, or GDN_PREP_HEADS=max for
 // the most that do. A candidate not yet timed on a GPU (docs/design.md), so

@@ -20,6 +20,7 @@
 #include <cuda/ptx>
 
 #include "cuda/prep/tile_layout.cuh"
+#include "cuda/ptx/sync.cuh"
 
 namespace gdn::cuda::sm90 {
 
@@ -165,10 +166,11 @@ __device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
 __device__ __forceinline__ void fence_async_shared() {
   ::cuda::ptx::fence_proxy_async(::cuda::ptx::space_shared);
 }
-// Barrier `id` (1-15; 0 is __syncthreads) over `threads` threads, a multiple
-// of 32.
-__device__ __forceinline__ void named_barrier(int id, int threads) {
-  asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");
+// Orders this thread's acquired view of global memory (a ready mark
+// another CTA released) before its later bulk copies from global memory,
+// which read through the async proxy.
+__device__ __forceinline__ void fence_async_global() {
+  ::cuda::ptx::fence_proxy_async(::cuda::ptx::space_global);
 }
 // Raises (lowers) the registers per thread of the executing warpgroup to N,
 // a multiple of 8 in 24..256; every warp of the warpgroup executes it (PTX

@@ -13,6 +13,14 @@ namespace gdn::cuda {
 template <typename T, int K, int V>
 Status launch_prefill_prep(const PrefillParams& p, cudaStream_t stream, bool au_only = false);
 
+// The overlapped prep (bf16, sm90 tiles with L; p.ready set and zeroed):
+// `ctas` CTAs, one an SM, whose warpgroups take the chunks' prep units from
+// a ticket counter and mark each (chunk, value head) ready, so that the sm90
+// state pass, launched after it on the other SMs, starts on a chunk as soon
+// as its mark is set (prefill_prep.cu).
+template <typename T, int K, int V>
+Status launch_prefill_prep_overlap(const PrefillParams& p, int ctas, cudaStream_t stream);
+
 // The state pass for VT state columns per CTA (16 or 32), with p.stages
 // ring slots; prefill_state_smem gives the shared memory that takes.
 template <typename T, int K, int V, int VT>

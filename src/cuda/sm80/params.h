@@ -92,6 +92,11 @@ struct PrefillParams : TokenInputs {  // q, k, v and the gates
   // kPersist; nullptr: no such pass runs): the prep kernel zeroes it, the
   // pass's CTAs take their items after the first from it.
   int32_t* item_counter = nullptr;
+  // The overlapped prep (sm90, prefill_prep.cu's prefill_prep_overlap_kernel;
+  // nullptr: none runs): [max_chunks, HV] ready marks, each set once its
+  // chunk's Au, L and factors are out, then the prep units' ticket counter;
+  // zeroed by the host before the prep launches.
+  int32_t* ready = nullptr;
 };
 
 // First chunk and first checkpoint row of sequence n (n == N: the totals).

@@ -90,7 +90,7 @@ Status check_smem(size_t bytes, const DeviceLimits& dev) {
 }
 
 struct Layout {
-  size_t meta = 0, au = 0, l = 0, f = 0, seg_state = 0, seg_map = 0, total = 0;
+  size_t meta = 0, au = 0, l = 0, f = 0, ready = 0, seg_state = 0, seg_map = 0, total = 0;
 };
 
 // The workspace of a call split into `segments` per sequence (the same for
@@ -114,6 +114,8 @@ Layout layout(const Call& c, int segments) {
     l.seg_map = at;
     at = align_up(at + sizeof(float) * items * static_cast<size_t>(c.K) * static_cast<size_t>(c.K));
   }
+  l.ready = at;  // last: the overlapped prep's ready marks and ticket counter (PrefillParams::ready)
+  at += prefill_ready_bytes(c.T, c.N, c.HV);
   l.total = at;
   return l;
 }
@@ -163,6 +165,7 @@ struct HostPlan {
   bool long_tail = false;  // long_tail_of
   bool one_chunk = false;  // every sequence at most one chunk long (a host copy of cu_seqlens shows it)
   int32_t* item_counter = nullptr;  // the workspace's word for the persistent sm90 pass's tickets
+  int32_t* ready = nullptr;         // the workspace's marks for the overlapped sm90 prep
 };
 
 // Whether one sequence's chunks outlast the rest of a column-owner launch by
@@ -319,7 +322,15 @@ Status launch_sm90(sm90::StateParams fp, const HostPlan& plan, const DeviceLimit
   fp.p.prep_heads = static_cast<uint8_t>(prep_heads_for_group(fp.p.group));
   const sm90::PassForm form = sm90::pass_form_for<KV>(fp.p, dev.sms, plan.one_chunk, plan.long_tail);
   if (sm90::persistent_pass<KV>(fp.p, form, dev.sms, plan.long_tail)) fp.p.item_counter = plan.item_counter;
-  if (form != sm90::PassForm::kFused) {
+  if (const int prep_ctas = sm90::overlap_prep_ctas<KV>(fp.p, form, dev.sms, plan.long_tail); prep_ctas > 0) {
+    // The prep on the SMs the pass leaves idle, beside it (the marks and the
+    // prep's ticket counter zeroed first).
+    fp.p.ready = plan.ready;
+    GDN_CUDA_RETURN(
+        cudaMemsetAsync(fp.p.ready, 0, sizeof(int32_t) * (fp.p.max_chunks * fp.p.HV + 1), stream));
+    if (Status s = launch_prefill_prep_overlap<__nv_bfloat16, KV, KV>(fp.p, prep_ctas, stream); !s.ok())
+      return s;
+  } else if (form != sm90::PassForm::kFused) {
     const bool au_only = form == sm90::PassForm::kSplitL;
     if (Status s = launch_prefill_prep<__nv_bfloat16, KV, KV>(fp.p, stream, au_only); !s.ok()) return s;
   }
@@ -467,6 +478,7 @@ Status run_prefill(const Call& c, const Args& a, bool sm90) {
   plan.long_tail = long_tail_of(c, counts, dev);
   plan.one_chunk = c.host_seqlens && counts.longest <= 1;
   plan.item_counter = error_flag_in(ws, l) + 3 * c.N + 3;
+  plan.ready = reinterpret_cast<int32_t*>(ws + l.ready);
   if (sm90) {
 #if GDN_WITH_SM90_BACKEND
     if (c.io_dtype != DType::kBF16) return Status::Unsupported("sm90: runs bf16 io only");
@@ -526,6 +538,10 @@ Status prefill_device_status(const Call& c, const Args& a) {
   if (flags & kBadCheckpoints)
     why += std::string(why.empty() ? "" : "; ") + "checkpoints: fewer rows than the sequences' checkpoints";
   return Status::Invalid(why + " (checked on the device; the prefill wrote nothing)");
+}
+
+size_t prefill_ready_bytes(int64_t T, int64_t N, int64_t HV) {
+  return align_up(sizeof(int32_t) * (static_cast<size_t>(max_chunks(T, N)) * static_cast<size_t>(HV) + 1));
 }
 
 size_t cuda_workspace_size(const Call& call, const Args& args) {

@@ -11,6 +11,7 @@
 // 16-bit io the squared norms are the products' diagonals). For the sm90
 // tiles a CTA can instead take several value heads of one q/k head
 // (GDN_PREP_HEADS, kShared: the copies, products and norms once for them).
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 #include <type_traits>
@@ -19,6 +20,7 @@
 #include "cuda/prep/prep_heads.h"
 #include "cuda/prep/tile_layout.cuh"
 #include "cuda/ptx/griddep.cuh"
+#include "cuda/ptx/sync.cuh"
 #include "cuda/sm80/io_tiles.cuh"
 #include "cuda/sm80/kernels.cuh"
 
@@ -147,12 +149,13 @@ struct PrepProbe {
 
 // Value head hv's M (into the scratch sh), L, Au and factors from the raw
 // products (registers in mask_products' layout: kk, qk below the diagonal
-// block, kd, qd on it): the kernel's last three steps, once per head.
-template <bool kAuOnly, bool kTiles, typename S>
+// block, kd, qd on it): the kernel's last three steps, once per head. sync:
+// a barrier of the unit's 128 threads (prep_unit).
+template <bool kAuOnly, bool kTiles, typename S, typename Sync>
 __device__ __forceinline__ void head_results(const PrefillParams& p, S& sh, int c, int hv, int len, int warp,
                                              int lane, int tid, const float (&kk)[2 * (kNumBlk - 1)][4],
                                              const float (&qk)[2 * (kNumBlk - 1)][4], const float (&kd)[2][4],
-                                             const float (&qd)[2][4], PrepProbe& probe) {
+                                             const float (&qd)[2][4], const Sync& sync, PrepProbe& probe) {
   // M (into sh.m, over q and k) and L (to the workspace) from the products.
   {
     float* L = p.L + (int64_t{c} * p.HV + hv) * kChunk * kChunk;
@@ -166,7 +169,7 @@ __device__ __forceinline__ void head_results(const PrefillParams& p, S& sh, int 
         reinterpret_cast<float2*>(L + i * kChunk)[j >> 1] = xy;
     });
   }
-  __syncthreads();
+  sync();
   GDN_PREP_MARK(3);
 
   // Au = (I + M)^-1 diag(beta): the diagonal blocks and the row factors,
@@ -176,7 +179,7 @@ __device__ __forceinline__ void head_results(const PrefillParams& p, S& sh, int 
     invert_diagonal_blocks(sh, tid);
   else
     row_factors<!kAuOnly>(sh, p.scale, len, tid - kChunk, p.F + item * kFactorStride);
-  __syncthreads();
+  sync();
   GDN_PREP_MARK(4);
   float* Au = p.Au + item * kChunk * kChunk;
   const TiledPrepStores tiled{Au, nullptr};
@@ -200,45 +203,20 @@ __device__ __forceinline__ void head_results(const PrefillParams& p, S& sh, int 
       });
 }
 
-// kAuOnly: Au and the factors but s_q only (q is not read, L not written;
-// the sm90 pass forms them, state_pass.cu's kSplitL). kTiles: Au and L in
-// the sm90 tile layout (p.sm90_tiles), else row-major: a template argument,
-// so that no store of an element branches on it. kShared (with kTiles):
-// p.prep_heads value heads of one q/k head per CTA (prep_heads_for_group).
-template <typename T, int K, int V, bool kAuOnly, bool kTiles, bool kShared = false>
-__global__ void __launch_bounds__(kPrepThreads, kShared ? kSharedPrepCtas<kAuOnly> : 0)
-    prefill_prep_kernel(const __grid_constant__ PrefillParams p) {
-  static_assert(K % 32 == 0 && V % 32 == 0, "head sizes must be multiples of 32");
-  static_assert(!kShared || kTiles, "the shared-heads prep writes the sm90 tiles");
-  extern __shared__ __align__(16) unsigned char smem_raw[];
-  using Smem = PrepSmemOf<T, K, kAuOnly, kShared>;
-  Smem& s = *reinterpret_cast<Smem*>(smem_raw);
-  static_assert(offsetof(Smem, raw) % 16 == 0 && sizeof(T) * Smem::kStride % 16 == 0 &&
-                    offsetof(Smem, D) % 16 == 0 && offsetof(Smem, G2) % 8 == 0 &&
-                    offsetof(Smem, rnk) % 8 == 0,
-                "cp.async rows, float4 rows of m, float2 pairs of D, G2 and rnk");
-  using OneSmem = PrepSmem<T, K>;
-  using SharedSmem = SharedPrepSmem<T, K, kAuOnly>;
-  static_assert(offsetof(OneSmem, m) % 16 == 0 && offsetof(SharedSmem, kept) % 16 == 0 &&
-                    offsetof(typename SharedSmem::Kept, saved) % 16 == 0,
-                "float4 rows of m, float4 saved tiles");
-  PrepProbe probe;
-  launch_dependents();       // the state pass may launch; it waits for this kernel's results
-  wait_for_prerequisites();  // chunk_meta's offsets and error flag (or, inline, the caller's inputs)
-  if (p.item_counter != nullptr && blockIdx.x == 0 && threadIdx.x == 0)
-    *p.item_counter = 0;          // the persistent state pass's tickets (it waits for this kernel)
-  if (p.clear_flag != nullptr) {  // inline: this kernel writes the flag (and never reads it)
-    if (blockIdx.x == 0 && threadIdx.x == 0) *p.clear_flag = p.inline_check ? one_sequence_checks(p) : 0;
-  } else if (device_checks_failed(p)) {
-    return;
-  }
+// One unit of the prep: item b of its order (chunk c, value heads hv0 ..,
+// value heads fastest), by 128 threads (tid) whose barrier is `sync`: a CTA
+// of prefill_prep_kernel (__syncthreads), or a warpgroup of the overlapped
+// prep (a named barrier of its own).
+template <typename T, int K, int V, bool kAuOnly, bool kTiles, bool kShared, typename Smem, typename Sync>
+__device__ __forceinline__ void prep_unit(const PrefillParams& p, Smem& s, uint32_t b, int tid,
+                                          const Sync& sync, PrepProbe& probe) {
   // Value heads fastest: those of one q/k head are adjacent, so its q and k
-  // rows cross from memory once and reach the others from L2. kShared: CTA
+  // rows cross from memory once and reach the others from L2. kShared: unit
   // (c, j) takes value heads hv0 = heads j .. hv0 + heads - 1.
   const int heads = kShared ? p.prep_heads : 1;
   const uint32_t head_sets = static_cast<uint32_t>(p.HV / heads);
-  const int c = static_cast<int>(blockIdx.x / head_sets);
-  const int hv0 = static_cast<int>(blockIdx.x % head_sets) * heads;
+  const int c = static_cast<int>(b / head_sets);
+  const int hv0 = static_cast<int>(b % head_sets) * heads;
   if (c >= first_chunk(p, p.N)) return;
   // The sequence holding chunk c: the last n with first_chunk(n) <= c.
   int64_t lo = 0, hi = p.N - 1;
@@ -253,7 +231,7 @@ __global__ void __launch_bounds__(kPrepThreads, kShared ? kSharedPrepCtas<kAuOnl
   const int64_t t0 = seq_start(p, n) + int64_t{c - first_chunk(p, n)} * kChunk;
   const int len = static_cast<int>(min(int64_t{kChunk}, seq_start(p, n + 1) - t0));
   const int64_t h = hv0 / static_cast<int>(p.group);  // head counts fit in int: a 32-bit division
-  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int warp = tid >> 5, lane = tid & 31;
   const T* q = static_cast<const T*>(p.q);
   const T* k = static_cast<const T*>(p.k);
 
@@ -276,7 +254,7 @@ __global__ void __launch_bounds__(kPrepThreads, kShared ? kSharedPrepCtas<kAuOnl
   }
   GDN_PREP_MARK(0);
   cp_async_wait<0>();
-  __syncthreads();
+  sync();
   GDN_PREP_MARK(1);
 
   // K K^T and Q K^T of the raw rows for this warp's 16 rows i, only over the
@@ -392,7 +370,7 @@ __global__ void __launch_bounds__(kPrepThreads, kShared ? kSharedPrepCtas<kAuOnl
     auto&& sh = head_scratch(s, warp);
     cumsum_chunk_gates(sh, lane);
   }
-  __syncthreads();  // norms and gates are in; q and k are dead
+  sync();  // norms and gates are in; q and k are dead
   if constexpr (kShared) {
     // The products' tiles of this warp, for every head's masks (after the
     // barrier: they take the place of the rows, which every warp reads).
@@ -425,16 +403,53 @@ __global__ void __launch_bounds__(kPrepThreads, kShared ? kSharedPrepCtas<kAuOnl
       };
       back(&s.kept.saved[0][warp_h * (warp_h + 1)][lane_h], kd, kk);
       if constexpr (!kAuOnly) back(&s.kept.saved[1][warp_h * (warp_h + 1)][lane_h], qd, qk);
-      if (u > 0) __syncthreads();  // the head before has read M and D
+      if (u > 0) sync();  // the head before has read M and D
       PrepHead sh = head_scratch(s, u, z);
-      head_results<kAuOnly, kTiles>(p, sh, c, hv0 + u, len, warp_h, lane_h, tid + z, kk, qk, kd, qd, probe);
+      head_results<kAuOnly, kTiles>(p, sh, c, hv0 + u, len, warp_h, lane_h, tid + z, kk, qk, kd, qd, sync,
+                                    probe);
     }
   } else {
-    head_results<kAuOnly, kTiles>(p, s, c, hv0, len, warp, lane, tid, kk, qk, kd, qd, probe);
+    head_results<kAuOnly, kTiles>(p, s, c, hv0, len, warp, lane, tid, kk, qk, kd, qd, sync, probe);
   }
+}
+
+// kAuOnly: Au and the factors but s_q only (q is not read, L not written;
+// the sm90 pass forms them, state_pass.cu's kSplitL). kTiles: Au and L in
+// the sm90 tile layout (p.sm90_tiles), else row-major: a template argument,
+// so that no store of an element branches on it. kShared (with kTiles):
+// p.prep_heads value heads of one q/k head per CTA (prep_heads_for_group).
+template <typename T, int K, int V, bool kAuOnly, bool kTiles, bool kShared = false>
+__global__ void __launch_bounds__(kPrepThreads, kShared ? kSharedPrepCtas<kAuOnly> : 0)
+    prefill_prep_kernel(const __grid_constant__ PrefillParams p) {
+  static_assert(K % 32 == 0 && V % 32 == 0, "head sizes must be multiples of 32");
+  static_assert(!kShared || kTiles, "the shared-heads prep writes the sm90 tiles");
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  using Smem = PrepSmemOf<T, K, kAuOnly, kShared>;
+  Smem& s = *reinterpret_cast<Smem*>(smem_raw);
+  static_assert(offsetof(Smem, raw) % 16 == 0 && sizeof(T) * Smem::kStride % 16 == 0 &&
+                    offsetof(Smem, D) % 16 == 0 && offsetof(Smem, G2) % 8 == 0 &&
+                    offsetof(Smem, rnk) % 8 == 0,
+                "cp.async rows, float4 rows of m, float2 pairs of D, G2 and rnk");
+  using OneSmem = PrepSmem<T, K>;
+  using SharedSmem = SharedPrepSmem<T, K, kAuOnly>;
+  static_assert(offsetof(OneSmem, m) % 16 == 0 && offsetof(SharedSmem, kept) % 16 == 0 &&
+                    offsetof(typename SharedSmem::Kept, saved) % 16 == 0,
+                "float4 rows of m, float4 saved tiles");
+  PrepProbe probe;
+  launch_dependents();       // the state pass may launch; it waits for this kernel's results
+  wait_for_prerequisites();  // chunk_meta's offsets and error flag (or, inline, the caller's inputs)
+  if (p.item_counter != nullptr && blockIdx.x == 0 && threadIdx.x == 0)
+    *p.item_counter = 0;          // the persistent state pass's tickets (it waits for this kernel)
+  if (p.clear_flag != nullptr) {  // inline: this kernel writes the flag (and never reads it)
+    if (blockIdx.x == 0 && threadIdx.x == 0) *p.clear_flag = p.inline_check ? one_sequence_checks(p) : 0;
+  } else if (device_checks_failed(p)) {
+    return;
+  }
+  const auto sync = [] { __syncthreads(); };
+  prep_unit<T, K, V, kAuOnly, kTiles, kShared>(p, s, blockIdx.x, threadIdx.x, sync, probe);
 #if GDN_PREP_PROBE == 1
   GDN_PREP_MARK(5);
-  if (blockIdx.x == 0 && tid == 0)
+  if (blockIdx.x == 0 && threadIdx.x == 0)
     printf("prep probe cycles: issue %lld, wait %lld, products %lld, mask %lld, diag %lld, columns %lld\n",
            probe.t[0], probe.t[1], probe.t[2], probe.t[3], probe.t[4], probe.t[5]);
 #endif
@@ -469,6 +484,93 @@ Status launch_prep_kernel(const PrefillParams& p, cudaStream_t stream) {
       "prefill_prep_kernel launch");
 }
 
+// The overlapped prep (GDN_SM90_OVERLAP=1, prefill.cu's launch_sm90): where
+// the sm90 state pass's CTAs leave at least half the SMs idle, this kernel
+// runs on them while the state pass runs on the others. One CTA an SM (its
+// shared memory), each warpgroup a prep unit that takes tickets from a
+// counter: chunk position r within the sequences first, then the sequences
+// longest first (inline_order; a position past a sequence's end is no
+// work), then the value heads, so that every sequence's chain finds its
+// next chunk ready alike. A unit forms its item with the prep kernel's code
+// (prep_unit, a named barrier per warpgroup) and marks each value head's
+// chunk ready: the warpgroup meets, then one thread a head releases the
+// mark at GPU scope (the barrier orders the unit's stores before it). The
+// state pass, launched programmatically once every CTA of this kernel runs,
+// acquires a chunk's mark before it copies the chunk's Au, L and factors;
+// this kernel waits for nothing of it, so no order in which the hardware
+// starts the two grids can deadlock them. Offsets inline only (the host
+// checked the call).
+constexpr int kOverlapUnits = kOverlapPrepUnits;  // (prep_heads.h)
+template <typename T, int K, int V, bool kShared>
+__global__ void __launch_bounds__(kOverlapUnits* kPrepThreads, 1)
+    prefill_prep_overlap_kernel(const __grid_constant__ PrefillParams p) {
+  static_assert(kOverlapUnits + 1 <= 16, "named barriers 1..kOverlapUnits");
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  using Smem = PrepSmemOf<T, K, false, kShared>;
+  __shared__ uint32_t ticket[kOverlapUnits];
+  const int unit = static_cast<int>(threadIdx.x) / kPrepThreads;
+  const int tid = static_cast<int>(threadIdx.x) % kPrepThreads;
+  static_assert(sizeof(Smem) % 16 == 0, "each unit's scratch 16-byte aligned");
+  Smem& s = reinterpret_cast<Smem*>(smem_raw)[unit];
+  PrepProbe probe;
+  launch_dependents();  // the state pass may launch: it waits for the marks (for this kernel at its end)
+  wait_for_prerequisites();
+  if (p.clear_flag != nullptr && blockIdx.x == 0 && threadIdx.x == 0)
+    *p.clear_flag = 0;  // (the host checked the call: launch_sm90 overlaps only such calls)
+  const int heads = kShared ? p.prep_heads : 1;
+  const uint32_t head_sets = static_cast<uint32_t>(p.HV / heads);
+  const uint32_t seqs = static_cast<uint32_t>(p.N);
+  int32_t longest = 0;  // chunks of the longest sequence (the inline table: at most kInlineSeqs)
+  for (int64_t n = 0; n < p.N; ++n) longest = max(longest, first_chunk(p, n + 1) - first_chunk(p, n));
+  const uint32_t tickets = static_cast<uint32_t>(longest) * seqs * head_sets;
+  int32_t* const counter = p.ready + p.max_chunks * p.HV;
+  const auto sync = [unit] { named_barrier(1 + unit, kPrepThreads); };
+  for (;;) {
+    if (tid == 0) ticket[unit] = atomicAdd(reinterpret_cast<unsigned int*>(counter), 1u);
+    sync();
+    const uint32_t t = ticket[unit];
+    if (t >= tickets) break;
+    const uint32_t set = t % head_sets, r = t / head_sets / seqs;
+    const int64_t n = p.inline_order[t / head_sets % seqs];
+    const int32_t c = first_chunk(p, n) + static_cast<int32_t>(r);
+    if (c < first_chunk(p, n + 1)) {  // (else past the sequence's end: no work)
+      prep_unit<T, K, V, false, true, kShared>(p, s, static_cast<uint32_t>(c) * head_sets + set, tid, sync,
+                                               probe);
+      sync();  // the unit's stores, before the marks (and the ticket read, before the next is written)
+      if (tid < heads) release_mark(p.ready + int64_t{c} * p.HV + set * heads + tid, 1);
+    } else {
+      sync();  // (the ticket read, before the next is written)
+    }
+  }
+}
+
+// Its shared memory: the units' scratch, at least 116 KB, so that no two CTAs
+// share an SM (an sm_90 SM has 228 KB) and the state pass finds whole SMs.
+template <typename T, int K, int V, bool kShared>
+Status launch_overlap_kernel(const PrefillParams& p, int ctas, cudaStream_t stream) {
+  constexpr size_t kSmem =
+      std::max<size_t>(kOverlapUnits * sizeof(PrepSmemOf<T, K, false, kShared>), 116 * 1024);
+  const auto kernel = prefill_prep_overlap_kernel<T, K, V, kShared>;
+  if (Status s = allow_dynamic_smem(reinterpret_cast<const void*>(kernel), kSmem,
+                                    "prefill_prep_overlap_kernel: raising its shared memory limit");
+      !s.ok())
+    return s;
+  // (The state pass after it waits for every mark: a launch that did not
+  // run would hang it, so every refusal is an error.)
+  if (p.max_chunks == 0 || ctas < 1 || p.ready == nullptr || !p.inline_offsets || p.error_flag != nullptr)
+    return Status(
+        StatusCode::kInternal,
+        "prefill_prep_overlap_kernel: needs chunks, CTAs, its ready marks and a call the host checked");
+  if (kShared && (p.prep_heads < 2 || p.prep_heads > kMaxPrepHeads || p.group % p.prep_heads != 0))
+    return Status(
+        StatusCode::kInternal,
+        "prefill_prep_overlap_kernel: prep_heads must be 2 to 4 value heads dividing those of a q/k head");
+  // (The call's first kernel, after the marks' memset: launched plainly.)
+  return cuda_status(
+      launch_kernel(kernel, dim3(ctas), dim3(kOverlapUnits * kPrepThreads), kSmem, stream, false, p),
+      "prefill_prep_overlap_kernel launch");
+}
+
 }  // namespace
 
 int prep_heads_for_group(int64_t group) {
@@ -495,6 +597,16 @@ Status launch_prefill_prep(const PrefillParams& p, cudaStream_t stream, bool au_
   }
 }
 
+template <typename T, int K, int V>
+Status launch_prefill_prep_overlap(const PrefillParams& p, int ctas, cudaStream_t stream) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {  // (the sm90 pass's layout: bf16 io only)
+    if (p.prep_heads > 1) return launch_overlap_kernel<T, K, V, true>(p, ctas, stream);
+    return launch_overlap_kernel<T, K, V, false>(p, ctas, stream);
+  } else {
+    return Status(StatusCode::kInternal, "prefill_prep_overlap_kernel: built for bf16 io only");
+  }
+}
+
 #define GDN_INSTANTIATE_PREP(T, KV) \
   template Status launch_prefill_prep<T, KV, KV>(const PrefillParams&, cudaStream_t, bool);
 GDN_INSTANTIATE_PREP(__nv_bfloat16, 64)
@@ -503,5 +615,7 @@ GDN_INSTANTIATE_PREP(__half, 64)
 GDN_INSTANTIATE_PREP(__half, 128)
 GDN_INSTANTIATE_PREP(float, 64)
 GDN_INSTANTIATE_PREP(float, 128)
+template Status launch_prefill_prep_overlap<__nv_bfloat16, 64, 64>(const PrefillParams&, int, cudaStream_t);
+template Status launch_prefill_prep_overlap<__nv_bfloat16, 128, 128>(const PrefillParams&, int, cudaStream_t);
 
 }  // namespace gdn::cuda

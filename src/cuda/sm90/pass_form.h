@@ -33,6 +33,19 @@ bool p_first_requested();
 // not yet timed on a GPU (docs/design.md), so not the default.
 bool local_skip_requested();
 
+// GDN_SM90_OVERLAP=1: the two-kernel pass over whole sequences runs beside
+// the prep (prefill_prep_overlap_kernel on the SMs it leaves idle) instead
+// of after it, where its CTAs leave at least half the SMs idle. A candidate
+// not yet timed on a GPU (docs/design.md), so not the default.
+bool overlap_requested();
+
+// The overlapped prep's CTAs for a pass of that shape when it is asked for
+// (the SMs the state pass's CTAs leave, in the pairing the launch picks),
+// or 0 where it does not apply: a split, another form, P first, or state
+// CTAs past half the SMs.
+int overlap_prep_ctas_for_shape(int64_t n, int64_t hv, int tiles_per_item, int segments, PassForm form,
+                                int sms, bool long_tail);
+
 // GDN_SM90_PERSIST=1: the two-kernel and kSplitL passes over whole sequences
 // run one CTA an SM taking items from a ticket counter where the items
 // outnumber the SMs (state_pass.cu, kPersist). A candidate not yet timed on

@@ -12,7 +12,9 @@
 // chunk; its k and q come through a deeper ring of their own (kKqStages).
 // pass_form_for picks the form. Where the CTA items of a whole-sequence
 // pass outnumber the SMs, the two-kernel and kSplitL forms can run
-// persistent (kPersist, GDN_SM90_PERSIST=1; ItemRing below says how).
+// persistent (kPersist, GDN_SM90_PERSIST=1; ItemRing below says how); where
+// they leave half the SMs idle, the two-kernel pass can run beside the prep
+// (kOverlap, GDN_SM90_OVERLAP=1; sm80/prefill_prep.cu's overlapped prep).
 //
 // Roles (384 threads, 512 fused; one CTA per SM by shared memory; the load
 // warpgroup gives its registers to the state warpgroups, Config::kStateRegs
@@ -532,8 +534,10 @@ __device__ __forceinline__ void state_role(const StateParams& fp, SharedStorage<
 // kLocal: the local pass of a split, which forms no outputs: in the
 // two-kernel form it reads neither q nor L, and fp.local_skip skips their
 // copies (28 KB a chunk and CTA at K = 128 of about 73; the fused and
-// kSplitL forms' prep warpgroups read q).
-template <int K, PassForm kForm, bool kLocal = false>
+// kSplitL forms' prep warpgroups read q). kOverlap: the prep runs beside
+// this pass (prefill_prep_overlap_kernel), so each chunk's Au, L and factors
+// are copied once that kernel has marked them ready.
+template <int K, PassForm kForm, bool kLocal = false, bool kOverlap = false>
 __device__ __forceinline__ void load_role(const StateParams& fp, SharedStorage<K, kForm>& s, int64_t h,
                                           int64_t hv, const CtaTiles& tiles, int first, int last,
                                           const SeqChunks& seq, int ring0) {
@@ -584,6 +588,10 @@ __device__ __forceinline__ void load_role(const StateParams& fp, SharedStorage<K
         bulk_load(&tile[0][0] + kF32KeptHead + kF32ZeroQuarter,
                   src + (kF32KeptHead + kF32ZeroQuarter) / sizeof(float), kF32KeptTail, &s.full[st]);
       };
+      if constexpr (kOverlap) {  // acquire the chunk's mark, then copy through the async proxy
+        while (acquire_mark(p.ready + item) == 0) __nanosleep(64);
+        fence_async_global();
+      }
       kept(sl.au, p.Au + item * kChunk * kChunk);
       if (kForm == PassForm::kTwoKernel && !k_only) kept(sl.l, p.L + item * kChunk * kChunk);
       bulk_load(s.F[st], p.F + item * kFactorStride, kFactorStride * sizeof(float), &s.full[st]);
@@ -829,12 +837,22 @@ __device__ __forceinline__ NextItem read_next_item(int it) {
   return next;
 }
 
-template <int K, bool kLocal, PassForm kForm, bool kPFirst = false, bool kPersist = false>
+// kOverlap (GDN_SM90_OVERLAP=1): the two-kernel pass over whole sequences
+// beside the overlapped prep, launched programmatically after it: no role
+// waits for the prep kernel to end (griddepcontrol.wait) before its work;
+// the load thread acquires each chunk's ready mark instead (load_role), and
+// the call's offsets are its parameters and were checked on the host
+// (launch_sm90), so nothing else this pass reads comes from the prep. The
+// load thread waits for the prep kernel's end only after its last copies.
+template <int K, bool kLocal, PassForm kForm, bool kPFirst = false, bool kPersist = false,
+          bool kOverlap = false>
 __global__ void __launch_bounds__(Config<kForm>::kThreads, 1)
     prefill_state_sm90_kernel(const __grid_constant__ StateParams fp) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   static_assert(!kPersist || (!kLocal && !kPFirst && kForm != PassForm::kFused),
                 "persistent: the two-kernel and kSplitL passes over whole sequences");
+  static_assert(!kOverlap || (!kLocal && !kPFirst && !kPersist && kForm == PassForm::kTwoKernel),
+                "overlapped: the two-kernel pass over whole sequences");
   constexpr int V = K;
   using Cfg = Config<kForm, kPersist>;
   const PrefillParams& p = fp.p;
@@ -889,7 +907,7 @@ __global__ void __launch_bounds__(Config<kForm>::kThreads, 1)
   if (role == Role::kLoad) {
     setmaxnreg_dec<Cfg::kLoadRegs>();
     if (warp != kStateWarps || lane != 0) return;
-    wait_for_prerequisites();  // chunk offsets, error flag, prep results
+    if constexpr (!kOverlap) wait_for_prerequisites();  // chunk offsets, error flag, prep results
     if (checks_failed<kForm>(p)) return;
     if constexpr (kPersist) {
       uint32_t b = blockIdx.x;
@@ -904,8 +922,13 @@ __global__ void __launch_bounds__(Config<kForm>::kThreads, 1)
       }
     } else {
       const SeqChunks seq(p, ci.n);
-      load_role<K, kForm, kLocal>(fp, s, ci.h, ci.hv, ci.tiles, seq.seg_first(ci.seg, segs),
-                                  seq.seg_first(ci.seg + 1, segs), seq, 0);
+      load_role<K, kForm, kLocal, kOverlap>(fp, s, ci.h, ci.hv, ci.tiles, seq.seg_first(ci.seg, segs),
+                                            seq.seg_first(ci.seg + 1, segs), seq, 0);
+      // kOverlap: this CTA ends only after the prep kernel has ended, so that
+      // the pass's end means the call's (a kernel launched programmatically
+      // after it waits for this grid alone, and its memory may be this call's
+      // workspace, where prep units may still take their last ticket).
+      if constexpr (kOverlap) wait_for_prerequisites();
     }
     return;
   }
@@ -944,7 +967,8 @@ __global__ void __launch_bounds__(Config<kForm>::kThreads, 1)
   if (kLocal || combined) row_in = -1;
   if (ci.seg != segs - 1) row_out = -1;
   S.enter(p.init, row_in, ci.hv, ci.tiles.map_cols(group));
-  wait_for_prerequisites();  // chunk offsets, error flag, prep results, combined states
+  if constexpr (!kOverlap)
+    wait_for_prerequisites();  // chunk offsets, error flag, prep results, combined states
   if (checks_failed<kForm>(p)) return;
   if constexpr (kPersist) {
     // (Whole sequences: no segments, no map columns. The thread's indices
@@ -1058,6 +1082,12 @@ int groups_for(int64_t items, int tiles, int sms, bool long_tail) {
   return items * tiles > sms && !long_tail ? 2 : 1;
 }
 
+// CTAs of a whole-sequence pass over `items` (sequence, value head) pairs of
+// `tiles` column tiles, paired as groups_for pairs them.
+int64_t whole_pass_ctas(int64_t items, int tiles, int sms, bool long_tail) {
+  return items * (tiles / groups_for(items, tiles, sms, long_tail));
+}
+
 // The fused pass pays where no chain of chunks follows the prep: every
 // sequence one chunk long and the grid's CTAs all on the SMs at once. There
 // it saves the prep kernel's launch and the trip of Au and L through
@@ -1096,26 +1126,54 @@ PassForm pass_form_for_shape(int64_t n, int64_t hv, int64_t tiles_per_item, int 
   return PassForm::kTwoKernel;
 }
 
-bool p_first_requested() {
-  const char* env = std::getenv("GDN_SM90_PFIRST");
+namespace {
+// Whether the environment variable `var` reads "1" (the candidates'
+// switches, read at each launch).
+bool switched_on(const char* var) {
+  const char* env = std::getenv(var);
   return env != nullptr && std::string(env) == "1";
+}
+}  // namespace
+
+bool p_first_requested() {
+  return switched_on("GDN_SM90_PFIRST");
 }
 
 bool local_skip_requested() {
-  const char* env = std::getenv("GDN_SM90_LOCAL_SKIP");
-  return env != nullptr && std::string(env) == "1";
+  return switched_on("GDN_SM90_LOCAL_SKIP");
 }
 
 bool persist_requested() {
-  const char* env = std::getenv("GDN_SM90_PERSIST");
-  return env != nullptr && std::string(env) == "1";
+  return switched_on("GDN_SM90_PERSIST");
 }
 
 bool persistent_shape(int64_t n, int64_t hv, int tiles_per_item, int segments, PassForm form, int sms,
                       bool long_tail) {
   if (segments != 1 || form == PassForm::kFused) return false;
   if (form == PassForm::kTwoKernel && p_first_requested()) return false;
-  return n * hv * (tiles_per_item / groups_for(n * hv, tiles_per_item, sms, long_tail)) > sms;
+  return whole_pass_ctas(n * hv, tiles_per_item, sms, long_tail) > sms;
+}
+
+bool overlap_requested() {
+  return switched_on("GDN_SM90_OVERLAP");
+}
+
+// The overlapped prep where the state pass's CTAs leave at least half the
+// SMs idle: the prep kernel gets those SMs, one CTA each. (Its estimate at
+// q3n-tp1 1x8192, docs/design.md: about 235 us against 312.8.)
+int overlap_prep_ctas_for_shape(int64_t n, int64_t hv, int tiles_per_item, int segments, PassForm form,
+                                int sms, bool long_tail) {
+  if (segments != 1 || form != PassForm::kTwoKernel || p_first_requested()) return 0;
+  const int64_t ctas = whole_pass_ctas(n * hv, tiles_per_item, sms, long_tail);
+  return 2 * ctas <= sms ? static_cast<int>(sms - ctas) : 0;
+}
+
+// (Only a call the host checked, whose offsets are its parameters: the
+// overlapped state pass reads nothing else the prep writes.)
+template <int K>
+int overlap_prep_ctas(const PrefillParams& p, PassForm form, int sms, bool long_tail) {
+  if (!overlap_requested() || p.max_chunks == 0 || !p.inline_offsets || p.error_flag != nullptr) return 0;
+  return overlap_prep_ctas_for_shape(p.N, p.HV, tiles_per_item<K>(false), p.segments, form, sms, long_tail);
 }
 
 // (A call without chunks, T == 0, launches no prep kernel to zero the
@@ -1131,9 +1189,10 @@ PassForm pass_form_for(const PrefillParams& p, int sms, bool one_chunk, bool lon
   return pass_form_for_shape(p.N, p.HV, tiles_per_item<K>(false), p.segments, sms, one_chunk, long_tail);
 }
 
-template <int K, bool kLocal, PassForm kForm, bool kPFirst = false, bool kPersist = false>
+template <int K, bool kLocal, PassForm kForm, bool kPFirst = false, bool kPersist = false,
+          bool kOverlap = false>
 Status launch_phase(StateParams fp, int sms, bool long_tail, cudaStream_t stream) {
-  const auto kernel = prefill_state_sm90_kernel<K, kLocal, kForm, kPFirst, kPersist>;
+  const auto kernel = prefill_state_sm90_kernel<K, kLocal, kForm, kPFirst, kPersist, kOverlap>;
   constexpr size_t kSmem = kSmemBytes<K, kForm>;
   if (Status s = allow_dynamic_smem(reinterpret_cast<const void*>(kernel), kSmem,
                                     "prefill_state_sm90_kernel: raising its shared memory limit");
@@ -1166,11 +1225,16 @@ Status launch_form(const StateParams& fp, int sms, bool long_tail, cudaStream_t 
     local.local_skip = local_skip_requested();
     return launch_phase<K, true, kForm>(local, sms, long_tail, stream);
   }
+  if (fp.p.item_counter != nullptr && fp.p.ready != nullptr)
+    return Status(StatusCode::kInternal, "sm90: a pass is either persistent or beside the prep, not both");
   if constexpr (kForm != PassForm::kFused)  // (launch_sm90 sets the counter where persistent_pass says so)
     if (fp.p.item_counter != nullptr)
       return launch_phase<K, false, kForm, false, true>(fp, sms, long_tail, stream);
-  if constexpr (kForm == PassForm::kTwoKernel)
+  if constexpr (kForm == PassForm::kTwoKernel) {
+    if (fp.p.ready != nullptr)  // (launch_sm90 sets the marks where overlap_prep_ctas says so)
+      return launch_phase<K, false, kForm, false, false, true>(fp, sms, long_tail, stream);
     if (p_first_requested()) return launch_phase<K, false, kForm, true>(fp, sms, long_tail, stream);
+  }
   return launch_phase<K, false, kForm>(fp, sms, long_tail, stream);
 }
 
@@ -1188,6 +1252,8 @@ Status launch_state_sm90(const StateParams& fp, PassForm form, int sms, bool lon
 
 template PassForm pass_form_for<64>(const PrefillParams&, int, bool, bool);
 template bool persistent_pass<64>(const PrefillParams&, PassForm, int, bool);
+template int overlap_prep_ctas<64>(const PrefillParams&, PassForm, int, bool);
+template int overlap_prep_ctas<128>(const PrefillParams&, PassForm, int, bool);
 template bool persistent_pass<128>(const PrefillParams&, PassForm, int, bool);
 template PassForm pass_form_for<128>(const PrefillParams&, int, bool, bool);
 template Status launch_state_sm90<64>(const StateParams&, PassForm, int, bool, cudaStream_t);

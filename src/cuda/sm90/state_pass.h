@@ -40,6 +40,13 @@ PassForm pass_form_for(const PrefillParams& p, int sms, bool one_chunk, bool lon
 template <int K>
 bool persistent_pass(const PrefillParams& p, PassForm form, int sms, bool long_tail);
 
+// The overlapped prep's CTAs for p in `form` (pass_form.h), 0 where it does
+// not run; also 0 unless the call's offsets are its parameters and were
+// checked on the host. Where it runs, the caller points p.ready at the
+// workspace's marks, zeroes them and launches that prep before the pass.
+template <int K>
+int overlap_prep_ctas(const PrefillParams& p, PassForm form, int sms, bool long_tail);
+
 // One launch for fp.p.seg_phase (kSegWhole, kSegLocal, kSegFinal) over every
 // (sequence or segment, value head, 64 value columns), on a device of `sms`
 // multiprocessors; long_tail: one sequence outlasts the others by far
