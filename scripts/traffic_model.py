@@ -8,7 +8,7 @@ segments' states), each as a time at a copy bandwidth, beside a measured run
 and FlashInfer's H100 times.
 
   python3 scripts/traffic_model.py [--measured bench/results/sm90-h100-....json]
-                                   [--copy-gbps 3020] [--matmul-gflops 793000]
+                                   [--copy-gbps 3020] [--matmul-gflops 793000] [--skip-local]
 
 The byte counts follow src/cuda/sm80/prefill.cu (segments_for) and
 src/cuda/prep/tile_layout.cuh (three quarters of each fp32 64 x 64 tile kept);
@@ -79,6 +79,8 @@ def main():
     ap.add_argument("--flashinfer", default=os.path.join(root, "bench", "baselines", "flashinfer-sm90-h100.json"))
     ap.add_argument("--copy-gbps", type=float, default=3020.0, help="copy bandwidth (gdn bench measures ~3,020 on an H100)")
     ap.add_argument("--matmul-gflops", type=float, default=793000.0, help="bf16 matrix product rate")
+    ap.add_argument("--skip-local", action="store_true",
+                    help="the local pass without its copies of q and L (GDN_SM90_LOCAL_SKIP=1)")
     args = ap.parse_args()
     rows = json.load(open(args.suite))["prefill"]
     measured = {}
@@ -93,7 +95,7 @@ def main():
     for row in rows:
         fb = floor_bytes(row)
         floor_us = max(fb / bw, flops(row) / (args.matmul_gflops * 1e3))
-        sb, s = sm90_bytes(row)
+        sb, s = sm90_bytes(row, args.skip_local)
         sm90_us = sb / bw
         m = measured.get(row["name"])
         f = fi.get(row["name"])

@@ -232,6 +232,7 @@ TEST_P(GpuPrefill, SplitSequencesMatchTheReference) {
   }
 }
 
+#if GDN_WITH_SM90_BACKEND  // (the sm90 tests call its host functions)
 // Two column tiles of a head in one sm90 CTA (GDN_SM90_GROUPS=2) compute each
 // tile exactly as a CTA of its own does (GDN_SM90_GROUPS=1): outputs, the
 // pool or final states and the checkpoints are bitwise the same, for whole
@@ -387,6 +388,9 @@ TEST(Sm90Overlap, GivesTheBitsOfThePrepBefore) {
   int sms = 0;
   CUDA_OK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
   const ScopedEnv form("GDN_SM90_FUSED", "0"), whole("GDN_CUDA_SEGMENTS", "1");
+  const ScopedEnv no_p_first("GDN_SM90_PFIRST", nullptr), inline_offsets("GDN_CUDA_INLINE_OFFSETS", nullptr),
+      default_pairing("GDN_SM90_GROUPS",
+                      nullptr);  // (the settings the overlap rule reads, at their defaults)
   std::vector<Case> cases;
   Case c;
   c.name = "overlap: one sequence of 3000, pool, checkpoints every 320";
@@ -430,7 +434,10 @@ TEST(Sm90Overlap, GivesTheBitsOfThePrepBefore) {
       int64_t tokens = 0;
       for (const int64_t len : sc.seq_lens) tokens += len;
       const size_t region = cuda::prefill_ready_bytes(tokens, n, sc.HV);
-      ASSERT_GE(a.workspace_bytes, region);
+      size_t need = 0;  // (the region is the last of the call's workspace, which the Workload sized exactly)
+      ASSERT_TRUE(workspace_size(Op::kPrefill, a, &need).ok());
+      ASSERT_EQ(a.workspace_bytes, need);
+      ASSERT_GE(need, region);
       const int group = static_cast<int>(sc.HV / sc.H);
       const int64_t head_sets = sc.HV / cuda::prep_heads_for_group(group);
       for (int i = 0; i < 2; ++i) {
@@ -466,8 +473,9 @@ TEST(Sm90Overlap, GivesTheBitsOfThePrepBefore) {
 
 // The two-kernel local pass of a split can skip the copies of q and L,
 // which it does not read (GDN_SM90_LOCAL_SKIP=1): its bits are those of the
-// pass that copies them, with one tile a CTA and two (value and map tiles
-// paired), and the reference matches.
+// pass that copies them, with one tile a CTA and two (at K = 128 value
+// tiles paired and map tiles paired, at K = 64 a value tile with a map
+// tile), and the reference matches.
 TEST(Sm90Local, SkippedCopiesChangeNoBit) {
   REQUIRE_GPU();
   if (!serves(Backend::kSm90, suite_like())) GTEST_SKIP() << "sm90 is not available here";
@@ -517,9 +525,11 @@ TEST(Sm90Persist, GivesTheBitsOfTheGrid) {
   Case d = c;
   d.name = "persistent: the lengths at k=v=64, dense states";
   d.K = d.V = 64, d.pool = false, d.checkpoint_every = 0;
+  const ScopedEnv no_p_first("GDN_SM90_PFIRST", nullptr);  // (P first keeps the grid)
   for (const char* form : {"0", "2"})
     for (const char* groups : {"1", "2"})
       for (const Case& sc : {c, d}) {
+        if (sc.V == 64 && groups[0] == '2') continue;  // (one tile an item: nothing to pair)
         SCOPED_TRACE(sc.name + ", GDN_SM90_FUSED=" + form + ", GDN_SM90_GROUPS=" + groups);
         const ScopedEnv pass_form("GDN_SM90_FUSED", form), pairing("GDN_SM90_GROUPS", groups);
         {  // (the launch persists for this shape: else both runs would take the grid)
@@ -531,7 +541,7 @@ TEST(Sm90Persist, GivesTheBitsOfTheGrid) {
         }
         expect_setting_keeps_bits(sc, "GDN_SM90_PERSIST", "0", "1");
       }
-  const ScopedEnv persist("GDN_SM90_PERSIST", "1");
+  const ScopedEnv persist("GDN_SM90_PERSIST", "1"), default_pairing("GDN_SM90_GROUPS", nullptr);
   const int64_t n = static_cast<int64_t>(c.seq_lens.size());
   for (const char* form : {"0", "2"})
     for (const char* inline_offsets : {"1", "0"}) {
@@ -665,7 +675,6 @@ TEST(Sm90Fused, TheDefaultFormFollowsTheRule) {
   }
 }
 
-#if GDN_WITH_SM90_BACKEND
 // pass_form_for's rule on the suite's shapes (host code: it runs without a
 // GPU, so CI holds the rule too): fused where every sequence is one chunk
 // and the tiles fit the SMs, kSplitL where the tiles exceed twice the SMs

@@ -1,6 +1,7 @@
 // How many value heads one CTA of the prep for the sm90 tiles takes
-// (prefill_prep.cu, kShared): host code without CUDA headers, so that the
-// tests can check the setting they make is the one the launch reads.
+// (prefill_prep.cu, kShared), and how many prep units a CTA of the
+// overlapped prep runs: host code without CUDA headers, so that the tests
+// can check the settings they make are the ones the launch reads.
 #pragma once
 
 #include <cstdint>

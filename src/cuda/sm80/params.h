@@ -126,6 +126,11 @@ __device__ __forceinline__ int32_t one_sequence_checks(const PrefillParams& p) {
       sequence_flags(p, 0, load_index(p.cu_seqlens, p.cu64, 0), load_index(p.cu_seqlens, p.cu64, 1));
   return p.indices != nullptr ? bad | row_flags(p, load_index(p.indices, p.idx64, 0)) : bad;
 }
+// The overlapped prep's ready marks (PrefillParams::ready), one per (chunk,
+// value head); its ticket counter is the word after them.
+__host__ __device__ inline int64_t ready_marks(const PrefillParams& p) {
+  return p.max_chunks * p.HV;
+}
 // Whether chunk_meta's checks failed (every later kernel then writes nothing).
 __host__ __device__ inline bool device_checks_failed(const PrefillParams& p) {
   return p.error_flag != nullptr && *p.error_flag != 0;

@@ -90,7 +90,7 @@ Status check_smem(size_t bytes, const DeviceLimits& dev) {
 }
 
 struct Layout {
-  size_t meta = 0, au = 0, l = 0, f = 0, ready = 0, seg_state = 0, seg_map = 0, total = 0;
+  size_t meta = 0, au = 0, l = 0, f = 0, seg_state = 0, seg_map = 0, ready = 0, total = 0;
 };
 
 // The workspace of a call split into `segments` per sequence (the same for
@@ -311,7 +311,11 @@ Status launch(PrefillParams p, const HostPlan& plan, const DeviceLimits& dev, cu
 #if GDN_WITH_SM90_BACKEND
 // The sm90 backend: chunk metadata, the prep kernel (Au and L in the sm90
 // tile layout), then the sm90 state pass over whole sequences, or local
-// pass, combine and final pass over segments.
+// pass, combine and final pass over segments. Candidates (off by default):
+// the whole pass persistent (GDN_SM90_PERSIST; the prep zeroes its ticket
+// counter), or beside the prep (GDN_SM90_OVERLAP: the marks zeroed by a
+// memset, then the overlapped prep as the call's first kernel, which
+// clears the error flag, then the pass).
 // With the fused state pass (sm90::pass_form_for) no prep kernel runs;
 // with inline offsets the first state pass is then the call's first kernel
 // and writes the error flag (state_pass.cu, checks_failed).
@@ -326,8 +330,7 @@ Status launch_sm90(sm90::StateParams fp, const HostPlan& plan, const DeviceLimit
     // The prep on the SMs the pass leaves idle, beside it (the marks and the
     // prep's ticket counter zeroed first).
     fp.p.ready = plan.ready;
-    GDN_CUDA_RETURN(
-        cudaMemsetAsync(fp.p.ready, 0, sizeof(int32_t) * (fp.p.max_chunks * fp.p.HV + 1), stream));
+    GDN_CUDA_RETURN(cudaMemsetAsync(fp.p.ready, 0, sizeof(int32_t) * (ready_marks(fp.p) + 1), stream));
     if (Status s = launch_prefill_prep_overlap<__nv_bfloat16, KV, KV>(fp.p, prep_ctas, stream); !s.ok())
       return s;
   } else if (form != sm90::PassForm::kFused) {
@@ -477,7 +480,7 @@ Status run_prefill(const Call& c, const Args& a, bool sm90) {
   const ChunkCounts counts = chunk_counts(c);
   plan.long_tail = long_tail_of(c, counts, dev);
   plan.one_chunk = c.host_seqlens && counts.longest <= 1;
-  plan.item_counter = error_flag_in(ws, l) + 3 * c.N + 3;
+  plan.item_counter = error_flag_in(ws, l) + 3 * c.N + 3;  // (the meta region's last word, layout)
   plan.ready = reinterpret_cast<int32_t*>(ws + l.ready);
   if (sm90) {
 #if GDN_WITH_SM90_BACKEND

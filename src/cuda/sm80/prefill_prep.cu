@@ -10,7 +10,10 @@
 // the column tiles with j <= i, with the norms applied to the products (for
 // 16-bit io the squared norms are the products' diagonals). For the sm90
 // tiles a CTA can instead take several value heads of one q/k head
-// (GDN_PREP_HEADS, kShared: the copies, products and norms once for them).
+// (GDN_PREP_HEADS, kShared: the copies, products and norms once for them),
+// and beside the sm90 state pass the prep can run as three units a CTA on
+// the SMs the pass leaves idle, taking (chunk, value heads) items by tickets
+// and marking each ready (GDN_SM90_OVERLAP, prefill_prep_overlap_kernel).
 #include <algorithm>
 #include <cstdlib>
 #include <string>
@@ -500,14 +503,13 @@ Status launch_prep_kernel(const PrefillParams& p, cudaStream_t stream) {
 // this kernel waits for nothing of it, so no order in which the hardware
 // starts the two grids can deadlock them. Offsets inline only (the host
 // checked the call).
-constexpr int kOverlapUnits = kOverlapPrepUnits;  // (prep_heads.h)
 template <typename T, int K, int V, bool kShared>
-__global__ void __launch_bounds__(kOverlapUnits* kPrepThreads, 1)
+__global__ void __launch_bounds__(kOverlapPrepUnits* kPrepThreads, 1)
     prefill_prep_overlap_kernel(const __grid_constant__ PrefillParams p) {
-  static_assert(kOverlapUnits + 1 <= 16, "named barriers 1..kOverlapUnits");
+  static_assert(kOverlapPrepUnits + 1 <= 16, "named barriers 1..kOverlapPrepUnits");
   extern __shared__ __align__(16) unsigned char smem_raw[];
   using Smem = PrepSmemOf<T, K, false, kShared>;
-  __shared__ uint32_t ticket[kOverlapUnits];
+  __shared__ uint32_t ticket[kOverlapPrepUnits];
   const int unit = static_cast<int>(threadIdx.x) / kPrepThreads;
   const int tid = static_cast<int>(threadIdx.x) % kPrepThreads;
   static_assert(sizeof(Smem) % 16 == 0, "each unit's scratch 16-byte aligned");
@@ -523,7 +525,7 @@ __global__ void __launch_bounds__(kOverlapUnits* kPrepThreads, 1)
   int32_t longest = 0;  // chunks of the longest sequence (the inline table: at most kInlineSeqs)
   for (int64_t n = 0; n < p.N; ++n) longest = max(longest, first_chunk(p, n + 1) - first_chunk(p, n));
   const uint32_t tickets = static_cast<uint32_t>(longest) * seqs * head_sets;
-  int32_t* const counter = p.ready + p.max_chunks * p.HV;
+  int32_t* const counter = p.ready + ready_marks(p);
   const auto sync = [unit] { named_barrier(1 + unit, kPrepThreads); };
   for (;;) {
     if (tid == 0) ticket[unit] = atomicAdd(reinterpret_cast<unsigned int*>(counter), 1u);
@@ -549,7 +551,7 @@ __global__ void __launch_bounds__(kOverlapUnits* kPrepThreads, 1)
 template <typename T, int K, int V, bool kShared>
 Status launch_overlap_kernel(const PrefillParams& p, int ctas, cudaStream_t stream) {
   constexpr size_t kSmem =
-      std::max<size_t>(kOverlapUnits * sizeof(PrepSmemOf<T, K, false, kShared>), 116 * 1024);
+      std::max<size_t>(kOverlapPrepUnits * sizeof(PrepSmemOf<T, K, false, kShared>), 116 * 1024);
   const auto kernel = prefill_prep_overlap_kernel<T, K, V, kShared>;
   if (Status s = allow_dynamic_smem(reinterpret_cast<const void*>(kernel), kSmem,
                                     "prefill_prep_overlap_kernel: raising its shared memory limit");
@@ -567,7 +569,7 @@ Status launch_overlap_kernel(const PrefillParams& p, int ctas, cudaStream_t stre
         "prefill_prep_overlap_kernel: prep_heads must be 2 to 4 value heads dividing those of a q/k head");
   // (The call's first kernel, after the marks' memset: launched plainly.)
   return cuda_status(
-      launch_kernel(kernel, dim3(ctas), dim3(kOverlapUnits * kPrepThreads), kSmem, stream, false, p),
+      launch_kernel(kernel, dim3(ctas), dim3(kOverlapPrepUnits * kPrepThreads), kSmem, stream, false, p),
       "prefill_prep_overlap_kernel launch");
 }
 

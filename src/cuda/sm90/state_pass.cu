@@ -31,13 +31,14 @@
 //                         (two-kernel pass; kSplitL: Au and the factors,
 //                         with k and q in a kKqStages-slot ring of their
 //                         own, issued a slot ahead)
-//   kPrep  (warpgroup 3, fused pass)  per chunk, once its k, q and v are in:
-//                         the rows past the chunk's end cleared, Au, L and
-//                         the factors into the slot, then the slot's
-//                         `ready` barrier (the state warpgroups wait on
-//                         it as well as on `full`); 104 registers, so the
-//                         state warpgroups get 192 (O completes before the
-//                         update is issued to fit them)
+//   kPrep  (warpgroup 3, fused and kSplitL passes)  per chunk, once its
+//                         k, q and v are in: the rows past the chunk's end
+//                         cleared, Au, L and the factors (kSplitL: L and
+//                         s_q) into the slot, then the slot's `ready`
+//                         barrier (the state warpgroups wait on it as well
+//                         as on `full`); 104 registers (96 persistent), so
+//                         the state warpgroups get 192 (O completes before
+//                         the update is issued to fit them)
 // The two tiles of a CTA belong to the same (sequence, value head): they
 // share the slot's k, q, Au, L and factors, so a head's chunk crosses from
 // L2 once instead of once per tile, and the SM interleaves two chains of
@@ -1082,12 +1083,6 @@ int groups_for(int64_t items, int tiles, int sms, bool long_tail) {
   return items * tiles > sms && !long_tail ? 2 : 1;
 }
 
-// CTAs of a whole-sequence pass over `items` (sequence, value head) pairs of
-// `tiles` column tiles, paired as groups_for pairs them.
-int64_t whole_pass_ctas(int64_t items, int tiles, int sms, bool long_tail) {
-  return items * (tiles / groups_for(items, tiles, sms, long_tail));
-}
-
 // The fused pass pays where no chain of chunks follows the prep: every
 // sequence one chunk long and the grid's CTAs all on the SMs at once. There
 // it saves the prep kernel's launch and the trip of Au and L through
@@ -1127,6 +1122,13 @@ PassForm pass_form_for_shape(int64_t n, int64_t hv, int64_t tiles_per_item, int 
 }
 
 namespace {
+// CTAs of a pass over `items` (sequence or segment, value head) pairs of
+// `tiles` column tiles, paired as groups_for pairs them (the launch's grid,
+// and the persistent and overlap rules' count).
+int64_t pass_ctas(int64_t items, int tiles, int sms, bool long_tail) {
+  return items * (tiles / groups_for(items, tiles, sms, long_tail));
+}
+
 // Whether the environment variable `var` reads "1" (the candidates'
 // switches, read at each launch).
 bool switched_on(const char* var) {
@@ -1151,7 +1153,7 @@ bool persistent_shape(int64_t n, int64_t hv, int tiles_per_item, int segments, P
                       bool long_tail) {
   if (segments != 1 || form == PassForm::kFused) return false;
   if (form == PassForm::kTwoKernel && p_first_requested()) return false;
-  return whole_pass_ctas(n * hv, tiles_per_item, sms, long_tail) > sms;
+  return pass_ctas(n * hv, tiles_per_item, sms, long_tail) > sms;
 }
 
 bool overlap_requested() {
@@ -1164,7 +1166,7 @@ bool overlap_requested() {
 int overlap_prep_ctas_for_shape(int64_t n, int64_t hv, int tiles_per_item, int segments, PassForm form,
                                 int sms, bool long_tail) {
   if (segments != 1 || form != PassForm::kTwoKernel || p_first_requested()) return 0;
-  const int64_t ctas = whole_pass_ctas(n * hv, tiles_per_item, sms, long_tail);
+  const int64_t ctas = pass_ctas(n * hv, tiles_per_item, sms, long_tail);
   return 2 * ctas <= sms ? static_cast<int>(sms - ctas) : 0;
 }
 
@@ -1206,7 +1208,7 @@ Status launch_phase(StateParams fp, int sms, bool long_tail, cudaStream_t stream
   const PrefillParams& p = fp.p;
   if (p.N == 0) return Status::Ok();
   fp.groups = groups_for(p.N * p.segments * p.HV, tiles_per_item<K>(kLocal), sms, long_tail);
-  const int64_t ctas = p.N * p.segments * p.HV * (tiles_per_item<K>(kLocal) / fp.groups);
+  const int64_t ctas = pass_ctas(p.N * p.segments * p.HV, tiles_per_item<K>(kLocal), sms, long_tail);
   fp.items = ctas;  // (the persistent pass's: one CTA an SM takes them by tickets)
   dim3 grid;
   if (Status s = linear_grid(kPersist ? std::min<int64_t>(ctas, sms) : ctas, &grid,
@@ -1225,7 +1227,7 @@ Status launch_form(const StateParams& fp, int sms, bool long_tail, cudaStream_t 
     local.local_skip = local_skip_requested();
     return launch_phase<K, true, kForm>(local, sms, long_tail, stream);
   }
-  if (fp.p.item_counter != nullptr && fp.p.ready != nullptr)
+  if (fp.p.item_counter != nullptr && fp.p.ready != nullptr)  // (defensive: their rules exclude each other)
     return Status(StatusCode::kInternal, "sm90: a pass is either persistent or beside the prep, not both");
   if constexpr (kForm != PassForm::kFused)  // (launch_sm90 sets the counter where persistent_pass says so)
     if (fp.p.item_counter != nullptr)
