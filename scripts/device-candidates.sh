@@ -25,16 +25,18 @@ batch="q3n-tp1 8x1024,q3n-tp1 32x1024,q3n-tp1 128x256,q3n-tp4 64x512,q3n-tp1 mix
 long="q3n-tp1 1x8192,q3n-tp1 1x32768"
 split="q35-397b-tp8 1x2048,q35-397b-tp8 1x8192,q35-397b-tp8 1x65536,q3n-tp4 1x16384"
 two_kernel="q3n-tp1 1x8192,q36-27b-tp1 1x8192,q35-397b-tp1 1x8192,q36-27b-tp1 2x4096,q3n-tp1 4x1000,q35-397b-tp8 1x2048,q35-397b-tp8 1x8192"
+# rows where the prep takes the largest share (ncu at f1a7f35: 27-44%)
+prep_heavy="q3n-tp1 4x1000,q3n-tp1 8x1024,q3n-tp1 32x1024,q36-27b-tp1 2x4096,q3n-tp1 1x8192,q35-397b-tp1 1x8192"
 # group: rows, then the settings (commas join several into one run)
 group_rows() {
   case $1 in
-    heads) echo "$prefill" ;; persist) echo "$batch" ;; overlap) echo "$long" ;;
+    heads-all) echo "$prefill" ;; heads) echo "$prep_heavy" ;; persist) echo "$batch" ;; overlap) echo "$long" ;;
     local) echo "$split" ;; pfirst) echo "$two_kernel" ;;
   esac
 }
 group_envs() {
   case $1 in
-    heads) echo "GDN_PREP_HEADS=max" ;;
+    heads | heads-all) echo "GDN_PREP_HEADS=max" ;;
     persist) echo "GDN_SM90_PERSIST=1 GDN_SM90_PERSIST=1,GDN_PREP_HEADS=max" ;;
     overlap) echo "GDN_SM90_OVERLAP=1 GDN_SM90_OVERLAP=1,GDN_PREP_HEADS=max" ;;
     local) echo "GDN_SM90_LOCAL_SKIP=1" ;;
