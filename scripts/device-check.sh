@@ -23,6 +23,38 @@ suite_rows() { python3 -c "import json;print(','.join(r['name'] for r in json.lo
 # takes the kinds itself since c9861d3; the names stay spelt out here for the binaries of
 # earlier commits that A/B runs carry and for compare_fla.py, which takes names only.
 row_set() { case $1 in prefill | decode) suite_rows "$1" ;; *) echo "$1" ;; esac; }
+# bench_with BIN BACKEND ROWS ASSIGN OUT: the rows on the backend with the settings of ASSIGN
+# (none, or NAME=VALUE, commas joining several), JSON and table to OUT.json and OUT.txt, the
+# rc and the rows into the summary (env-ab and candidates).
+bench_with() {
+  local env_args=() rc
+  [ "$4" != none ] && IFS=, read -r -a env_args <<<"$4"
+  env "${env_args[@]}" timeout "${GDN_BENCH_TIMEOUT:-150}" "$1/gdn" bench --suite bench/suite.json --backend "$2" \
+    --rows "$3" --json "$5.json" >"$5.txt" 2>&1
+  rc=$?
+  note "bench $(basename "$1") ($(cat "$1/COMMIT" 2>/dev/null)) $2 with $4: rc=$rc"
+  grep -E "^q3|^row" "$5.txt" | tee -a "$summary"
+}
+# The candidates step's groups: the rows each candidate setting can change, and its settings.
+cand_rows() {
+  case $1 in
+    heads-all) suite_rows prefill ;;
+    heads) echo "q3n-tp1 4x1000,q3n-tp1 8x1024,q3n-tp1 32x1024,q36-27b-tp1 2x4096,q3n-tp1 1x8192,q35-397b-tp1 1x8192" ;;
+    persist) echo "q3n-tp1 8x1024,q3n-tp1 32x1024,q3n-tp1 128x256,q3n-tp4 64x512,q3n-tp1 mixed16,q3n-tp1 257 short,q3n-tp1 skewed" ;;
+    overlap) echo "q3n-tp1 1x8192,q3n-tp1 1x32768" ;;
+    local) echo "q35-397b-tp8 1x2048,q35-397b-tp8 1x8192,q35-397b-tp8 1x65536,q3n-tp4 1x16384" ;;
+    pfirst) echo "q3n-tp1 1x8192,q36-27b-tp1 1x8192,q35-397b-tp1 1x8192,q36-27b-tp1 2x4096,q3n-tp1 4x1000,q35-397b-tp8 1x2048,q35-397b-tp8 1x8192" ;;
+  esac
+}
+cand_envs() {
+  case $1 in
+    heads | heads-all) echo "GDN_PREP_HEADS=max" ;;
+    persist) echo "GDN_SM90_PERSIST=1 GDN_SM90_PERSIST=1,GDN_PREP_HEADS=max" ;;
+    overlap) echo "GDN_SM90_OVERLAP=1 GDN_SM90_OVERLAP=1,GDN_PREP_HEADS=max" ;;
+    local) echo "GDN_SM90_LOCAL_SKIP=1" ;;
+    pfirst) echo "GDN_SM90_PFIRST=1" ;;
+  esac
+}
 
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv >"$OUT/gpu.txt" 2>&1
 note "device: $(head -2 "$OUT/gpu.txt" | tail -1)"
@@ -65,7 +97,8 @@ for step in $STEPS; do
   step_t0=$SECONDS
   case $step in
     tests)
-      timeout 400 "$BIN/gdn_gpu_tests" --gtest_brief=0 >"$OUT/gpu-tests.log" 2>&1
+      # GDN_TESTS_FILTER: a gtest filter (default: every test).
+      timeout 400 "$BIN/gdn_gpu_tests" --gtest_brief=0 --gtest_filter="${GDN_TESTS_FILTER:-*}" >"$OUT/gpu-tests.log" 2>&1
       rc=$?
       note "gpu tests: rc=$rc, $(grep -E '^\[  PASSED  \]' "$OUT/gpu-tests.log" | head -1) $(grep -cE '^\[  FAILED  \] .*\)$' "$OUT/gpu-tests.log") failed, $(grep -cE '^\[  SKIPPED \] .*\)$' "$OUT/gpu-tests.log") skipped"
       grep -E '^\[  FAILED  \]' "$OUT/gpu-tests.log" | head -20 | tee -a "$summary"
@@ -150,16 +183,22 @@ for step in $STEPS; do
         for ab_backend in ${GDN_AB_BACKEND:-cuda}; do
           i=0
           for assign in none ${GDN_AB_ENVS:-}; do
-            env_args=()
-            [ "$assign" != none ] && IFS=, read -r -a env_args <<<"$assign"
-            ab_out=$OUT/bench-env-$ab_tag-$ab_backend-$i
-            env "${env_args[@]}" timeout 150 "$ab_bin/gdn" bench --suite bench/suite.json --backend "$ab_backend" \
-              --rows "$ab_rows" --json "$ab_out.json" >"$ab_out.txt" 2>&1
-            rc=$?
-            note "bench $ab_tag ($(cat "$ab_bin/COMMIT" 2>/dev/null)) $ab_backend with $assign: rc=$rc"
-            grep -E "^q3|^row" "$ab_out.txt" | tee -a "$summary"
+            bench_with "$ab_bin" "$ab_backend" "$ab_rows" "$assign" "$OUT/bench-env-$ab_tag-$ab_backend-$i"
             i=$((i + 1))
           done
+        done
+      done
+      ;;
+    candidates)
+      # The sm90 candidate settings not yet on by default, each group of GDN_CAND_GROUPS
+      # (default: overlap local persist heads pfirst; heads-all: GDN_PREP_HEADS on every
+      # prefill row) on the rows it can change (cand_rows), once with the defaults and once
+      # per setting (cand_envs), all in one call, so on one card (not a default step).
+      for g in ${GDN_CAND_GROUPS:-overlap local persist heads pfirst}; do
+        i=0
+        for assign in none $(cand_envs "$g"); do
+          bench_with "$BIN" sm90 "$(cand_rows "$g")" "$assign" "$OUT/bench-cand-$g-$i"
+          i=$((i + 1))
         done
       done
       ;;
