@@ -20,9 +20,9 @@ Status run_cuda_commit(const CommitCall& call, const CommitArgs& args);
 // (either GPU backend; waits for args.stream).
 Status prefill_device_status(const Call& call, const Args& args);
 // The bytes of a prefill workspace's last region, of T tokens in N
-// sequences of HV value heads: the overlapped sm90 prep's ready marks
-// ([max_chunks, HV] int32, chunk-major) and its ticket counter after them
-// (tests read them there).
+// sequences of HV value heads: the sm90 candidates' ticket counter (int32),
+// then the overlapped prep's ready marks ([max_chunks, HV] int32,
+// chunk-major); tests read them there.
 size_t prefill_ready_bytes(int64_t T, int64_t N, int64_t HV);
 
 // The Hopper backend (sm_90a): prefill only, the prep kernel and the sm90

@@ -284,6 +284,26 @@ PrefillBytes sm90_prefill_bytes(const Case& c, const char* var, const char* valu
   const ScopedEnv env(var, value);
   return sm90_prefill_bytes(c);
 }
+// The workspace's last region (cuda::prefill_ready_bytes) after a prefill of
+// case c on a's workspace, as int32: the sm90 candidates' ticket counter,
+// then the overlapped prep's ready marks. The Workload sizes the workspace
+// exactly for the call (checked here), so the region ends it. Empty when a
+// check fails.
+std::vector<int32_t> ticket_region(const Args& a, const Case& c) {
+  int64_t tokens = 0;
+  for (const int64_t len : c.seq_lens) tokens += len;
+  const size_t region = cuda::prefill_ready_bytes(tokens, static_cast<int64_t>(c.seq_lens.size()), c.HV);
+  size_t need = 0;
+  EXPECT_TRUE(workspace_size(Op::kPrefill, a, &need).ok());
+  EXPECT_EQ(a.workspace_bytes, need);
+  EXPECT_GE(need, region);
+  if (a.workspace_bytes != need || need < region) return {};
+  std::vector<int32_t> words(region / sizeof(int32_t));
+  EXPECT_EQ(cudaSuccess, cudaMemcpy(words.data(), static_cast<const char*>(a.workspace) + need - region,
+                                    region, cudaMemcpyDeviceToHost));
+  return words;
+}
+
 // A setting that must change no bit: the bytes with var = a and var = b
 // agree, and the call with b matches the reference.
 void expect_setting_keeps_bits(const Case& c, const char* var, const char* a, const char* b) {
@@ -431,13 +451,6 @@ TEST(Sm90Overlap, GivesTheBitsOfThePrepBefore) {
       a.backend = Backend::kSm90;
       a.strict = true;
       a.write_final_state = !sc.pool;  // (a pool stays, so that both calls start from the same states)
-      int64_t tokens = 0;
-      for (const int64_t len : sc.seq_lens) tokens += len;
-      const size_t region = cuda::prefill_ready_bytes(tokens, n, sc.HV);
-      size_t need = 0;  // (the region is the last of the call's workspace, which the Workload sized exactly)
-      ASSERT_TRUE(workspace_size(Op::kPrefill, a, &need).ok());
-      ASSERT_EQ(a.workspace_bytes, need);
-      ASSERT_GE(need, region);
       const int group = static_cast<int>(sc.HV / sc.H);
       const int64_t head_sets = sc.HV / cuda::prep_heads_for_group(group);
       for (int i = 0; i < 2; ++i) {
@@ -454,18 +467,18 @@ TEST(Sm90Overlap, GivesTheBitsOfThePrepBefore) {
         if (!sc.pool) {
           EXPECT_EQ(before.states, device_bytes(a.final_state));
         }
-        // The workspace's last region (prefill_ready_bytes): a mark per
-        // (chunk, value head), set for the call's chunks and clear past them,
-        // then the ticket counter.
-        std::vector<int32_t> ready(region / sizeof(int32_t));
-        CUDA_OK(cudaMemcpy(ready.data(), static_cast<const char*>(a.workspace) + a.workspace_bytes - region,
-                           region, cudaMemcpyDeviceToHost));
-        size_t at = 0;
-        for (; at < static_cast<size_t>(chunks * sc.HV); ++at) ASSERT_EQ(ready[at], 1) << "mark " << at;
-        while (at < ready.size() && ready[at] == 0) ++at;
-        ASSERT_LT(at, ready.size());
-        EXPECT_EQ(ready[at], longest * n * head_sets + cuda::kOverlapPrepUnits * prep_ctas)
+        // The ticket counter, then a mark per (chunk, value head): set for
+        // the call's chunks, clear past them (then the region's padding,
+        // which keeps the 0xFF the first call found).
+        const std::vector<int32_t> region = ticket_region(a, sc);
+        ASSERT_GT(region.size(), static_cast<size_t>(chunks * sc.HV));
+        EXPECT_EQ(region[0], longest * n * head_sets + cuda::kOverlapPrepUnits * prep_ctas)
             << "the ticket counter";
+        size_t at = 1;
+        for (; at <= static_cast<size_t>(chunks * sc.HV); ++at) ASSERT_EQ(region[at], 1) << "mark " << at - 1;
+        for (; at < region.size() && region[at] == 0; ++at) {
+        }
+        for (; at < region.size(); ++at) ASSERT_EQ(region[at], -1) << "padding " << at;
       }
       matches_reference(Backend::kSm90, for_gpu(sc));
     }
@@ -563,13 +576,11 @@ TEST(Sm90Persist, GivesTheBitsOfTheGrid) {
         EXPECT_EQ(first, device_bytes(a.out)) << "run " << i;
         EXPECT_EQ(first_ckpt, device_bytes(a.checkpoints)) << "run " << i;
       }
-      // The counter, the int32 after the meta region's flag, chunk and
-      // checkpoint offsets and sequence order (sm80/prefill.cu, layout):
-      // every CTA took tickets up to one past the items (pairs of tiles here).
-      int32_t counter = 0;
-      CUDA_OK(cudaMemcpy(&counter, static_cast<const int32_t*>(a.workspace) + 3 * n + 3, sizeof(counter),
-                         cudaMemcpyDeviceToHost));
-      EXPECT_EQ(counter, n * c.HV);
+      // The ticket counter: every CTA took tickets up to one past the items
+      // (pairs of tiles here).
+      const std::vector<int32_t> region = ticket_region(a, c);
+      ASSERT_FALSE(region.empty());
+      EXPECT_EQ(region[0], n * c.HV);
     }
   Case empty = c;
   empty.name = "persistent: 200 sequences without tokens";

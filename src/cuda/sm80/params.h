@@ -88,14 +88,14 @@ struct PrefillParams : TokenInputs {  // q, k, v and the gates
   int seg_phase = 0;           // kSegWhole, kSegLocal or kSegFinal
   float* seg_state = nullptr;  // [N * segments, HV, K, V]: local end states, then entering states
   float* seg_map = nullptr;    // [N * segments, HV, K, K]: each segment's state map
-  // The persistent sm90 state pass's ticket counter (sm90/state_pass.cu,
-  // kPersist; nullptr: no such pass runs): the prep kernel zeroes it, the
-  // pass's CTAs take their items after the first from it.
-  int32_t* item_counter = nullptr;
-  // The overlapped prep (sm90, prefill_prep.cu's prefill_prep_overlap_kernel;
-  // nullptr: none runs): [max_chunks, HV] ready marks, each set once its
-  // chunk's Au, L and factors are out, then the prep units' ticket counter;
-  // zeroed by the host before the prep launches.
+  // The workspace's last region (prefill.cu, layout): a ticket counter, then
+  // [max_chunks, HV] ready marks. tickets (nullptr: no candidate takes
+  // tickets) is the counter of the persistent sm90 state pass
+  // (sm90/state_pass.cu, kPersist; ready nullptr: the prep kernel zeroes it)
+  // or of the overlapped prep's units (prefill_prep.cu,
+  // prefill_prep_overlap_kernel; ready set, each mark set once its chunk's
+  // Au, L and factors are out; the host zeroes counter and marks first).
+  int32_t* tickets = nullptr;
   int32_t* ready = nullptr;
 };
 
@@ -127,7 +127,7 @@ __device__ __forceinline__ int32_t one_sequence_checks(const PrefillParams& p) {
   return p.indices != nullptr ? bad | row_flags(p, load_index(p.indices, p.idx64, 0)) : bad;
 }
 // The overlapped prep's ready marks (PrefillParams::ready), one per (chunk,
-// value head); its ticket counter is the word after them.
+// value head), after the ticket counter.
 __host__ __device__ inline int64_t ready_marks(const PrefillParams& p) {
   return p.max_chunks * p.HV;
 }

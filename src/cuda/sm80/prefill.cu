@@ -100,7 +100,7 @@ Layout layout(const Call& c, int segments) {
   const size_t chunks = static_cast<size_t>(max_chunks(c.T, c.N)) * static_cast<size_t>(c.HV);
   size_t at = 0;
   l.meta = at;
-  at = align_up(at + sizeof(int32_t) * (3 * static_cast<size_t>(c.N) + 4));
+  at = align_up(at + sizeof(int32_t) * (3 * static_cast<size_t>(c.N) + 3));
   l.au = at;
   at = align_up(at + sizeof(float) * chunks * kChunk * kChunk);
   l.l = at;
@@ -114,15 +114,15 @@ Layout layout(const Call& c, int segments) {
     l.seg_map = at;
     at = align_up(at + sizeof(float) * items * static_cast<size_t>(c.K) * static_cast<size_t>(c.K));
   }
-  l.ready = at;  // last: the overlapped prep's ready marks and ticket counter (PrefillParams::ready)
+  l.ready = at;  // last: the candidates' ticket counter and ready marks (PrefillParams::tickets)
   at += prefill_ready_bytes(c.T, c.N, c.HV);
   l.total = at;
   return l;
 }
 
 // The meta region: the error flag first (at the workspace's start whatever
-// the call's shape), then chunk_offset [N + 1], ckpt_offset [N + 1],
-// seq_order [N] and the persistent sm90 pass's ticket counter.
+// the call's shape), then chunk_offset [N + 1], ckpt_offset [N + 1] and
+// seq_order [N].
 int32_t* error_flag_in(void* workspace, const Layout& l) {
   return reinterpret_cast<int32_t*>(static_cast<char*>(workspace) + l.meta);
 }
@@ -162,10 +162,9 @@ bool column_state_pass(int64_t items, const DeviceLimits& dev) {
 // parameters.
 struct HostPlan {
   int64_t checkpoint_rows = 0;
-  bool long_tail = false;  // long_tail_of
-  bool one_chunk = false;  // every sequence at most one chunk long (a host copy of cu_seqlens shows it)
-  int32_t* item_counter = nullptr;  // the workspace's word for the persistent sm90 pass's tickets
-  int32_t* ready = nullptr;         // the workspace's marks for the overlapped sm90 prep
+  bool long_tail = false;      // long_tail_of
+  bool one_chunk = false;      // every sequence at most one chunk long (a host copy of cu_seqlens shows it)
+  int32_t* tickets = nullptr;  // the workspace's last region: its ticket counter, then the ready marks
 };
 
 // Whether one sequence's chunks outlast the rest of a column-owner launch by
@@ -325,12 +324,13 @@ Status launch_sm90(sm90::StateParams fp, const HostPlan& plan, const DeviceLimit
   fp.p.sm90_tiles = true;
   fp.p.prep_heads = static_cast<uint8_t>(prep_heads_for_group(fp.p.group));
   const sm90::PassForm form = sm90::pass_form_for<KV>(fp.p, dev.sms, plan.one_chunk, plan.long_tail);
-  if (sm90::persistent_pass<KV>(fp.p, form, dev.sms, plan.long_tail)) fp.p.item_counter = plan.item_counter;
+  if (sm90::persistent_pass<KV>(fp.p, form, dev.sms, plan.long_tail)) fp.p.tickets = plan.tickets;
   if (const int prep_ctas = sm90::overlap_prep_ctas<KV>(fp.p, form, dev.sms, plan.long_tail); prep_ctas > 0) {
-    // The prep on the SMs the pass leaves idle, beside it (the marks and the
-    // prep's ticket counter zeroed first).
-    fp.p.ready = plan.ready;
-    GDN_CUDA_RETURN(cudaMemsetAsync(fp.p.ready, 0, sizeof(int32_t) * (ready_marks(fp.p) + 1), stream));
+    // The prep on the SMs the pass leaves idle, beside it (its ticket
+    // counter and the marks zeroed first).
+    fp.p.tickets = plan.tickets;
+    fp.p.ready = plan.tickets + 1;
+    GDN_CUDA_RETURN(cudaMemsetAsync(fp.p.tickets, 0, sizeof(int32_t) * (1 + ready_marks(fp.p)), stream));
     if (Status s = launch_prefill_prep_overlap<__nv_bfloat16, KV, KV>(fp.p, prep_ctas, stream); !s.ok())
       return s;
   } else if (form != sm90::PassForm::kFused) {
@@ -480,8 +480,7 @@ Status run_prefill(const Call& c, const Args& a, bool sm90) {
   const ChunkCounts counts = chunk_counts(c);
   plan.long_tail = long_tail_of(c, counts, dev);
   plan.one_chunk = c.host_seqlens && counts.longest <= 1;
-  plan.item_counter = error_flag_in(ws, l) + 3 * c.N + 3;  // (the meta region's last word, layout)
-  plan.ready = reinterpret_cast<int32_t*>(ws + l.ready);
+  plan.tickets = reinterpret_cast<int32_t*>(ws + l.ready);
   if (sm90) {
 #if GDN_WITH_SM90_BACKEND
     if (c.io_dtype != DType::kBF16) return Status::Unsupported("sm90: runs bf16 io only");

@@ -441,8 +441,8 @@ __global__ void __launch_bounds__(kPrepThreads, kShared ? kSharedPrepCtas<kAuOnl
   PrepProbe probe;
   launch_dependents();       // the state pass may launch; it waits for this kernel's results
   wait_for_prerequisites();  // chunk_meta's offsets and error flag (or, inline, the caller's inputs)
-  if (p.item_counter != nullptr && blockIdx.x == 0 && threadIdx.x == 0)
-    *p.item_counter = 0;          // the persistent state pass's tickets (it waits for this kernel)
+  if (p.tickets != nullptr && blockIdx.x == 0 && threadIdx.x == 0)
+    *p.tickets = 0;               // the persistent state pass's tickets (it waits for this kernel)
   if (p.clear_flag != nullptr) {  // inline: this kernel writes the flag (and never reads it)
     if (blockIdx.x == 0 && threadIdx.x == 0) *p.clear_flag = p.inline_check ? one_sequence_checks(p) : 0;
   } else if (device_checks_failed(p)) {
@@ -525,7 +525,7 @@ __global__ void __launch_bounds__(kOverlapPrepUnits* kPrepThreads, 1)
   int32_t longest = 0;  // chunks of the longest sequence (the inline table: at most kInlineSeqs)
   for (int64_t n = 0; n < p.N; ++n) longest = max(longest, first_chunk(p, n + 1) - first_chunk(p, n));
   const uint32_t tickets = static_cast<uint32_t>(longest) * seqs * head_sets;
-  int32_t* const counter = p.ready + ready_marks(p);
+  int32_t* const counter = p.tickets;
   const auto sync = [unit] { named_barrier(1 + unit, kPrepThreads); };
   for (;;) {
     if (tid == 0) ticket[unit] = atomicAdd(reinterpret_cast<unsigned int*>(counter), 1u);
@@ -559,7 +559,8 @@ Status launch_overlap_kernel(const PrefillParams& p, int ctas, cudaStream_t stre
     return s;
   // (The state pass after it waits for every mark: a launch that did not
   // run would hang it, so every refusal is an error.)
-  if (p.max_chunks == 0 || ctas < 1 || p.ready == nullptr || !p.inline_offsets || p.error_flag != nullptr)
+  if (p.max_chunks == 0 || ctas < 1 || p.tickets == nullptr || p.ready == nullptr || !p.inline_offsets ||
+      p.error_flag != nullptr)
     return Status(
         StatusCode::kInternal,
         "prefill_prep_overlap_kernel: needs chunks, CTAs, its ready marks and a call the host checked");

@@ -793,7 +793,7 @@ __device__ __forceinline__ CtaItem cta_item(const StateParams& fp, uint32_t b) {
 // The persistent pass (kPersist; whole sequences, the two-kernel and kSplitL
 // forms, where the CTA items outnumber the SMs): one CTA an SM, each taking
 // its items after its first (blockIdx.x) from a ticket counter
-// (p.item_counter, which the prep kernel zeroes; item gridDim.x + ticket),
+// (p.tickets, which the prep kernel zeroes; item gridDim.x + ticket),
 // so in the grid's order, longest first. The load thread takes a ticket
 // once it has issued the copies of its item's last chunk and hands the item
 // to the other roles through this two-entry ring (-1: no more), with the
@@ -819,7 +819,7 @@ struct NextItem {
 // once they have read it.
 __device__ __forceinline__ int64_t post_next_item(const StateParams& fp, int it, int ring0) {
   ItemRing& ir = item_ring();
-  const int64_t ticket = int64_t{gridDim.x} + atomicAdd(fp.p.item_counter, 1);
+  const int64_t ticket = int64_t{gridDim.x} + atomicAdd(fp.p.tickets, 1);
   const int64_t b = ticket < fp.items ? ticket : -1;
   const int e = (it - 1) & 1, use = (it - 1) >> 1;
   if (use > 0) mbar_wait(&ir.empty[e], (use - 1) & 1);
@@ -1227,16 +1227,16 @@ Status launch_form(const StateParams& fp, int sms, bool long_tail, cudaStream_t 
     local.local_skip = local_skip_requested();
     return launch_phase<K, true, kForm>(local, sms, long_tail, stream);
   }
-  if (fp.p.item_counter != nullptr && fp.p.ready != nullptr)  // (defensive: their rules exclude each other)
-    return Status(StatusCode::kInternal, "sm90: a pass is either persistent or beside the prep, not both");
-  if constexpr (kForm != PassForm::kFused)  // (launch_sm90 sets the counter where persistent_pass says so)
-    if (fp.p.item_counter != nullptr)
-      return launch_phase<K, false, kForm, false, true>(fp, sms, long_tail, stream);
-  if constexpr (kForm == PassForm::kTwoKernel) {
-    if (fp.p.ready != nullptr)  // (launch_sm90 sets the marks where overlap_prep_ctas says so)
+  // (launch_sm90 sets the marks where overlap_prep_ctas says so, the ticket
+  // counter alone where persistent_pass does; their rules exclude each other.)
+  if constexpr (kForm == PassForm::kTwoKernel)
+    if (fp.p.ready != nullptr)
       return launch_phase<K, false, kForm, false, false, true>(fp, sms, long_tail, stream);
+  if constexpr (kForm != PassForm::kFused)
+    if (fp.p.tickets != nullptr && fp.p.ready == nullptr)
+      return launch_phase<K, false, kForm, false, true>(fp, sms, long_tail, stream);
+  if constexpr (kForm == PassForm::kTwoKernel)
     if (p_first_requested()) return launch_phase<K, false, kForm, true>(fp, sms, long_tail, stream);
-  }
   return launch_phase<K, false, kForm>(fp, sms, long_tail, stream);
 }
 

@@ -35,8 +35,8 @@ template <int K>
 PassForm pass_form_for(const PrefillParams& p, int sms, bool one_chunk, bool long_tail);
 
 // Whether the whole-sequence pass of p in `form` runs persistent (state_pass.cu,
-// kPersist): then the caller points p.item_counter at a workspace word
-// before the prep kernel launches (it zeroes the word).
+// kPersist): then the caller points p.tickets at the workspace's ticket
+// counter before the prep kernel launches (it zeroes the word).
 template <int K>
 bool persistent_pass(const PrefillParams& p, PassForm form, int sms, bool long_tail);
 
